@@ -1,0 +1,21 @@
+"""prefect-videogen: Prefect 3 tasks, flows and blocks that turn prompts into stored videos.
+
+Blocks are re-exported here so that ``prefect block register -m prefect_videogen`` finds them.
+"""
+
+from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage, VideoProviderBlock
+from prefect_videogen.errors import VideoGenError
+from prefect_videogen.models import JobStatus, VideoJob, VideoRequest, VideoResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "JobStatus",
+    "LocalRenderer",
+    "LocalVideoStorage",
+    "VideoGenError",
+    "VideoJob",
+    "VideoProviderBlock",
+    "VideoRequest",
+    "VideoResult",
+]

@@ -1,0 +1,38 @@
+"""Settings of the embedded local renderer (no credentials needed)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from prefect_videogen.blocks.base import VideoProviderBlock
+from prefect_videogen.providers.local import LocalProvider
+
+
+class LocalRenderer(VideoProviderBlock):
+    """The embedded renderer: real H.264 MP4 title cards made on this machine, with no key and no cost.
+
+    Example:
+        ```python
+        from prefect_videogen.blocks import LocalRenderer
+
+        renderer = LocalRenderer.load("BLOCK_NAME")
+        ```
+    """
+
+    provider_name = "local"
+    _block_type_name = "Videogen Local Renderer"
+    _block_type_slug = "videogen-local-renderer"
+
+    queue_delay_seconds: float = Field(
+        default=0.5, ge=0, description="How long a job waits in the simulated queue before it succeeds."
+    )
+    fps: int = Field(default=24, ge=1, le=60, description="Frames per second of rendered videos.")
+    jobs_dir: str | None = Field(
+        default=None, description="Where job records are kept; empty means ~/.cache/prefect-videogen/local-jobs."
+    )
+
+    def get_client(self) -> LocalProvider:
+        return LocalProvider(queue_delay_seconds=self.queue_delay_seconds, fps=self.fps, jobs_dir=self.jobs_dir)
+
+    def account_id(self) -> str:
+        return "local"

@@ -1,0 +1,243 @@
+"""The one error tree of prefect-videogen.
+
+Every error the package raises on purpose derives from :class:`VideoGenError`::
+
+    VideoGenError
+    ├── InvalidVideoRequest            bad input, found before any paid call (also a ValueError)
+    ├── ProviderError                  the provider answered with an error (provider, status_code, request_id)
+    │   ├── AuthError                  401/403: wrong or missing key, plan does not allow it; never retried
+    │   ├── RateLimited                429: retry_after seconds when the provider said
+    │   ├── InvalidRequest             400/404/422: the provider rejected what we sent; never retried
+    │   │   └── ModelUnavailable       the model is unknown to, or retired by, this provider
+    │   ├── InsufficientCredits        402: the account cannot pay for the job
+    │   ├── IdempotencyConflict        409 on an idempotent submit: same key, different body
+    │   └── ProviderUnavailable        5xx, timeouts, dropped connections
+    ├── JobFailed                      the job ran and failed (code, message)
+    │   └── ContentRejected            moderation: never re-sent automatically
+    ├── JobTimedOut                    no terminal status before the deadline (job_id)
+    ├── BudgetExceeded                 a submit would take the run over its budget
+    └── StorageError                   the video could not be stored
+        └── VerificationFailed         the stored bytes are not the video that was asked for
+
+``retryable`` is a property of the type (and, for a few, of the instance), so a Prefect
+``retry_condition_fn`` is one line: ``lambda task, run, state: is_retryable(state)``.
+
+Messages never contain secrets: provider error bodies are reduced to their message text and
+every message passes through :func:`redact` before it is stored on an exception.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+# Shapes of provider keys (OpenAI "sk-...", APIFrame "afk_...") and of HTTP credentials. Redaction is
+# a second line of defence: keys are never put into messages on purpose.
+_SECRET_PATTERNS = [
+    re.compile(r"\b(sk|afk|key)[-_][A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(?i)(authorization|x-api-key)\s*[:=]\s*\S+(\s+\S+)?"),
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"),
+]
+_registered_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so that :func:`redact` removes it from any message."""
+    if value and len(value) >= 4:
+        _registered_secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with registered secrets and key-shaped tokens replaced by ``***``."""
+    for secret in sorted(_registered_secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub("***", text)
+    return text
+
+
+class VideoGenError(Exception):
+    """Base class of every error prefect-videogen raises on purpose."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        self.message = redact(message)
+        super().__init__(self.message)
+
+
+class InvalidVideoRequest(VideoGenError, ValueError):
+    """A request field has a value the chosen provider and model do not allow.
+
+    Raised before anything is sent to a provider.
+    """
+
+    def __init__(self, field: str, value: Any, allowed: Iterable[Any] | str, *, context: str = "") -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed if isinstance(allowed, str) else list(allowed)
+        allowed_text = allowed if isinstance(allowed, str) else ", ".join(repr(a) for a in self.allowed)
+        where = f" for {context}" if context else ""
+        super().__init__(f"{field}={value!r} is not allowed{where}; allowed: {allowed_text}")
+
+
+class ProviderError(VideoGenError):
+    """The provider answered with an error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status_code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.provider = provider
+        self.status_code = status_code
+        self.request_id = request_id
+        details = ", ".join(
+            part
+            for part in (
+                f"HTTP {status_code}" if status_code else "",
+                f"request id {request_id}" if request_id else "",
+            )
+            if part
+        )
+        super().__init__(f"{provider}: {message}" + (f" ({details})" if details else ""))
+
+
+class AuthError(ProviderError):
+    """The provider refused our credentials (401) or our plan (403). Never retried."""
+
+
+class RateLimited(ProviderError):
+    """The provider asked us to slow down (429)."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class InvalidRequest(ProviderError):
+    """The provider rejected what we sent (400, 404, 422). Never retried."""
+
+
+class ModelUnavailable(InvalidRequest):
+    """The model is unknown to, or retired by, this provider."""
+
+    def __init__(self, message: str, *, model: str, **kwargs: Any) -> None:
+        self.model = model
+        super().__init__(message, **kwargs)
+
+
+class InsufficientCredits(ProviderError):
+    """The account cannot pay for the job (402). Nothing was charged."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        credits_required: float | None = None,
+        credits_available: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.credits_required = credits_required
+        self.credits_available = credits_available
+        super().__init__(message, **kwargs)
+
+
+class IdempotencyConflict(ProviderError):
+    """The same idempotency key was sent with a different body (409)."""
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx answers, timeouts and dropped connections: worth another try later."""
+
+    retryable = True
+
+
+class JobFailed(VideoGenError):
+    """The provider ran the job and reports it failed."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        job_id: str,
+        code: str | None = None,
+        charged: bool | None = None,
+    ) -> None:
+        self.provider = provider
+        self.job_id = job_id
+        self.code = code
+        self.charged = charged
+        code_text = f" [{code}]" if code else ""
+        super().__init__(f"{provider} job {job_id} failed{code_text}: {message}")
+
+
+class ContentRejected(JobFailed):
+    """The provider's moderation blocked the job.
+
+    ``stage`` says what was flagged when the provider tells: ``"prompt"``, ``"image"``,
+    ``"output"`` or ``None``. ``charged`` says whether the provider still billed it (``None``
+    when unknown). Identical input is never re-sent automatically after this error.
+    """
+
+    def __init__(self, message: str, *, stage: str | None = None, **kwargs: Any) -> None:
+        self.stage = stage
+        super().__init__(message, **kwargs)
+        if stage:
+            self.message = f"{self.message} (blocked: {stage})"
+            self.args = (self.message,)
+
+
+class JobTimedOut(VideoGenError):
+    """No terminal status arrived before the deadline. The job may still finish: resume it."""
+
+    retryable = True
+
+    def __init__(self, *, provider: str, job_id: str, waited_seconds: float, last_status: str) -> None:
+        self.provider = provider
+        self.job_id = job_id
+        self.waited_seconds = waited_seconds
+        self.last_status = last_status
+        super().__init__(
+            f"{provider} job {job_id} still {last_status!r} after {waited_seconds:.0f} s; "
+            "it may still finish: wait for the same job id again instead of submitting anew"
+        )
+
+
+class BudgetExceeded(VideoGenError):
+    """A submit would take the run over its budget; nothing was sent."""
+
+    def __init__(self, *, needed_usd: float, remaining_usd: float, budget_usd: float) -> None:
+        self.needed_usd = needed_usd
+        self.remaining_usd = remaining_usd
+        self.budget_usd = budget_usd
+        super().__init__(
+            f"estimated ${needed_usd:.2f} exceeds the ${remaining_usd:.2f} left of the run's "
+            f"${budget_usd:.2f} budget (max_cost_usd); nothing was submitted"
+        )
+
+
+class StorageError(VideoGenError):
+    """The video could not be written to storage."""
+
+    retryable = True
+
+
+class VerificationFailed(StorageError):
+    """The bytes are not the video that was asked for (not decodable, wrong duration or size)."""
+
+    retryable = False
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Tell whether ``exc`` is worth another attempt of the same, idempotent step."""
+    return isinstance(exc, VideoGenError) and exc.retryable

@@ -1,0 +1,5 @@
+"""Prefect flows."""
+
+from prefect_videogen.flows.generate import generate_video
+
+__all__ = ["generate_video"]

@@ -1,0 +1,127 @@
+"""Plan -> submit -> wait -> store, as plain async functions (no Prefect).
+
+The Prefect tasks in ``prefect_videogen.tasks`` are thin wrappers over these.
+
+Example:
+    ```python
+    from prefect_videogen.generation import generate
+    from prefect_videogen.models import VideoRequest
+    from prefect_videogen.providers.local import LocalProvider
+    from prefect_videogen.storage import VideoStorage
+
+    result = await generate(LocalProvider(), VideoRequest(prompt="a fox"), VideoStorage("./videos"))
+    ```
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect_videogen.catalog import VideoPlan, load_catalog
+from prefect_videogen.errors import VerificationFailed
+from prefect_videogen.media import mismatch, probe_video
+from prefect_videogen.models import VideoJob, VideoRequest, VideoResult
+from prefect_videogen.providers.base import VideoProvider, wait_for_job
+from prefect_videogen.storage.base import VideoStorage
+
+
+def plan_request(provider: str, request: VideoRequest) -> VideoPlan:
+    """Check ``request`` against the catalog for ``provider`` (raises InvalidVideoRequest)."""
+    return load_catalog().plan(provider, request)
+
+
+def sidecar_key(video_key: str) -> str:
+    stem, _, _ = video_key.rpartition(".")
+    return f"{stem or video_key}.json"
+
+
+async def store_video(
+    provider: VideoProvider,
+    plan: VideoPlan,
+    job: VideoJob,
+    storage: VideoStorage,
+    *,
+    key_fields: dict[str, str] | None = None,
+    timings: dict[str, float] | None = None,
+) -> VideoResult:
+    """Stream the finished ``job``'s video into ``storage``, verify it, publish it and its sidecar.
+
+    Raises:
+        VerificationFailed: the bytes are not a decodable video of the requested duration and size;
+            nothing is published.
+    """
+    started = time.monotonic()
+    key = storage.key_for(
+        slug=plan.request.prompt,
+        job_id=job.job_id,
+        provider=plan.provider,
+        model=plan.request.model or "",
+        **(key_fields or {}),
+    )
+    probes = []
+
+    def verify(fs: Any, path: str) -> None:
+        try:
+            with fs.open(path, "rb") as handle:
+                probe = probe_video(handle)
+        except ValueError as exc:
+            raise VerificationFailed(f"{plan.provider} job {job.job_id}: {exc}") from exc
+        problem = mismatch(probe, duration=plan.request.duration, width=plan.width, height=plan.height)
+        if problem:
+            raise VerificationFailed(f"{plan.provider} job {job.job_id} returned the wrong video: {problem}")
+        probes.append(probe)
+
+    async with provider.stream_video(job) as chunks:
+        stored = await storage.write_stream(key, chunks, verify=verify)
+    probe = probes[0]
+    timings = {**(timings or {}), "download_seconds": round(time.monotonic() - started, 3)}
+    result_sidecar_key = sidecar_key(key)
+    result = VideoResult(
+        video_uri=stored.uri,
+        sidecar_uri=storage.uri(result_sidecar_key),
+        provider=plan.provider,
+        model=plan.request.model or "",
+        job_id=job.job_id,
+        bytes=stored.size,
+        sha256=stored.sha256,
+        duration_seconds=round(probe.duration_seconds, 3),
+        width=probe.width,
+        height=probe.height,
+        resolution=f"{probe.width}x{probe.height}",
+        prompt=plan.request.prompt,
+        timings=timings,
+    )
+    sidecar = {
+        "video_key": key,
+        "request": plan.request.model_dump(mode="json"),
+        "provider": plan.provider,
+        "model": plan.request.model,
+        "provider_model_id": plan.spec.provider_model_id,
+        "job_id": job.job_id,
+        "size": stored.size,
+        "sha256": stored.sha256,
+        "video": {"duration_seconds": result.duration_seconds, "width": probe.width, "height": probe.height, "codec": probe.codec},
+        "reported_cost": {"amount": job.reported_cost, "unit": job.reported_cost_unit},
+        "timings": timings,
+        "created_at": result.created_at.isoformat(),
+    }
+    await storage.write_json(result_sidecar_key, sidecar)
+    return result
+
+
+async def generate(
+    provider: VideoProvider,
+    request: VideoRequest,
+    storage: VideoStorage,
+    *,
+    timeout: float = 1800.0,
+) -> VideoResult:
+    """Generate one video end to end without Prefect."""
+    plan = plan_request(provider.name, request)
+    started = time.monotonic()
+    job = await provider.submit(plan)
+    submitted = time.monotonic()
+    job = await wait_for_job(provider, job, timeout=timeout)
+    timings = {"submit_seconds": round(submitted - started, 3), "wait_seconds": round(time.monotonic() - submitted, 3)}
+    return await store_video(provider, plan, job, storage, timings=timings)

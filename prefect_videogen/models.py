@@ -1,0 +1,132 @@
+"""The data that flows through prefect-videogen: requests in, jobs in between, results out.
+
+Requests are strict (``extra="forbid"``, constrained fields); provider answers are mapped into
+:class:`VideoJob` leniently by each provider adapter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+AspectRatio = Literal["16:9", "9:16"]
+Resolution = Literal["standard", "high"]
+
+# The longest prompt any catalogued provider accepts (OpenAI: 1-32000 characters); each provider's
+# own, possibly smaller, limit is checked against the catalog.
+MAX_PROMPT_CHARS = 32_000
+
+
+class VideoRequest(BaseModel):
+    """What to generate. Validated against the model catalog before anything is sent.
+
+    Example:
+        ```python
+        from prefect_videogen import VideoRequest
+
+        request = VideoRequest(prompt="a red fox running through fresh snow", duration=4, aspect_ratio="9:16")
+        ```
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str = Field(
+        min_length=1,
+        max_length=MAX_PROMPT_CHARS,
+        description="What the video shows. Providers have their own limits (APIFrame: 4000 characters).",
+    )
+    model: str | None = Field(
+        default=None,
+        description="Model name from the provider's catalog, for example sora-2 or sora-2-pro. Empty: the provider's default.",
+    )
+    duration: int = Field(default=4, gt=0, le=600, description="Length of the video in seconds.")
+    aspect_ratio: AspectRatio = Field(default="16:9", description="16:9 (landscape) or 9:16 (portrait).")
+    resolution: Resolution = Field(
+        default="standard", description="standard (720p) or high (the model's larger size, where it has one)."
+    )
+    image: str | None = Field(
+        default=None,
+        description="Optional first frame for image-to-video: a local file path or an http(s) URL.",
+    )
+    provider_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Model-specific extras passed through to the provider unchanged.",
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt is blank; write what the video should show")
+        if any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
+            raise ValueError("prompt contains control characters; only newlines and tabs are allowed")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("image is blank; give a local file path or an http(s) URL, or leave it out")
+        return value
+
+    def fingerprint(self) -> str:
+        """A stable sha256 of the normalised request: same request, same fingerprint."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class JobStatus(str, Enum):
+    """Where a provider job is. Provider vocabularies are mapped onto these by explicit tables."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+
+
+class VideoJob(BaseModel):
+    """A job as a provider last described it."""
+
+    provider: str
+    job_id: str
+    model: str
+    status: JobStatus
+    raw_status: str = Field(description="The provider's own status word, kept for logs.")
+    progress: float | None = Field(default=None, description="0.0 to 1.0 where the provider reports it.")
+    error_code: str | None = None
+    error_message: str | None = None
+    poll_after_seconds: float | None = Field(default=None, description="The provider's hint for the next poll.")
+    reported_cost: float | None = Field(default=None, description="What the provider says it charged.")
+    reported_cost_unit: str | None = None
+    provider_data: dict[str, Any] = Field(
+        default_factory=dict, description="Provider specifics the adapter needs later (never secrets)."
+    )
+
+
+class VideoResult(BaseModel):
+    """A stored video, as returned by the ``generate_video`` flow."""
+
+    video_uri: str
+    sidecar_uri: str
+    provider: str
+    model: str
+    job_id: str
+    bytes: int
+    sha256: str
+    duration_seconds: float = Field(description="Duration read back from the stored file.")
+    width: int
+    height: int
+    resolution: str = Field(description="WIDTHxHEIGHT read back from the stored file.")
+    prompt: str
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    timings: dict[str, float] = Field(default_factory=dict, description="Seconds spent per step.")

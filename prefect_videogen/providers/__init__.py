@@ -1,0 +1,6 @@
+"""Provider clients: plain async code that imports no Prefect."""
+
+from prefect_videogen.providers.base import PollSchedule, VideoProvider, wait_for_job
+from prefect_videogen.providers.local import LocalProvider
+
+__all__ = ["LocalProvider", "PollSchedule", "VideoProvider", "wait_for_job"]
