@@ -96,6 +96,7 @@ class ProviderError(VideoGenError):
         self.provider = provider
         self.status_code = status_code
         self.request_id = request_id
+        self.detail = redact(message)
         details = ", ".join(
             part
             for part in (
@@ -154,9 +155,22 @@ class IdempotencyConflict(ProviderError):
 
 
 class ProviderUnavailable(ProviderError):
-    """5xx answers, timeouts and dropped connections: worth another try later."""
+    """5xx answers, timeouts and dropped connections: worth another try later.
 
-    retryable = True
+    ``maybe_created`` is True when a paid submit failed after its body was sent: the provider may
+    have created (and will bill) the job, so the submit is not retryable; look the job up instead.
+    """
+
+    def __init__(self, message: str, *, maybe_created: bool = False, **kwargs: Any) -> None:
+        self.maybe_created = maybe_created
+        super().__init__(message, **kwargs)
+        if maybe_created:
+            self.message += "; the provider may have created the job, so it was not re-sent"
+            self.args = (self.message,)
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return not self.maybe_created
 
 
 class JobFailed(VideoGenError):

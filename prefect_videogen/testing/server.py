@@ -1,0 +1,196 @@
+"""What every provider emulator shares: a loopback server, job clock, counters, faults, real MP4s.
+
+An emulator is an ASGI app (Starlette) over an :class:`EmulatorState`. :class:`EmulatorServer`
+runs it with uvicorn on 127.0.0.1 in a background thread, so tests and dry runs talk real HTTP.
+
+Example:
+    ```python
+    from prefect_videogen.testing import EmulatorServer, OpenAIEmulator
+
+    with EmulatorServer(OpenAIEmulator()) as server:
+        print(server.base_url, server.emulator.counters["jobs_created"])
+    ```
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import tempfile
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from prefect_videogen.media import render_title_card
+
+# Emulated videos are rendered at a low frame rate: duration and size are what clients verify,
+# and 6 fps keeps a 1080p 20 s clip quick to render on a 2-core CI machine.
+EMULATOR_FPS = 6
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour, taken by the next matching request.
+
+    Attributes:
+        status: answer with this HTTP status (and ``body``/``headers``) instead of the real answer.
+        body: JSON body of that answer; provider emulators fill a documented default when None.
+        headers: extra response headers (``Retry-After``, ``retry-after-ms``...).
+        drop_after_bytes: for downloads, close the connection after this many body bytes.
+        reject: for job creation, fail the job by content policy at this stage
+            ("prompt", "image" or "output").
+        fail_on_create: the create response itself already reports the job failed.
+        after_create: apply ``status`` only after the job was really created (an ambiguous 5xx).
+    """
+
+    status: int | None = None
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    drop_after_bytes: int | None = None
+    reject: str | None = None
+    fail_on_create: bool = False
+    after_create: bool = False
+
+
+class FaultPlan:
+    """Faults queued per endpoint ("create", "poll", "download", "upload", "asset"), plus random rates."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._queued: dict[str, deque[Fault]] = {}
+        self._rates: dict[str, list[tuple[float, Fault]]] = {}
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def add(self, endpoint: str, fault: Fault, *, times: int = 1) -> None:
+        with self._lock:
+            self._queued.setdefault(endpoint, deque()).extend([fault] * times)
+
+    def rate(self, endpoint: str, probability: float, fault: Fault) -> None:
+        """Apply ``fault`` to each ``endpoint`` request with ``probability`` (seeded, repeatable)."""
+        with self._lock:
+            self._rates.setdefault(endpoint, []).append((probability, fault))
+
+    def take(self, endpoint: str) -> Fault | None:
+        with self._lock:
+            queue = self._queued.get(endpoint)
+            if queue:
+                return queue.popleft()
+            for probability, fault in self._rates.get(endpoint, []):
+                if self._random.random() < probability:
+                    return fault
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queued.clear()
+            self._rates.clear()
+
+
+class EmulatorState:
+    """Jobs, counters and faults of one emulated provider.
+
+    Args:
+        latency_seconds: how long a job takes from creation to success.
+        poll_after_ms: the poll hint the emulator sends where its provider sends one.
+        clock: seconds, injectable.
+    """
+
+    provider = "emulator"
+
+    def __init__(self, *, latency_seconds: float = 0.05, poll_after_ms: int = 10, clock: Callable[[], float] = time.monotonic, seed: int = 0) -> None:
+        self.latency_seconds = latency_seconds
+        self.poll_after_ms = poll_after_ms
+        self.clock = clock
+        self.faults = FaultPlan(seed)
+        self.counters: Counter[str] = Counter()
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            self.counters[name] += n
+
+    def elapsed_fraction(self, job: dict[str, Any]) -> float:
+        if self.latency_seconds <= 0:
+            return 1.0
+        return min((self.clock() - job["created"]) / self.latency_seconds, 1.0)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.counters.clear()
+            self.jobs.clear()
+        self.faults.clear()
+
+    @property
+    def app(self) -> Any:  # an ASGI application
+        raise NotImplementedError
+
+
+@lru_cache(maxsize=32)
+def _rendered(width: int, height: int, duration: int) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="videogen-emulator-") as tmp:
+        target = Path(tmp) / "video.mp4"
+        render_title_card(
+            target, prompt=f"emulated {width}x{height} {duration}s", width=width, height=height,
+            duration=duration, fps=EMULATOR_FPS,
+        )
+        return target.read_bytes()
+
+
+def video_bytes(width: int, height: int, duration: int) -> bytes:
+    """A real H.264 MP4 of this size and duration (cached: emulators serve many identical clips)."""
+    return _rendered(width, height, duration)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EmulatorServer:
+    """Run an emulator on 127.0.0.1 in a background thread (a context manager)."""
+
+    def __init__(self, emulator: EmulatorState, *, port: int = 0) -> None:
+        self.emulator = emulator
+        self.port = port or free_port()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> EmulatorServer:
+        config = uvicorn.Config(
+            self.emulator.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
+            access_log=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name=f"{self.emulator.provider}-emulator", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"{self.emulator.provider} emulator did not start on port {self.port}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
