@@ -91,6 +91,23 @@ class VideoPlan(BaseModel):
         return f"{self.width}x{self.height}"
 
 
+def ensure_available(plan: VideoPlan, *, today: date | None = None) -> None:
+    """Raise ModelUnavailable when the catalog marks ``plan``'s model retired on or before ``today``.
+
+    Provider adapters call this where the retirement applies (OpenAI's own API), not for
+    OpenAI-compatible gateways, which may still serve a model: there the provider's own "model not
+    found" answer is mapped to the same error.
+    """
+    spec = plan.spec
+    if spec.retired_on and spec.retired_on <= (today or date.today()):
+        raise ModelUnavailable(
+            f"model {plan.request.model!r} was retired on {spec.retired_on.isoformat()}; choose another model "
+            "or a provider that still serves it (catalog overrides: PREFECT_VIDEOGEN_CATALOG)",
+            provider=plan.provider,
+            model=plan.request.model or "",
+        )
+
+
 class Catalog(BaseModel):
     model_config = ConfigDict(extra="forbid")
     as_of: date
@@ -102,13 +119,12 @@ class Catalog(BaseModel):
         except KeyError:
             raise InvalidVideoRequest("provider", name, sorted(self.providers)) from None
 
-    def plan(self, provider: str, request: VideoRequest, *, today: date | None = None) -> VideoPlan:
+    def plan(self, provider: str, request: VideoRequest) -> VideoPlan:
         """Check ``request`` against ``provider``'s catalog rows.
 
         Raises:
             InvalidVideoRequest: a field's value is not allowed; the message names the field, the
                 value and the allowed values. Nothing is rounded or substituted.
-            ModelUnavailable: the catalog marks the model retired on or before ``today``.
         """
         entry = self.provider(provider)
         model = request.model or entry.default_model
@@ -116,14 +132,6 @@ class Catalog(BaseModel):
             raise InvalidVideoRequest("model", model, sorted(entry.models), context=f"provider {provider!r}")
         spec = entry.models[model]
         context = f"{provider} model {model!r}"
-        today = today or date.today()
-        if spec.retired_on and spec.retired_on <= today:
-            raise ModelUnavailable(
-                f"model {model!r} was retired on {spec.retired_on.isoformat()}; choose another model or a "
-                "provider that still serves it (catalog overrides: PREFECT_VIDEOGEN_CATALOG)",
-                provider=provider,
-                model=model,
-            )
         if len(request.prompt) > entry.max_prompt_chars:
             raise InvalidVideoRequest(
                 "prompt", f"<{len(request.prompt)} characters>", f"at most {entry.max_prompt_chars} characters",

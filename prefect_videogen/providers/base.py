@@ -25,6 +25,19 @@ Sleep = Callable[[float], Awaitable[None]]
 DOWNLOAD_CHUNK_BYTES = 1 << 20
 
 
+def map_status(table: dict[str, JobStatus], raw: str | None) -> JobStatus:
+    """Map a provider status word through ``table`` (case-insensitive).
+
+    An unknown word counts as still running: the poll loop's deadline bounds it, and it is never
+    guessed to be queued, done or failed.
+    """
+    status = table.get((raw or "").strip().lower())
+    if status is None:
+        logger.warning("unknown provider status %r; treating it as still running", raw)
+        return JobStatus.RUNNING
+    return status
+
+
 class VideoProvider(ABC):
     """Submit a job, read its status, stream its video.
 
