@@ -3,7 +3,7 @@
 Blocks are re-exported here so that ``prefect block register -m prefect_videogen`` finds them.
 """
 
-from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage, VideoProviderBlock
+from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage, S3VideoStorage, VideoProviderBlock
 from prefect_videogen.errors import VideoGenError
 from prefect_videogen.models import JobStatus, VideoJob, VideoRequest, VideoResult
 
@@ -13,6 +13,7 @@ __all__ = [
     "JobStatus",
     "LocalRenderer",
     "LocalVideoStorage",
+    "S3VideoStorage",
     "VideoGenError",
     "VideoJob",
     "VideoProviderBlock",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import textwrap
 from dataclasses import dataclass
 from fractions import Fraction
@@ -136,3 +137,27 @@ def render_title_card(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+def first_frame_image(source: str | Path | IO[bytes], *, image_format: str = "JPEG", max_size: int = 640) -> bytes:
+    """Encode the first decodable frame of ``source`` as an image (a thumbnail), at most ``max_size`` pixels wide or high.
+
+    Example:
+        ```python
+        jpeg = first_frame_image("clip.mp4")
+        ```
+
+    Raises:
+        ValueError: the bytes are not a decodable video.
+    """
+    try:
+        with av.open(source, mode="r") as container:
+            if not container.streams.video:
+                raise ValueError("no video stream")
+            image = next(container.decode(container.streams.video[0])).to_image()
+    except (av.error.FFmpegError, StopIteration, ValueError) as exc:
+        raise ValueError(f"not a decodable video: {exc}") from exc
+    image.thumbnail((max_size, max_size))
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format=image_format)
+    return buffer.getvalue()

@@ -2,6 +2,6 @@
 
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.blocks.local import LocalRenderer
-from prefect_videogen.blocks.storage import LocalVideoStorage
+from prefect_videogen.blocks.storage import LocalVideoStorage, S3VideoStorage
 
-__all__ = ["LocalRenderer", "LocalVideoStorage", "VideoProviderBlock"]
+__all__ = ["LocalRenderer", "LocalVideoStorage", "S3VideoStorage", "VideoProviderBlock"]

@@ -2,7 +2,9 @@
 
 Bytes are streamed to a staging object beside the final one, verified, then moved under the final
 name, so nothing partial ever sits there: a local rename is atomic, and on S3 an object appears
-only once its upload (or server-side copy) is complete. A failed write removes its staging object.
+only once its upload (or server-side copy) is complete. On S3 the staging object is written as a
+multipart upload of ``part_size`` parts, so memory stays bounded by about one part whatever the
+video's size. A failed write aborts the multipart upload and removes its staging object.
 """
 
 from __future__ import annotations
@@ -10,59 +12,47 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
+import mimetypes
 import posixpath
-import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import fsspec
-from slugify import slugify
+from fsspec.spec import AbstractBufferedFile
 
-from prefect_videogen.errors import InvalidVideoRequest, StorageError
+from prefect_videogen.errors import StorageError, redact
+from prefect_videogen.storage.keys import DEFAULT_KEY_TEMPLATE, KEY_FIELDS, check_key, render_key, safe_part
 
-DEFAULT_KEY_TEMPLATE = "{date}/{slug}-{job_id}.mp4"
-KEY_FIELDS = ("date", "slug", "job_id", "provider", "model", "flow_run", "item")
-MAX_SLUG_CHARS = 60
-_UNSAFE_KEY_PART = re.compile(r"[^A-Za-z0-9._-]+")
+__all__ = [
+    "DEFAULT_KEY_TEMPLATE",
+    "DEFAULT_PART_SIZE",
+    "KEY_FIELDS",
+    "StoredObject",
+    "VideoStorage",
+    "render_key",
+    "safe_part",
+]
+
+# S3 parts must be at least 5 MiB (except the last); 8 MiB keeps memory low and, at up to 10,000
+# parts per upload, still allows 80 GiB objects.
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
+_OBJECT_STORE_PROTOCOLS = ("s3", "s3a", "gs", "gcs", "abfs", "az")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class StoredObject:
+    """An object written by :meth:`VideoStorage.write_stream`: where it is and what its bytes hash to."""
+
     uri: str
     key: str
     size: int
     sha256: str
-
-
-def safe_part(value: str, *, max_length: int = 100) -> str:
-    """Reduce ``value`` to letters, digits, dot, dash and underscore; never ``.`` or ``..``."""
-    cleaned = _UNSAFE_KEY_PART.sub("-", value).strip(".-")[:max_length]
-    return cleaned or "x"
-
-
-def render_key(template: str, **fields: str) -> str:
-    """Fill a key template; every field is sanitised, so no value can add path segments.
-
-    ``slug`` is made from the prompt (ASCII, lowercase, at most 60 characters).
-    """
-    values = {name: "" for name in KEY_FIELDS}
-    values["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    for name, value in fields.items():
-        if name == "slug":
-            values[name] = slugify(value, max_length=MAX_SLUG_CHARS, word_boundary=True) or "video"
-        else:
-            values[name] = safe_part(str(value))
-    try:
-        key = template.format(**values)
-    except (KeyError, IndexError) as exc:
-        raise InvalidVideoRequest("key_template", template, f"placeholders {', '.join(KEY_FIELDS)}") from exc
-    parts = [part for part in key.split("/") if part not in ("", ".")]
-    if not parts or ".." in parts:
-        raise InvalidVideoRequest("key_template", template, "a relative key without '..' segments")
-    return "/".join(parts)
 
 
 class VideoStorage:
@@ -72,6 +62,7 @@ class VideoStorage:
         base_url: a directory (``./videos``) or an fsspec URL (``s3://bucket/prefix``).
         storage_options: passed to the fsspec filesystem (for s3fs: key, secret, endpoint_url...).
         key_template: how object keys are built; see :func:`render_key`.
+        part_size: bytes buffered before each upload part on object stores (at least 5 MiB on S3).
 
     Example:
         ```python
@@ -86,24 +77,53 @@ class VideoStorage:
         *,
         storage_options: dict[str, Any] | None = None,
         key_template: str = DEFAULT_KEY_TEMPLATE,
+        part_size: int = DEFAULT_PART_SIZE,
     ) -> None:
         self.fs, root = fsspec.core.url_to_fs(base_url, **(storage_options or {}))
         self.root = root.rstrip("/")
         self.key_template = key_template
+        self.part_size = part_size
         self._protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
 
+    def __repr__(self) -> str:
+        # Never the storage options: they hold credentials.
+        return f"VideoStorage({self.uri('')!r})"
+
+    @property
+    def is_local(self) -> bool:
+        return self._protocol in ("file", "local")
+
     def path(self, key: str) -> str:
+        """The filesystem path of ``key`` (checked: it cannot leave the storage root)."""
+        if key == "":
+            return self.root
+        check_key(key)
         return posixpath.join(self.root, key) if self.root else key
 
     def uri(self, key: str) -> str:
         path = self.path(key)
-        return path if self._protocol in ("file", "local") else f"{self._protocol}://{path}"
+        return path if self.is_local else f"{self._protocol}://{path}"
+
+    def key_of(self, uri: str) -> str:
+        """The key of an object from its :meth:`uri` (the inverse of ``uri``).
+
+        Raises:
+            ValueError: ``uri`` is not inside this storage.
+        """
+        prefix = self.uri("").rstrip("/") + "/"
+        if not uri.startswith(prefix):
+            raise ValueError(f"{uri!r} is not inside {prefix!r}")
+        return check_key(uri[len(prefix) :])
 
     def key_for(self, **fields: str) -> str:
         return render_key(self.key_template, **fields)
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self.fs.exists, self.path(key))
+
+    def open_read(self, key: str) -> IO[bytes]:
+        """Open ``key`` for reading (seekable; on S3, ranged reads of ``part_size`` blocks)."""
+        return self.fs.open(self.path(key), "rb", block_size=self.part_size)
 
     async def write_stream(
         self,
@@ -118,44 +138,53 @@ class VideoStorage:
             verify: called as ``verify(fs, staging_path)`` before publishing; it raises to refuse.
 
         Raises:
-            StorageError: writing failed; nothing is left under ``key`` or its staging name.
+            StorageError: writing failed; nothing is left under ``key`` or its staging name, and no
+                multipart upload is left open.
         """
         final = self.path(key)
         staging = posixpath.join(posixpath.dirname(final), f".{posixpath.basename(final)}.{uuid.uuid4().hex}.partial")
         digest = hashlib.sha256()
         size = 0
+
+        def write(handle: IO[bytes], chunk: bytes) -> None:
+            # Hash in the worker thread too: hashlib releases the GIL on large buffers.
+            digest.update(chunk)
+            handle.write(chunk)
+
         try:
-            await asyncio.to_thread(self.fs.makedirs, posixpath.dirname(final), exist_ok=True)
-            handle = await asyncio.to_thread(self.fs.open, staging, "wb")
+            if self._protocol not in _OBJECT_STORE_PROTOCOLS:
+                # Object stores have no directories, and s3fs's makedirs would create a missing bucket.
+                await asyncio.to_thread(self.fs.makedirs, posixpath.dirname(final), exist_ok=True)
+            handle = await asyncio.to_thread(self.fs.open, staging, "wb", **self._write_options(key))
             try:
                 async for chunk in chunks:
-                    digest.update(chunk)
                     size += len(chunk)
-                    await asyncio.to_thread(handle.write, chunk)
+                    await asyncio.to_thread(write, handle, chunk)
+                await asyncio.to_thread(handle.close)
             except BaseException:
-                # s3fs: abort the multipart upload instead of completing a partial object.
-                discard = getattr(handle, "discard", None)
-                await asyncio.to_thread(discard if discard else handle.close)
+                await asyncio.shield(asyncio.to_thread(_abandon, handle))
                 raise
-            await asyncio.to_thread(handle.close)
             if verify is not None:
                 await asyncio.to_thread(verify, self.fs, staging)
             await asyncio.to_thread(self.fs.mv, staging, final)
         except BaseException as exc:
             await asyncio.shield(self._remove_quietly(staging))
             if isinstance(exc, OSError):
-                raise StorageError(f"could not write {self.uri(key)}: {exc}") from exc
+                raise StorageError(f"could not write {self.uri(key)}: {redact(str(exc))}") from exc
             raise
         return StoredObject(uri=self.uri(key), key=key, size=size, sha256=digest.hexdigest())
 
-    async def write_json(self, key: str, data: Any) -> StoredObject:
-        """Write a small JSON document atomically (same staging-then-move path as videos)."""
-        payload = json.dumps(data, indent=2, sort_keys=True, default=str).encode()
+    async def write_bytes(self, key: str, payload: bytes) -> StoredObject:
+        """Write a small object atomically (same staging-then-move path as videos)."""
 
         async def one_chunk() -> AsyncIterator[bytes]:
             yield payload
 
         return await self.write_stream(key, one_chunk())
+
+    async def write_json(self, key: str, data: Any) -> StoredObject:
+        """Write a small JSON document atomically (same staging-then-move path as videos)."""
+        return await self.write_bytes(key, json.dumps(data, indent=2, sort_keys=True, default=str).encode())
 
     async def read_json(self, key: str) -> Any:
         def read() -> Any:
@@ -164,9 +193,42 @@ class VideoStorage:
 
         return await asyncio.to_thread(read)
 
+    def local_uri(self, key: str) -> str | None:
+        """A ``file://`` URI of ``key`` on local storage; None on remote stores."""
+        return Path(self.path(key)).resolve().as_uri() if self.is_local else None
+
+    def _write_options(self, key: str) -> dict[str, Any]:
+        if self._protocol not in _OBJECT_STORE_PROTOCOLS:
+            return {}
+        options: dict[str, Any] = {"block_size": self.part_size}
+        content_type, _ = mimetypes.guess_type(key)
+        if self._protocol in ("s3", "s3a") and content_type:
+            # Set on the staging upload; the server-side copy that publishes it keeps it, so
+            # presigned links play in the browser instead of downloading as octet-stream.
+            options["ContentType"] = content_type
+        return options
+
     async def _remove_quietly(self, path: str) -> None:
         try:
             if await asyncio.to_thread(self.fs.exists, path):
                 await asyncio.to_thread(self.fs.rm, path)
         except Exception:  # cleanup must not hide the original error
-            pass
+            logger.warning("could not remove staging object %s", path, exc_info=True)
+
+
+def _abandon(handle: IO[bytes]) -> None:
+    """Drop a half-written file without publishing what was written so far.
+
+    On fsspec's buffered files (s3fs, gcsfs...) ``close()`` would *complete* the upload with the
+    partial bytes, so ``discard()`` aborts it instead (s3fs: AbortMultipartUpload), and the file
+    is marked closed so that its ``__del__`` does not flush it later. Plain local files are
+    closed; the caller removes the staging file.
+    """
+    try:
+        if isinstance(handle, AbstractBufferedFile):
+            handle.discard()
+            handle.closed = True
+        else:
+            handle.close()
+    except Exception:  # cleanup must not hide the original error
+        logger.warning("could not abort the upload of %s", getattr(handle, "path", "?"), exc_info=True)
