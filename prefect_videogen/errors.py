@@ -16,6 +16,7 @@ Every error the package raises on purpose derives from :class:`VideoGenError`::
     │   └── ContentRejected            moderation: never re-sent automatically
     ├── JobTimedOut                    no terminal status before the deadline (job_id)
     ├── BudgetExceeded                 a submit would take the run over its budget
+    ├── ApprovalDenied                 the run's estimate needed approval and did not get it
     └── StorageError                   the video could not be stored
         └── VerificationFailed         the stored bytes are not the video that was asked for
 
@@ -65,6 +66,18 @@ class VideoGenError(Exception):
     def __init__(self, message: str) -> None:
         self.message = redact(message)
         super().__init__(self.message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword-only arguments, which Exception's default pickling cannot replay;
+        # Prefect pickles task failures, so rebuild from the instance's attributes instead.
+        return (_restore, (type(self), self.__dict__.copy()))
+
+
+def _restore(cls: type[VideoGenError], state: dict[str, Any]) -> VideoGenError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    return error
 
 
 class InvalidVideoRequest(VideoGenError, ValueError):
@@ -191,6 +204,7 @@ class JobFailed(VideoGenError):
         self.job_id = job_id
         self.code = code
         self.charged = charged
+        self.job: Any = None  # the provider's last description of the job (a VideoJob), for the ledger
         code_text = f" [{code}]" if code else ""
         super().__init__(f"{provider} job {job_id} failed{code_text}: {message}")
 
@@ -238,6 +252,10 @@ class BudgetExceeded(VideoGenError):
             f"estimated ${needed_usd:.2f} exceeds the ${remaining_usd:.2f} left of the run's "
             f"${budget_usd:.2f} budget (max_cost_usd); nothing was submitted"
         )
+
+
+class ApprovalDenied(VideoGenError):
+    """The run's estimated cost needed approval in the Prefect UI and it was refused or timed out."""
 
 
 class StorageError(VideoGenError):

@@ -80,7 +80,7 @@ def raise_for_job(job: VideoJob) -> None:
         return
     error = job.provider_data.get("rejection")
     if error:
-        raise ContentRejected(
+        rejected = ContentRejected(
             job.error_message or "blocked by the provider's content policy",
             provider=job.provider,
             job_id=job.job_id,
@@ -88,13 +88,17 @@ def raise_for_job(job: VideoJob) -> None:
             stage=error.get("stage"),
             charged=error.get("charged"),
         )
-    raise JobFailed(
+        rejected.job = job
+        raise rejected
+    failed = JobFailed(
         job.error_message or f"job ended with status {job.raw_status!r}",
         provider=job.provider,
         job_id=job.job_id,
         code=job.error_code,
         charged=job.provider_data.get("charged"),
     )
+    failed.job = job
+    raise failed
 
 
 class PollSchedule:
