@@ -1,0 +1,337 @@
+"""APIFrame v2 (api.apiframe.ai): Sora 2 and Sora 2 Pro through APIFrame's job API.
+
+Wire format (shared/provider-apis.md section 3, docs-v2.apiframe.ai):
+
+- Auth ``X-API-Key: afk_...``. Submit ``POST /v2/videos/generate`` with ``{model, prompt,
+  soraParams: {duration (integer), aspect_ratio, resolution, start_image (URL)}}``; the body is
+  ``additionalProperties: false``, so unknown fields are answered 400. -> 202 ``{jobId, status}``.
+- ``Idempotency-Key`` (<= 255 characters): a replay within 24 h returns the original job, the same
+  key with another body is a 409. APIFrame is the one provider that dedupes submits, so every
+  submit carries a key and is retried like any idempotent request (timeouts and 5xx included).
+- A local image is uploaded first (``POST /v2/uploads``, multipart ``file``, <= 25 MB) and its URL
+  becomes ``soraParams.start_image``; an http(s) URL is passed straight through.
+- Poll ``GET /v2/jobs/{id}``: status QUEUED|PROCESSING|COMPLETED|FAILED|CANCELLED, progress
+  0..100|null, error text|null, creditCost, expired (24 h retention), ``result.videoUrl`` on a CDN,
+  downloaded WITHOUT the key. APIFrame sends no poll hint.
+
+Example:
+    ```python
+    from prefect_videogen.providers.apiframe import APIFrameVideoProvider
+
+    async with APIFrameVideoProvider("afk_...") as client:
+        job = await client.submit(plan)
+    ```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import mimetypes
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from prefect_videogen.catalog import VideoPlan
+from prefect_videogen.errors import (
+    IdempotencyConflict,
+    InvalidRequest,
+    InvalidVideoRequest,
+    JobFailed,
+    ModelUnavailable,
+    ProviderError,
+    ProviderUnavailable,
+    register_secret,
+)
+from prefect_videogen.models import JobStatus, VideoJob
+from prefect_videogen.providers.base import VideoProvider, map_status, raise_for_job
+from prefect_videogen.providers.http import DEFAULT_TIMEOUT, ErrorInfo, HttpTransport, Sleep
+from prefect_videogen.providers.retry import RetryPolicy
+
+DEFAULT_BASE_URL = "https://api.apiframe.ai"
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+GENERATE_PATH = "/v2/videos/generate"
+
+STATUS_TABLE: dict[str, JobStatus] = {
+    "queued": JobStatus.QUEUED,
+    "processing": JobStatus.RUNNING,
+    "completed": JobStatus.SUCCEEDED,
+    "failed": JobStatus.FAILED,
+    "cancelled": JobStatus.CANCELED,
+    "canceled": JobStatus.CANCELED,  # US spelling: tolerated, the documented word is CANCELLED
+}
+
+EXPIRED_MESSAGE = (
+    "result expired after APIFrame's 24 h retention; the video is lost (a new submit is a new, paid job)"
+)
+
+
+def account_id_for(api_key: str, account_label: str | None = None) -> str:
+    """``account_label``, else ``apiframe-`` and 12 hex digits of sha256(key), which cannot be turned back into the key."""
+    return account_label or f"apiframe-{hashlib.sha256(api_key.encode()).hexdigest()[:12]}"
+
+
+def classify_rejection(error: str | None, credit_cost: float | None) -> dict[str, Any] | None:
+    """Tell a content-policy failure from other failures, from APIFrame's error text.
+
+    APIFrame reports failures as bare text; the documented moderation text is "Provider returned
+    an error: content policy violation" (its ``failed`` webhook example). It does not say which
+    input was flagged, so the stage is only set when the text names one (prompt, image, output);
+    whether it was billed is what the job reports: ``creditCost`` > 0 charged, 0 not charged,
+    null unknown.
+    """
+    text = (error or "").lower()
+    if not any(marker in text for marker in ("content policy", "moderation", "safety system")):
+        return None
+    stage = None
+    if "prompt" in text:
+        stage = "prompt"
+    elif "image" in text:
+        stage = "image"
+    elif "output" in text or "generated" in text:
+        stage = "output"
+    charged = None if credit_cost is None else credit_cost > 0
+    return {"stage": stage, "charged": charged}
+
+
+class APIFrameVideoProvider(VideoProvider):
+    """Generate videos through APIFrame v2.
+
+    Args:
+        api_key: the ``afk_...`` key; registered for redaction, sent to ``base_url`` only.
+        base_url: API root; gateways, proxies and the emulator fit here.
+        account_label: non-secret name of the billed account; default: a short sha256 prefix of the key.
+        poll_interval_seconds: fixed wait between polls. APIFrame sends no poll hint, so by default
+            the shared growing schedule applies (its SDK waits 2 s growing x1.5 to 5 s).
+        policy, sleep, transport, timeout: passed to the shared HTTP transport (tests inject them).
+    """
+
+    name = "apiframe"
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        account_label: str | None = None,
+        poll_interval_seconds: float | None = None,
+        policy: RetryPolicy | None = None,
+        sleep: Sleep = asyncio.sleep,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    ) -> None:
+        if not api_key or not api_key.strip():
+            raise ValueError("APIFrame api_key is empty; create one in the APIFrame dashboard (afk_...)")
+        register_secret(api_key)
+        self._account = account_id_for(api_key, account_label)
+        self.poll_interval_seconds = poll_interval_seconds
+        self.http = HttpTransport(
+            self.name, base_url, headers={"X-API-Key": api_key}, error_mapper=self._map_error,
+            policy=policy, sleep=sleep, transport=transport, timeout=timeout,
+        )
+        # Uploaded local images by content hash: a resubmit reuses the URL, keeping the body (and so
+        # an Idempotency-Key replay) identical. Upload URLs live ~1-2 h.
+        self._uploads: dict[str, str] = {}
+
+    @property
+    def account_id(self) -> str:
+        return self._account
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def submit(self, plan: VideoPlan, *, idempotency_key: str | None = None) -> VideoJob:
+        """Create the job; retried under one Idempotency-Key, so APIFrame bills it at most once.
+
+        Raises:
+            InvalidVideoRequest: a bad image or idempotency key, found before anything is paid.
+            ModelUnavailable: APIFrame does not (or no longer) serve the model; nothing was created.
+            IdempotencyConflict: the key was already used with a different body.
+        """
+        key = idempotency_key or uuid.uuid4().hex  # one key per call: the retries below reuse it
+        if len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
+            raise InvalidVideoRequest("idempotency_key", f"<{len(key)} characters>", "at most 255 characters")
+        body = await self._generate_body(plan)
+        try:
+            response = await self.http.send("POST", GENERATE_PATH, json=body, headers={"Idempotency-Key": key})
+            data = response.json()
+        except ValueError as exc:  # a 2xx that is not JSON: the job may exist; the key finds it again
+            raise ProviderUnavailable(
+                f"submit answered with a body that is not JSON; resubmit with idempotency_key={key!r} "
+                "within 24 h to get the same job", provider=self.name,
+            ) from exc
+        except ProviderUnavailable as exc:
+            raise ProviderUnavailable(
+                f"{exc.detail}; resubmit with idempotency_key={key!r} within 24 h to get the same job "
+                "instead of paying for a new one",
+                provider=self.name, status_code=exc.status_code, request_id=exc.request_id,
+            ) from exc
+        if not isinstance(data, dict) or not data.get("jobId"):
+            raise ProviderUnavailable(f"submit answered without a jobId: {str(data)[:200]}", provider=self.name)
+        job = VideoJob(
+            provider=self.name,
+            job_id=str(data["jobId"]),
+            model=plan.request.model or "",
+            status=JobStatus.QUEUED,
+            raw_status="QUEUED",
+            provider_data={"idempotency_key": key, "request_id": response.headers.get("x-request-id")},
+        )
+        job = self._update(job, data)
+        if job.status.is_terminal:
+            # The create answer can already be failed; its error text and cost are on the job.
+            job = await self.get_job(job)
+        return job
+
+    async def get_job(self, job: VideoJob) -> VideoJob:
+        data = await self.http.json("GET", f"/v2/jobs/{quote(job.job_id, safe='')}")
+        if not isinstance(data, dict):
+            raise ProviderUnavailable(f"job {job.job_id} answered {str(data)[:200]}", provider=self.name)
+        return self._update(job, data)
+
+    @asynccontextmanager
+    async def stream_video(self, job: VideoJob) -> AsyncIterator[AsyncIterator[bytes]]:
+        url = job.provider_data.get("video_url")
+        if not url:
+            job = await self.get_job(job)
+            raise_for_job(job)
+            url = job.provider_data.get("video_url")
+        if not url or urlsplit(url).scheme not in ("http", "https"):
+            raise JobFailed(f"no downloadable result.videoUrl ({url!r})", provider=self.name, job_id=job.job_id)
+        try:
+            # The video sits on APIFrame's CDN: the key is never sent there.
+            async with self.http.stream(url, authenticated=False) as chunks:
+                yield chunks
+        except InvalidRequest as exc:
+            if exc.status_code in (404, 410):  # the CDN may simply have dropped an expired video
+                current = await self.get_job(job)
+                raise_for_job(current)
+            raise
+
+    async def _generate_body(self, plan: VideoPlan) -> dict[str, Any]:
+        request = plan.request
+        # Durations go out as JSON integers, exactly as planned: the catalog only lets 4/8/10/12/15 through.
+        params: dict[str, Any] = {
+            "duration": request.duration,
+            "aspect_ratio": request.aspect_ratio,
+            "resolution": request.resolution,
+        }
+        clashes = sorted(set(request.provider_options) & {*params, "start_image"})
+        if clashes:
+            raise InvalidVideoRequest(
+                "provider_options", clashes, "no keys that the request's own fields set (duration, aspect_ratio, "
+                "resolution, image)",
+            )
+        if request.image is not None:
+            params["start_image"] = await self._image_url(request.image)
+        # Passed through as soraParams; APIFrame rejects names it does not know (additionalProperties false).
+        params.update(request.provider_options)
+        return {"model": plan.spec.provider_model_id, "prompt": request.prompt, "soraParams": params}
+
+    async def _image_url(self, image: str) -> str:
+        scheme = urlsplit(image).scheme.lower()
+        if scheme in ("http", "https"):
+            return image
+        if "://" in image or scheme == "data":
+            raise InvalidVideoRequest("image", image, "a local image file or an http(s) URL")
+        path = Path(image).expanduser()
+        if not path.is_file():
+            raise InvalidVideoRequest("image", image, "an existing local image file or an http(s) URL")
+        size = path.stat().st_size
+        if size > MAX_UPLOAD_BYTES:
+            raise InvalidVideoRequest("image", image, f"an image of at most 25 MB (APIFrame uploads); it has {size} bytes")
+        content_type = mimetypes.guess_type(path.name)[0] or ""
+        if not content_type.startswith("image/"):
+            raise InvalidVideoRequest("image", image, "an image file (.png, .jpg, .webp)")
+        data = await asyncio.to_thread(path.read_bytes)  # at most 25 MB, an image, not a video
+        digest = hashlib.sha256(data).hexdigest()
+        if digest not in self._uploads:
+            # Uploads are free, so the shared retries apply; a duplicate upload costs nothing.
+            answer = await self.http.json("POST", "/v2/uploads", files={"file": (path.name, data, content_type)})
+            url = answer.get("url") if isinstance(answer, dict) else None
+            if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+                raise ProviderUnavailable(f"upload answered without an http(s) url: {str(answer)[:200]}", provider=self.name)
+            self._uploads[digest] = url
+        return self._uploads[digest]
+
+    def _update(self, job: VideoJob, data: dict[str, Any]) -> VideoJob:
+        raw = str(data.get("status") or "")
+        status = map_status(STATUS_TABLE, raw)
+        progress = data.get("progress")
+        cost = data.get("creditCost")
+        cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
+        error = data.get("error")
+        error = error if isinstance(error, str) or error is None else json.dumps(error)[:500]
+        result = data.get("result")
+        # GET returns {"videoUrl": ...}; the completed webhook carries a bare URL string: accept both.
+        video_url = result.get("videoUrl") if isinstance(result, dict) else result if isinstance(result, str) else None
+        provider_data = {**job.provider_data, "video_url": video_url, "charged": None if cost is None else cost > 0}
+        error_code = None
+        if status is JobStatus.FAILED:
+            rejection = classify_rejection(error, cost)
+            if rejection:
+                provider_data["rejection"] = rejection
+                error_code = "content_policy"
+        if data.get("expired") is True and status not in (JobStatus.FAILED, JobStatus.CANCELED):
+            status, error, error_code = JobStatus.FAILED, EXPIRED_MESSAGE, "expired"
+            provider_data["video_url"] = None
+        elif status is JobStatus.SUCCEEDED and not video_url:
+            status, error, error_code = JobStatus.FAILED, "job COMPLETED without result.videoUrl", "no_result"
+        return job.model_copy(
+            update={
+                "status": status,
+                "raw_status": raw or job.raw_status,
+                "progress": (
+                    min(max(float(progress) / 100.0, 0.0), 1.0)
+                    if isinstance(progress, (int, float)) and not isinstance(progress, bool)
+                    else (1.0 if status is JobStatus.SUCCEEDED else job.progress)
+                ),
+                "error_code": error_code,
+                "error_message": error,
+                "reported_cost": cost,
+                "reported_cost_unit": "credits" if cost is not None else None,
+                "poll_after_seconds": None if status.is_terminal else self.poll_interval_seconds,
+                "provider_data": provider_data,
+            }
+        )
+
+    def _map_error(self, response: httpx.Response, info: ErrorInfo) -> ProviderError | None:
+        """APIFrame specifics: "model not found" answers, 400 details, 409 on a reused key."""
+        kwargs: dict[str, Any] = {"provider": self.name, "status_code": info.status, "request_id": info.request_id}
+        body = info.body if isinstance(info.body, dict) else {}
+        details = body.get("details") if isinstance(body.get("details"), dict) else {}
+        message = info.message
+        if details:
+            message += ": " + "; ".join(
+                f"{path}: {', '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}" for path, msgs in details.items()
+            )
+        on_submit = response.request.url.path.endswith(GENERATE_PATH)
+        about_model = "model" in details or "model" in info.message.lower()
+        if on_submit and info.status in (400, 404) and about_model:
+            model = _sent_model(response.request)
+            return ModelUnavailable(
+                f"model {model!r} is not available on APIFrame ({message}); choose another model in the catalog",
+                model=model, **kwargs,
+            )
+        if info.status == 409:
+            return IdempotencyConflict(
+                f"{message}; the Idempotency-Key was already used with a different request body "
+                "(a changed request, or a local image uploaded again under a new URL)",
+                **kwargs,
+            )
+        if info.status == 400 and details:
+            return InvalidRequest(message, **kwargs)
+        return None
+
+
+def _sent_model(request: httpx.Request) -> str:
+    try:
+        return str(json.loads(request.content).get("model") or "")
+    except (ValueError, AttributeError, httpx.RequestNotRead):
+        return ""
