@@ -330,7 +330,8 @@ async def generated(endpoint, s3):
     name = f"e2e-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     storage = make_block(endpoint, name).get_storage()
-    result = await generate(LocalProvider(queue_delay_seconds=0), VideoRequest(prompt="a fox ../../ in snow 🦊", duration=1), storage)
+    request = VideoRequest(prompt="a fox ../../ in snow 🦊", duration=1)
+    result = await generate(LocalProvider(queue_delay_seconds=0), request, storage)
     return name, storage, result
 
 
@@ -342,7 +343,8 @@ async def test_generate_end_to_end_stores_a_verified_video_and_its_sidecar(gener
     data = s3.get_object(Bucket=bucket, Key=f"videos/{video_key}")["Body"].read()
     probe = probe_video(io.BytesIO(data))
     assert sha256(data) == result.sha256 and len(data) == result.bytes
-    assert (probe.width, probe.height, round(probe.duration_seconds, 3)) == (result.width, result.height, result.duration_seconds)
+    assert (probe.width, probe.height) == (result.width, result.height) == (1280, 720)
+    assert round(probe.duration_seconds, 3) == result.duration_seconds == 1.0
     sidecar = await storage.read_json(sidecar_key(video_key))
     assert sidecar["video_key"] == video_key and sidecar["sha256"] == result.sha256
     assert "http" not in str(sidecar)  # keys, never expiring URLs
@@ -362,6 +364,9 @@ async def test_block_is_prefect_result_storage(prefect_server, block, s3, bucket
     from prefect.results import ResultStore
 
     await block.save(f"results-{bucket}", overwrite=True)
+    loaded = await S3VideoStorage.load(f"results-{bucket}")
+    assert loaded.aws_secret_access_key.get_secret_value() == SECRET  # kept server-side, masked in dumps
+    assert await loaded.get_storage().exists("nothing-here.mp4") is False
 
     @task(persist_result=True, result_storage=block, result_storage_key="results/square-{parameters[n]}")
     def square(n: int) -> int:
@@ -392,7 +397,9 @@ async def test_publish_video_artifacts_shows_a_fresh_link_and_thumbnail(prefect_
 
     async with get_client() as client:
         found = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(id=ArtifactFilterId(any_=[created.link_artifact_id, created.image_artifact_id]))
+            artifact_filter=ArtifactFilter(
+                id=ArtifactFilterId(any_=[created.link_artifact_id, created.image_artifact_id])
+            )
         )
     by_type = {artifact.type: artifact for artifact in found}
     link = re.search(r"\((http[^)]+)\)", by_type["markdown"].data).group(1)
@@ -409,7 +416,8 @@ async def test_publish_video_artifacts_on_local_storage_links_the_file(prefect_s
     from prefect import flow
 
     storage = VideoStorage(str(tmp_path / "videos"))
-    result = await generate(LocalProvider(queue_delay_seconds=0), VideoRequest(prompt="a local fox", duration=1), storage)
+    request = VideoRequest(prompt="a local fox", duration=1)
+    result = await generate(LocalProvider(queue_delay_seconds=0), request, storage)
 
     @flow
     async def show():

@@ -74,8 +74,12 @@ class S3VideoStorage(WritableFileSystem):
     _documentation_url = DOCS_URL
 
     bucket: str = Field(description="Name of the bucket, for example my-videos (no s3:// and no slashes).")
-    prefix: str = Field(default="", description="Folder inside the bucket for videos, sidecars and results; empty for the bucket root.")
-    region_name: str | None = Field(default=None, description="AWS region of the bucket, for example eu-west-1; empty to use the environment's.")
+    prefix: str = Field(
+        default="", description="Folder inside the bucket for videos, sidecars and results; empty for the bucket root."
+    )
+    region_name: str | None = Field(
+        default=None, description="AWS region of the bucket, for example eu-west-1; empty to use the environment's."
+    )
     endpoint_url: str | None = Field(
         default=None, description="S3 API endpoint of an S3-compatible store (MinIO, R2); empty for AWS."
     )
@@ -127,8 +131,8 @@ class S3VideoStorage(WritableFileSystem):
             raise ValueError(f"endpoint_url={value!r} must start with http:// or https://")
         return value or None
 
-    def storage_options(self) -> dict[str, Any]:
-        """Options for ``s3fs.S3FileSystem``: the only place the secrets go."""
+    def _storage_options(self) -> dict[str, Any]:
+        """Options for ``s3fs.S3FileSystem``: the only place the secrets go (private: never log or return it)."""
         secret = self.aws_secret_access_key.get_secret_value() if self.aws_secret_access_key else None
         token = self.aws_session_token.get_secret_value() if self.aws_session_token else None
         # Second line of defence: should a secret ever reach an error message, redact() removes it.
@@ -153,7 +157,7 @@ class S3VideoStorage(WritableFileSystem):
         base_url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         return VideoStorage(
             base_url,
-            storage_options=self.storage_options(),
+            storage_options=self._storage_options(),
             key_template=self.key_template,
             part_size=self.part_size_mib * _MIB,
         )
