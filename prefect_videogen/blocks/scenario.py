@@ -1,0 +1,102 @@
+"""Credentials for Scenario's Generation API (api.cloud.scenario.com), or a gateway in front of it."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from prefect_videogen.blocks.base import VideoProviderBlock
+from prefect_videogen.providers.scenario import DEFAULT_BASE_URL, ScenarioVideoProvider, account_id_for
+
+
+class ScenarioCredentials(VideoProviderBlock):
+    """A Scenario API key and secret (HTTP Basic), and where to send them.
+
+    Jobs are billed in creative units; ``get_client().quote(plan)`` prices a request with
+    Scenario's dry run before anything is spent.
+
+    Example:
+        ```python
+        from prefect_videogen.blocks.scenario import ScenarioCredentials
+
+        creds = ScenarioCredentials.load("BLOCK_NAME")
+        async with creds.get_client() as client:
+            ...
+        ```
+    """
+
+    provider_name = "scenario"
+    _block_type_name = "Videogen Scenario Credentials"
+    _block_type_slug = "videogen-scenario-credentials"
+    _description = "Scenario API key and secret for video generation (Sora 2 and others) through api.cloud.scenario.com."
+
+    api_key: SecretStr = Field(description="Scenario API key, sent with the secret as HTTP Basic credentials.")
+    api_secret: SecretStr = Field(description="Scenario API secret that goes with the API key.")
+    project_id: str | None = Field(
+        default=None, description="Optional Scenario project id, sent as ?projectId= on generate and upload calls."
+    )
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL,
+        description="API root ending in /v1: Scenario, a gateway or proxy in front of it, or an emulator.",
+    )
+    account_label: str | None = Field(
+        default=None,
+        description="Non-secret name of the billed account for cache keys and the cost ledger; "
+        "empty means a one-way sha256 prefix of the API key.",
+    )
+    poll_interval_seconds: float | None = Field(
+        default=None, gt=0, le=60,
+        description="Seconds between job status polls (Scenario sends no hint); empty means 1 s growing to 6 s.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_fields(cls, values: Any) -> Any:
+        # Blocks allow extra keys, so a misspelled field (api_secert=...) would be dropped silently.
+        # block_type_slug and _-prefixed keys are Prefect's own, added when a block is serialized.
+        if isinstance(values, dict):
+            unknown = sorted(
+                key for key in values
+                if key not in cls.model_fields and not key.startswith("_") and key != "block_type_slug"
+            )
+            if unknown:
+                raise ValueError(
+                    f"unknown field(s) {', '.join(unknown)} for {cls.__name__}; allowed: {', '.join(cls.model_fields)}"
+                )
+        return values
+
+    @field_validator("base_url")
+    @classmethod
+    def _valid_base_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"base_url={value!r} must be an http(s) URL such as {DEFAULT_BASE_URL}")
+        return value.rstrip("/")
+
+    @field_validator("api_key", "api_secret")
+    @classmethod
+    def _not_blank(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("project_id", "account_label")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    def get_client(self) -> ScenarioVideoProvider:
+        """Build the Scenario client; use it as ``async with creds.get_client() as client``."""
+        return ScenarioVideoProvider(
+            self.api_key.get_secret_value(),
+            self.api_secret.get_secret_value(),
+            base_url=self.base_url,
+            project_id=self.project_id,
+            account_label=self.account_label,
+            poll_interval=self.poll_interval_seconds,
+        )
+
+    def account_id(self) -> str:
+        return account_id_for(self.api_key.get_secret_value(), label=self.account_label)

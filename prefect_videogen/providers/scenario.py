@@ -1,0 +1,415 @@
+"""Scenario (api.cloud.scenario.com/v1): Sora 2 and other video models through the Generation API.
+
+The wire format, from provider-apis.md section 2 and Scenario's model reference:
+
+- HTTP Basic auth, base64(API_KEY:API_SECRET); ``?projectId=`` on generate and upload calls when set.
+- ``POST /generate/custom/{modelId}`` with the model's parameters as a flat JSON object
+  (``duration`` is a JSON number) -> ``{"job": {...}, "creativeUnitsCost": n}``. There is no
+  idempotency key, so the submit is sent with ``paid=True``: never re-sent once its body may have
+  arrived.
+- Image input is a Scenario asset id: ``POST /assets {"image": data URL, "name"}`` first.
+- ``GET /jobs/{jobId}`` -> ``{"job": {status, progress (0-1), metadata: {assetIds, error?}}}``.
+- The video: ``GET /assets/{id}`` -> ``{"asset": {url}}``, a CDN URL fetched without credentials.
+- Price preview: ``?dryRun=true`` IN THE QUERY STRING -> HTTP 269 ``{creativeUnitsCost}``. Scenario's
+  own skills repo warns that ``dryRun`` in the JSON body is accepted and billed as a real run.
+
+Example:
+    ```python
+    from prefect_videogen.catalog import load_catalog
+    from prefect_videogen.models import VideoRequest
+    from prefect_videogen.providers.scenario import ScenarioVideoProvider
+
+    plan = load_catalog().plan("scenario", VideoRequest(prompt="a fox in snow", duration=8))
+    async with ScenarioVideoProvider("KEY", "SECRET") as client:
+        units, unit = await client.quote(plan)
+        job = await client.submit(plan)
+    ```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote as url_quote
+from urllib.parse import unquote
+
+import httpx
+
+from prefect_videogen.catalog import VideoPlan
+from prefect_videogen.errors import (
+    InvalidVideoRequest,
+    JobFailed,
+    ModelUnavailable,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    register_secret,
+)
+from prefect_videogen.models import JobStatus, VideoJob
+from prefect_videogen.providers.base import VideoProvider, map_status
+from prefect_videogen.providers.http import DEFAULT_TIMEOUT, ErrorInfo, HttpTransport, Sleep
+from prefect_videogen.providers.retry import RetryPolicy
+
+DEFAULT_BASE_URL = "https://api.cloud.scenario.com/v1"
+COST_UNIT = "creative_units"
+DRY_RUN_STATUS = 269  # Scenario's price preview answers 269: a success, not an error
+
+# Scenario documents "< 6 MB" for POST /assets without saying whether before or after base64; we
+# apply it to the payload as sent (the data URL), the stricter reading.
+MAX_IMAGE_PAYLOAD = 6 * 1024 * 1024
+
+# Status words seen across Scenario's docs and help pages disagree; all are listed. warming-up is a
+# model being loaded: nothing is generating yet, so it counts as queued.
+STATUS_TABLE: dict[str, JobStatus] = {
+    "queued": JobStatus.QUEUED,
+    "warming-up": JobStatus.QUEUED,
+    "processing": JobStatus.RUNNING,
+    "in-progress": JobStatus.RUNNING,
+    "success": JobStatus.SUCCEEDED,
+    "failed": JobStatus.FAILED,
+    "failure": JobStatus.FAILED,
+    "canceled": JobStatus.CANCELED,
+}
+
+# Parameters the adapter sets itself (or must never send in the body): provider_options may not
+# override them. dryRun in the body is the documented trap that bills a real run.
+_RESERVED_PARAMS = frozenset({"prompt", "aspectRatio", "duration", "resolution", "image", "dryRun", "projectId"})
+_IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+_MODERATION_WORDS = ("moderation", "content policy", "safety", "nsfw", "flagged")
+_KNOWN_CODES = re.compile(r"\b(sentinel_block|moderation_blocked)\b")
+
+
+def account_id_for(api_key: str, *, label: str | None = None) -> str:
+    """A non-secret account id: ``label``, else ``scenario-`` + the first 12 hex digits of sha256(key).
+
+    A 48-bit prefix of a one-way hash cannot be turned back into the key.
+    """
+    if label:
+        return label
+    return "scenario-" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
+
+
+def classify_rejection(code: str | None, message: str | None) -> dict[str, Any] | None:
+    """Tell a content-policy failure from other failures, and which input was flagged.
+
+    Scenario relays the upstream (OpenAI) moderation result in ``metadata.error`` as text or as
+    ``{code, message}``. Classified here, and why:
+
+    - ``moderation_blocked``, or a moderation message about the output/generated clip: blocked
+      after rendering, stage "output", charged True (Scenario bills clips rejected by moderation
+      after rendering, per its skills repo).
+    - ``sentinel_block``, or a moderation message naming the image or the prompt: blocked at request
+      time, stage "image"/"prompt", charged False (Scenario reimburses failed jobs).
+    - A moderation message that names no stage: stage None, charged None (we cannot tell).
+    """
+    text = f"{code or ''} {message or ''}".lower()
+    moderated = any(word in text for word in _MODERATION_WORDS)
+    if "moderation_blocked" in text or (moderated and ("output" in text or "generated" in text)):
+        return {"stage": "output", "charged": True}
+    if "sentinel_block" in text or moderated:
+        stage = "image" if "image" in text else "prompt" if "prompt" in text else None
+        return {"stage": stage, "charged": False if stage or "sentinel_block" in text else None}
+    return None
+
+
+def _error_of(error: Any) -> tuple[str | None, str | None]:
+    """(code, message) of ``metadata.error``: a string or an object, tolerated either way."""
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = error.get("message") or error.get("reason") or error.get("detail")
+        return (str(code) if code else None), (str(message) if message else None)
+    if isinstance(error, str) and error.strip():
+        found = _KNOWN_CODES.search(error)
+        return (found.group(1) if found else None), error.strip()
+    return None, None
+
+
+def _progress(value: Any, status: JobStatus) -> float | None:
+    if status is JobStatus.SUCCEEDED:
+        return 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    if value > 1.0:  # documented as 0-1; a percentage from another endpoint is scaled, not clamped to done
+        value /= 100.0
+    return min(max(value, 0.0), 1.0)
+
+
+def _image_type(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((kind for magic, kind in _IMAGE_TYPES.items() if data.startswith(magic)), None)
+
+
+def _model_id_in(path: str) -> str:
+    """The model id of a ``.../generate/custom/{id}`` or ``.../models/{id}`` URL path."""
+    parts = [unquote(p) for p in path.split("/") if p]
+    for marker in ("custom", "models"):
+        if marker in parts and parts.index(marker) + 1 < len(parts):
+            return parts[parts.index(marker) + 1]
+    return parts[-1] if parts else ""
+
+
+class ScenarioVideoProvider(VideoProvider):
+    """Scenario's Generation API client.
+
+    Args:
+        api_key: Scenario API key.
+        api_secret: the secret that goes with it.
+        base_url: API root ending in /v1 (gateways, proxies and emulators fit here).
+        project_id: sent as ``?projectId=`` on generate and upload calls when set.
+        account_label: non-secret account name for cache keys and the ledger.
+        poll_interval: seconds between polls. Scenario sends no poll hint, so this stands in for
+            one; None leaves the shared growing schedule.
+        policy, sleep, transport, timeout: passed to :class:`HttpTransport` (tests inject them).
+    """
+
+    name = "scenario"
+
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        project_id: str | None = None,
+        account_label: str | None = None,
+        poll_interval: float | None = None,
+        policy: RetryPolicy | None = None,
+        sleep: Sleep = asyncio.sleep,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    ) -> None:
+        for secret in (api_key, api_secret, base64.b64encode(f"{api_key}:{api_secret}".encode()).decode()):
+            register_secret(secret)
+        self.project_id = project_id
+        self.poll_interval = poll_interval
+        self._account_id = account_id_for(api_key, label=account_label)
+        self.http = HttpTransport(
+            self.name, base_url, auth=httpx.BasicAuth(api_key, api_secret), error_mapper=self._map_error,
+            policy=policy, sleep=sleep, transport=transport, timeout=timeout,
+        )
+
+    @property
+    def account_id(self) -> str:
+        return self._account_id
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def submit(self, plan: VideoPlan, *, idempotency_key: str | None = None) -> VideoJob:
+        """Create the job (paid, sent once). Scenario has no idempotency key: ``idempotency_key`` is unused.
+
+        Raises:
+            InvalidVideoRequest: provider_options clash with the request, or the image is unusable.
+            ModelUnavailable: Scenario answers "Model not found"; no job was created.
+            ProviderUnavailable: ``maybe_created=True`` when the answer was lost after sending.
+        """
+        options = self._checked_options(plan)
+        model_id = plan.spec.provider_model_id
+        asset_id = None
+        if plan.request.image:
+            image = await self._load_image(plan.request.image)
+            # Check the model before uploading, so a retired model costs no orphan asset.
+            await self.http.json("GET", f"models/{url_quote(model_id, safe='')}")
+            asset_id = await self._upload(image, name=Path(plan.request.image.split("?")[0]).name or "image")
+        response = await self.http.send(
+            "POST", self._generate_path(plan), paid=True, json=self._params(plan, asset_id, options),
+            params=self._project_query(),
+        )
+        payload = self._decode(response, maybe_created=True)
+        cost = payload.get("creativeUnitsCost") if isinstance(payload, dict) else None
+        data = {"model_id": model_id, "image_asset_id": asset_id}
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+            data["creative_units_cost"] = float(cost)  # GET /jobs may not repeat it: keep it from here
+        return self._to_job(payload, model=plan.request.model or "", previous=data, maybe_created=True)
+
+    async def quote(self, plan: VideoPlan) -> tuple[float, str]:
+        """Price ``plan`` with Scenario's dry run (HTTP 269) without creating a job.
+
+        ``dryRun=true`` goes in the query string: in the JSON body Scenario runs and bills the job.
+        A dry run prices without validating, so the start image (an upload) is left out.
+
+        Returns:
+            ``(creative units, "creative_units")``.
+        """
+        params = self._params(plan, None, self._checked_options(plan))
+        # paid=True: were a gateway to drop the query string, this would be a real, billed run.
+        response = await self.http.send(
+            "POST", self._generate_path(plan), paid=True, json=params,
+            params={**self._project_query(), "dryRun": "true"},
+        )
+        payload = self._decode(response, maybe_created=True)
+        job = payload.get("job") if isinstance(payload, dict) else None
+        if response.status_code != DRY_RUN_STATUS or job:
+            job_id = job.get("jobId") if isinstance(job, dict) else None
+            raise ProviderError(
+                f"dry run answered HTTP {response.status_code} instead of {DRY_RUN_STATUS}; it may have run "
+                f"as a real, billed job{f' ({job_id})' if job_id else ''}",
+                provider=self.name, status_code=response.status_code,
+            )
+        cost = payload.get("creativeUnitsCost")
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)):
+            raise ProviderUnavailable("dry run answered without creativeUnitsCost", provider=self.name)
+        return float(cost), COST_UNIT
+
+    async def get_job(self, job: VideoJob) -> VideoJob:
+        payload = await self.http.json("GET", f"jobs/{url_quote(job.job_id, safe='')}")
+        return self._to_job(payload, model=job.model, previous=job.provider_data)
+
+    @asynccontextmanager
+    async def stream_video(self, job: VideoJob) -> AsyncIterator[AsyncIterator[bytes]]:
+        asset_ids = job.provider_data.get("asset_ids") or (await self.get_job(job)).provider_data.get("asset_ids")
+        if not asset_ids:
+            raise JobFailed("the job has no output asset", provider=self.name, job_id=job.job_id)
+        url = await self._video_url(asset_ids)
+        # The asset URL is a CDN URL: fetched with the client that carries no Scenario credentials.
+        async with self.http.stream(url, authenticated=False) as chunks:
+            yield chunks
+
+    async def _video_url(self, asset_ids: list[str]) -> str:
+        for asset_id in asset_ids:
+            payload = await self.http.json("GET", f"assets/{url_quote(asset_id, safe='')}")
+            asset = payload.get("asset") if isinstance(payload, dict) else None
+            if not isinstance(asset, dict) or not asset.get("url"):
+                continue
+            kind = str(asset.get("type") or asset.get("mimeType") or "video").lower()
+            if "video" in kind:
+                return str(asset["url"])
+        raise ProviderUnavailable(f"no video URL among assets {', '.join(asset_ids)}", provider=self.name)
+
+    def _generate_path(self, plan: VideoPlan) -> str:
+        return f"generate/custom/{url_quote(plan.spec.provider_model_id, safe='')}"
+
+    def _project_query(self) -> dict[str, str]:
+        return {"projectId": self.project_id} if self.project_id else {}
+
+    def _checked_options(self, plan: VideoPlan) -> dict[str, Any]:
+        options = dict(plan.request.provider_options)
+        clash = sorted(_RESERVED_PARAMS & set(options))
+        if clash:
+            raise InvalidVideoRequest(
+                "provider_options", {key: options[key] for key in clash},
+                "keys other than " + ", ".join(sorted(_RESERVED_PARAMS))
+                + " (set them on the request; dryRun is quote()'s job, in the body Scenario bills a real run)",
+                context=f"scenario model {plan.request.model!r}",
+            )
+        return options
+
+    def _params(self, plan: VideoPlan, asset_id: str | None, options: dict[str, Any]) -> dict[str, Any]:
+        request = plan.request
+        # duration is a JSON number (the model reference types it "number"), never a string.
+        params: dict[str, Any] = {"prompt": request.prompt, "aspectRatio": request.aspect_ratio, "duration": request.duration}
+        # Only models with resolution tiers take "resolution" (sora-2-pro); sora-2 rejects it.
+        if len(plan.spec.sizes) > 1:
+            params["resolution"] = request.resolution
+        if asset_id:
+            params["image"] = asset_id
+        return {**params, **options}
+
+    async def _load_image(self, image: str) -> bytes:
+        if image.startswith(("http://", "https://")):
+            data = bytearray()
+            # A public image URL: fetched by the CDN client, so no Scenario key leaves for a third party.
+            async with self.http.stream(image, authenticated=False) as chunks:
+                async for chunk in chunks:
+                    data.extend(chunk)
+                    if len(data) > MAX_IMAGE_PAYLOAD:
+                        break
+            data = bytes(data)
+        elif "://" in image:
+            raise InvalidVideoRequest("image", image, "a local file path or an http(s) URL")
+        else:
+            path = Path(image).expanduser()
+            if not path.is_file():
+                raise InvalidVideoRequest("image", image, "an existing local image file")
+            data = await asyncio.to_thread(path.read_bytes)
+        kind = _image_type(data)
+        if kind is None:
+            raise InvalidVideoRequest("image", image, "a PNG, JPEG or WEBP image")
+        if len(self._data_url(data, kind)) >= MAX_IMAGE_PAYLOAD:
+            raise InvalidVideoRequest("image", image, "an image under 6 MB once base64-encoded (Scenario's upload limit)")
+        return data
+
+    @staticmethod
+    def _data_url(data: bytes, kind: str) -> str:
+        return f"data:{kind};base64,{base64.b64encode(data).decode()}"
+
+    async def _upload(self, data: bytes, *, name: str) -> str:
+        body = {"image": self._data_url(data, _image_type(data) or "image/png"), "name": name}
+        # Uploads are free and create only an asset: retrying one risks a duplicate asset, never a bill.
+        payload = await self.http.json("POST", "assets", json=body, params=self._project_query())
+        asset = payload.get("asset") if isinstance(payload, dict) else None
+        if not isinstance(asset, dict) or not asset.get("id"):
+            raise ProviderUnavailable("asset upload answered without an asset id", provider=self.name)
+        return str(asset["id"])
+
+    def _decode(self, response: httpx.Response, *, maybe_created: bool = False) -> Any:
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ProviderUnavailable(
+                f"HTTP {response.status_code} answer is not JSON", provider=self.name,
+                status_code=response.status_code, maybe_created=maybe_created,
+            ) from exc
+
+    def _to_job(self, payload: Any, *, model: str, previous: dict[str, Any], maybe_created: bool = False) -> VideoJob:
+        job = payload.get("job") if isinstance(payload, dict) else None
+        if not isinstance(job, dict) or not job.get("jobId"):
+            raise ProviderUnavailable("answer without a job", provider=self.name, maybe_created=maybe_created)
+        raw_status = str(job.get("status") or "")
+        status = map_status(STATUS_TABLE, raw_status)
+        metadata = job.get("metadata") if isinstance(job.get("metadata"), dict) else {}
+        data = {**previous, "asset_ids": [str(a) for a in metadata.get("assetIds") or [] if a]}
+        data.pop("rejection", None)
+        code = message = None
+        if status in (JobStatus.FAILED, JobStatus.CANCELED):
+            code, message = _error_of(metadata.get("error"))
+            rejection = classify_rejection(code, message)
+            if rejection:
+                data["rejection"] = rejection
+            elif status is JobStatus.FAILED:
+                data["charged"] = False  # "Failed jobs are reimbursed" (provider-apis.md section 2)
+        cost = previous.get("creative_units_cost")
+        return VideoJob(
+            provider=self.name,
+            job_id=str(job["jobId"]),
+            model=model,
+            status=status,
+            raw_status=raw_status,
+            progress=_progress(job.get("progress"), status),
+            error_code=code,
+            error_message=message,
+            poll_after_seconds=None if status.is_terminal else self.poll_interval,
+            reported_cost=cost,
+            reported_cost_unit=COST_UNIT if cost is not None else None,
+            provider_data=data,
+        )
+
+    def _map_error(self, response: httpx.Response, info: ErrorInfo) -> ProviderError | None:
+        body = info.body if isinstance(info.body, dict) else {}
+        kwargs: dict[str, Any] = {"provider": self.name, "status_code": info.status, "request_id": info.request_id}
+        if info.status == 429:
+            # Two documented shapes: {"reason": "cooldown", "remainingSeconds": N} and
+            # {details: {actionName, actionLimit}} (then only a Retry-After header, if any).
+            remaining = body.get("remainingSeconds")
+            hint = float(remaining) if isinstance(remaining, (int, float)) and not isinstance(remaining, bool) else None
+            details = body.get("details") if isinstance(body.get("details"), dict) else {}
+            message = info.message
+            if details.get("actionName"):
+                message = f"{message} (limit of {details.get('actionLimit', '?')} on {details['actionName']})"
+            return RateLimited(message, retry_after=hint if hint is not None else info.retry_after, **kwargs)
+        if info.status == 404 and "model not found" in info.message.lower():
+            model_id = _model_id_in(response.request.url.path)
+            return ModelUnavailable(
+                f"model {model_id!r} not found: Scenario does not serve it (unknown or retired); choose another "
+                "model or provider (catalog overrides: PREFECT_VIDEOGEN_CATALOG)",
+                model=model_id, **kwargs,
+            )
+        return None
