@@ -50,7 +50,9 @@ class APIFrameCredentials(VideoProviderBlock):
     poll_interval_seconds: float | None = Field(
         default=None,
         gt=0,
-        description="Fixed wait between status polls (APIFrame sends no poll hint); empty means a growing 1 to 6 s wait.",
+        description=(
+            "Fixed wait between status polls (APIFrame sends no poll hint); empty means a growing 1 to 6 s wait."
+        ),
     )
 
     @model_validator(mode="before")

@@ -74,7 +74,7 @@ EXPIRED_MESSAGE = (
 
 
 def account_id_for(api_key: str, account_label: str | None = None) -> str:
-    """``account_label``, else ``apiframe-`` and 12 hex digits of sha256(key), which cannot be turned back into the key."""
+    """``account_label``, else ``apiframe-`` + 12 hex digits of sha256(key): not reversible to the key."""
     return account_label or f"apiframe-{hashlib.sha256(api_key.encode()).hexdigest()[:12]}"
 
 
@@ -245,7 +245,9 @@ class APIFrameVideoProvider(VideoProvider):
             raise InvalidVideoRequest("image", image, "an existing local image file or an http(s) URL")
         size = path.stat().st_size
         if size > MAX_UPLOAD_BYTES:
-            raise InvalidVideoRequest("image", image, f"an image of at most 25 MB (APIFrame uploads); it has {size} bytes")
+            raise InvalidVideoRequest(
+                "image", image, f"an image of at most 25 MB (APIFrame uploads); it has {size} bytes"
+            )
         content_type = mimetypes.guess_type(path.name)[0] or ""
         if not content_type.startswith("image/"):
             raise InvalidVideoRequest("image", image, "an image file (.png, .jpg, .webp)")
@@ -256,7 +258,9 @@ class APIFrameVideoProvider(VideoProvider):
             answer = await self.http.json("POST", "/v2/uploads", files={"file": (path.name, data, content_type)})
             url = answer.get("url") if isinstance(answer, dict) else None
             if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
-                raise ProviderUnavailable(f"upload answered without an http(s) url: {str(answer)[:200]}", provider=self.name)
+                raise ProviderUnavailable(
+                    f"upload answered without an http(s) url: {str(answer)[:200]}", provider=self.name
+                )
             self._uploads[digest] = url
         return self._uploads[digest]
 
@@ -309,7 +313,8 @@ class APIFrameVideoProvider(VideoProvider):
         message = info.message
         if details:
             message += ": " + "; ".join(
-                f"{path}: {', '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}" for path, msgs in details.items()
+                f"{path}: {', '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
+                for path, msgs in details.items()
             )
         on_submit = response.request.url.path.endswith(GENERATE_PATH)
         about_model = "model" in details or "model" in info.message.lower()

@@ -145,7 +145,8 @@ class APIFrameEmulator(EmulatorState):
 
             async def send_with_id(message: dict) -> None:
                 if message["type"] == "http.response.start":
-                    message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
+                    headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                    message = {**message, "headers": headers}
                 await send(message)
 
             await starlette(scope, receive, send_with_id if scope["type"] == "http" else send)
@@ -287,14 +288,16 @@ class APIFrameEmulator(EmulatorState):
                             status_code=409,
                         )
                     self.counters["idempotent_replays"] += 1
-                    return JSONResponse({"jobId": job_id, "status": self._view(self.jobs[job_id])["status"]}, status_code=202)
+                    replayed = self._view(self.jobs[job_id])["status"]
+                    return JSONResponse({"jobId": job_id, "status": replayed}, status_code=202)
             params = body.get("soraParams", {})
             duration, resolution = params.get("duration", 4), params.get("resolution", "standard")
             cost = CREDITS[model][resolution][duration]
             if cost > self.credits_available:
                 self.counters["rejected_requests"] += 1
                 return JSONResponse(
-                    {"error": "Insufficient credits", "creditsRequired": cost, "creditsAvailable": self.credits_available},
+                    {"error": "Insufficient credits", "creditsRequired": cost,
+                     "creditsAvailable": self.credits_available},
                     status_code=402,
                 )
             width, height = SIZES[(model, resolution)]
