@@ -30,7 +30,7 @@ class ScenarioCredentials(VideoProviderBlock):
     provider_name = "scenario"
     _block_type_name = "Videogen Scenario Credentials"
     _block_type_slug = "videogen-scenario-credentials"
-    _description = "Scenario API key and secret for video generation (Sora 2 and others) through api.cloud.scenario.com."
+    _description = "Scenario API key and secret for video generation (Sora 2 and others) on api.cloud.scenario.com."
 
     api_key: SecretStr = Field(description="Scenario API key, sent with the secret as HTTP Basic credentials.")
     api_secret: SecretStr = Field(description="Scenario API secret that goes with the API key.")

@@ -305,7 +305,9 @@ class ScenarioVideoProvider(VideoProvider):
     def _params(self, plan: VideoPlan, asset_id: str | None, options: dict[str, Any]) -> dict[str, Any]:
         request = plan.request
         # duration is a JSON number (the model reference types it "number"), never a string.
-        params: dict[str, Any] = {"prompt": request.prompt, "aspectRatio": request.aspect_ratio, "duration": request.duration}
+        params: dict[str, Any] = {
+            "prompt": request.prompt, "aspectRatio": request.aspect_ratio, "duration": request.duration,
+        }
         # Only models with resolution tiers take "resolution" (sora-2-pro); sora-2 rejects it.
         if len(plan.spec.sizes) > 1:
             params["resolution"] = request.resolution
@@ -334,7 +336,9 @@ class ScenarioVideoProvider(VideoProvider):
         if kind is None:
             raise InvalidVideoRequest("image", image, "a PNG, JPEG or WEBP image")
         if len(self._data_url(data, kind)) >= MAX_IMAGE_PAYLOAD:
-            raise InvalidVideoRequest("image", image, "an image under 6 MB once base64-encoded (Scenario's upload limit)")
+            raise InvalidVideoRequest(
+                "image", image, "an image under 6 MB once base64-encoded (Scenario's upload limit)"
+            )
         return data
 
     @staticmethod
@@ -367,7 +371,7 @@ class ScenarioVideoProvider(VideoProvider):
         status = map_status(STATUS_TABLE, raw_status)
         metadata = job.get("metadata") if isinstance(job.get("metadata"), dict) else {}
         data = {**previous, "asset_ids": [str(a) for a in metadata.get("assetIds") or [] if a]}
-        data.pop("rejection", None)
+        data.pop("rejection", None), data.pop("charged", None)  # settled again from this answer
         code = message = None
         if status in (JobStatus.FAILED, JobStatus.CANCELED):
             code, message = _error_of(metadata.get("error"))

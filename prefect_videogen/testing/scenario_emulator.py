@@ -187,7 +187,8 @@ class ScenarioEmulator(EmulatorState):
         fraction = 1.0 if job["failed_at_create"] else self.elapsed_fraction(job)
         metadata: dict[str, Any] = {"modelId": job["model_id"], "input": job["params"], "assetIds": []}
         reject = job["reject"]
-        fails_now = job["failed_at_create"] or (reject in ("prompt", "image") and fraction >= 0.25) or (reject and fraction >= 1.0)
+        # Request-time blocks (prompt, image) fail early; output moderation only after rendering.
+        fails_now = job["failed_at_create"] or (reject is not None and fraction >= (1.0 if reject == "output" else 0.25))
         if fails_now:
             # Two words for the same outcome, as Scenario's own pages disagree.
             status, progress = ("failure" if reject == "output" else "failed"), fraction
@@ -294,7 +295,8 @@ class ScenarioEmulator(EmulatorState):
             return _error(400, "image is not a PNG, JPEG or WEBP")
         asset_id = f"asset_{uuid.uuid4().hex[:20]}"
         with self.lock:
-            self.assets[asset_id] = {"type": "image", "name": name, "bytes": data}
+            self.assets[asset_id] = {"type": "image", "name": name, "bytes": data,
+                                     "project_id": request.query_params.get("projectId")}
             self.counters["uploads"] += 1
         return JSONResponse({"asset": {"id": asset_id, "type": "image", "name": name, "status": "success"}})
 
@@ -304,7 +306,8 @@ class ScenarioEmulator(EmulatorState):
         if (fault := self.faults.take("asset")) and fault.status:
             return self._fault_response(fault)
         asset_id = request.path_params["asset_id"]
-        job = next((j for j in self.jobs.values() if j["asset_id"] == asset_id and self._job_view(j)["status"] == "success"), None)
+        job = next((j for j in self.jobs.values()
+                    if j["asset_id"] == asset_id and self._job_view(j)["status"] == "success"), None)
         if asset_id not in self.assets and job is None:
             return _error(404, "Asset not found")
         token = uuid.uuid4().hex
