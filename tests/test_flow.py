@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from prefect.client.orchestration import get_client
+from prefect_helpers import task_states
 
 from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
 from prefect_videogen.errors import InvalidVideoRequest
@@ -14,19 +14,20 @@ from prefect_videogen.models import VideoRequest
 
 async def test_generate_video_flow_stores_a_verified_video(prefect_server, tmp_path):
     request = VideoRequest(prompt="a red fox running through fresh snow", duration=4, aspect_ratio="9:16")
-    result = await generate_video(
+    state = await generate_video(
         request,
         provider=LocalRenderer(queue_delay_seconds=0.05, jobs_dir=str(tmp_path / "jobs")),
         storage=LocalVideoStorage(base_path=str(tmp_path / "videos")),
+        refresh=True,
+        return_state=True,
     )
+    result = await state.aresult()
     probe = probe_video(result.video_uri)
     assert (probe.width, probe.height, probe.duration_seconds) == (720, 1280, 4.0)
     assert result.resolution == "720x1280" and result.duration_seconds == 4.0
     assert result.provider == "local" and result.model == "title-card"
 
-    async with get_client() as client:
-        runs = await client.read_task_runs()
-    names = {run.name for run in runs}
+    names = set(await task_states(state.state_details.flow_run_id))
     assert "submit local/title-card" in names
     assert f"wait local/title-card {result.job_id}" in names
     assert f"download local/title-card {result.job_id}" in names

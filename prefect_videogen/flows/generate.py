@@ -1,37 +1,45 @@
-"""The ``generate_video`` flow: one request in, one stored, verified video out."""
+"""The ``generate_video`` flow: one request in, one stored, verified, accounted video out."""
 
 from __future__ import annotations
 
-import time
-
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 from pydantic import Field
 
-from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
-from prefect_videogen.blocks.base import VideoProviderBlock
+from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage, ProviderBlocks, StorageBlocks
+from prefect_videogen.budget import Budget
+from prefect_videogen.costs import estimate_cost
+from prefect_videogen.flows.steps import RunSettings, approve_if_needed, produce_video, publish_cost_table
 from prefect_videogen.generation import plan_request
+from prefect_videogen.ledger import Ledger
 from prefect_videogen.models import VideoRequest, VideoResult
-from prefect_videogen.tasks import download_video, submit_video, wait_for_video
 
 
 @flow(name="generate-video", flow_run_name="generate-video {request.duration}s {request.aspect_ratio}")
 async def generate_video(
     request: VideoRequest,
-    provider: VideoProviderBlock | None = None,
-    storage: LocalVideoStorage | None = None,
+    provider: ProviderBlocks | None = None,
+    storage: StorageBlocks | None = None,
     timeout_seconds: float = Field(default=1800.0, gt=0, description="How long to wait for the provider's job."),
+    max_cost_usd: float | None = Field(default=None, ge=0, description="Refuse to submit beyond this estimated spend."),
+    approval_threshold_usd: float | None = Field(
+        default=None, ge=0, description="Pause for approval in the UI when the estimate exceeds this."
+    ),
+    refresh: bool = Field(default=False, description="Generate again even if this request was generated before."),
 ) -> VideoResult:
-    """Generate one video and store it with a JSON sidecar.
+    """Generate one video and store it with a JSON sidecar and a ledger record.
 
     The request is checked against the model catalog before anything is sent, so a bad duration,
-    aspect ratio or resolution fails here, at no cost.
+    aspect ratio or resolution fails here, at no cost. A rerun of the same request reuses the
+    provider job of the earlier run (cached submit) unless ``refresh`` is set.
 
     Args:
         request: what to generate.
         provider: a provider credentials block; the embedded local renderer when empty.
         storage: where to store the video; ``./videos`` when empty.
         timeout_seconds: how long to wait for the provider's job.
+        max_cost_usd: the run's budget; the submit is refused (BudgetExceeded) when the estimate exceeds it.
+        approval_threshold_usd: above this estimate the run pauses for approval in the Prefect UI.
+        refresh: submit a new job even when this request has been generated before.
 
     Example:
         ```python
@@ -46,15 +54,16 @@ async def generate_video(
     provider = provider or LocalRenderer()
     video_storage = (storage or LocalVideoStorage()).get_storage()
     plan = plan_request(provider.provider_name, request)
-    logger.info("generating %s s %s %s on %s/%s", plan.request.duration, plan.size, plan.request.aspect_ratio,
-                plan.provider, plan.request.model)
-    started = time.monotonic()
-    job = await submit_video(plan, provider)
-    submitted = time.monotonic()
-    job = await wait_for_video(job, provider, timeout_seconds)
-    timings = {"submit_seconds": round(submitted - started, 3), "wait_seconds": round(time.monotonic() - submitted, 3)}
-    result = await download_video(
-        plan, job, provider, video_storage, key_fields={"flow_run": flow_run.get_name() or ""}, timings=timings
-    )
+    estimated = estimate_cost(plan)
+    logger.info("generating %s s %s on %s/%s; estimated %g %s", plan.request.duration, plan.size,
+                plan.provider, plan.request.model, estimated.amount, estimated.unit)
+    await approve_if_needed(estimated, approval_threshold_usd)
+    run = RunSettings(storage=video_storage, budget=Budget(max_cost_usd), ledger=Ledger(video_storage),
+                      timeout_seconds=timeout_seconds, refresh=refresh)
+    try:
+        result = await produce_video(plan, provider, run, estimated=estimated)
+    finally:
+        if run.entries:
+            await publish_cost_table(run.entries)
     logger.info("stored %s (%s bytes, sha256 %s)", result.video_uri, result.bytes, result.sha256[:12])
     return result

@@ -6,6 +6,7 @@ Nothing here imports Prefect: providers are plain async code, usable and testabl
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -130,7 +131,7 @@ async def wait_for_job(
     schedule: PollSchedule | None = None,
     clock: Clock = time.monotonic,
     sleep: Sleep = asyncio.sleep,
-    on_update: Callable[[VideoJob], None] | None = None,
+    on_update: Callable[[VideoJob], None | Awaitable[None]] | None = None,
 ) -> VideoJob:
     """Poll ``job`` until it is terminal or ``timeout`` seconds pass on ``clock``.
 
@@ -151,8 +152,8 @@ async def wait_for_job(
         if job.raw_status != last_status:
             logger.info("%s job %s: %s", job.provider, job.job_id, job.raw_status)
             last_status = job.raw_status
-        if on_update:
-            on_update(job)
+        if on_update and inspect.isawaitable(outcome := on_update(job)):
+            await outcome
         if job.status.is_terminal:
             raise_for_job(job)
             return job

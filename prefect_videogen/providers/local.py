@@ -134,6 +134,5 @@ class LocalProvider(VideoProvider):
             raw_status=status.value,
             progress=progress,
             poll_after_seconds=max(delay - elapsed, 0.05) if not status.is_terminal else None,
-            reported_cost=0.0,
-            reported_cost_unit="usd",
+            # No reported charge: like OpenAI, the catalog price (free unless overridden) is the cost.
         )

@@ -1,8 +1,9 @@
 """Submit, wait and download as Prefect tasks, one provider call site each.
 
-Submit is its own task and is never retried by Prefect: it is paid, and a retry after an
-ambiguous failure could pay twice. Waiting and downloading are idempotent given the job id, so
-they retry on errors whose type says they are worth it.
+Submit is its own task, never retried by Prefect (it is paid), and cached on the request's
+fingerprint plus a non-secret account id, so it commits the job id as soon as the provider gives
+one and a rerun reuses that job instead of paying again. Wait and download are idempotent given the
+job id: they retry on errors whose type says another try can help, and are cached by job id.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import time
 from typing import Any
 
 from prefect import task
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
+from prefect.runtime import task_run
 from prefect.tasks import Task
 
 from prefect_videogen import progress
@@ -23,6 +26,7 @@ from prefect_videogen.generation import store_video
 from prefect_videogen.models import VideoJob, VideoResult
 from prefect_videogen.providers.base import wait_for_job
 from prefect_videogen.storage.base import VideoStorage
+from prefect_videogen.tasks.caching import JobCachePolicy, submit_policy
 
 
 def retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -34,11 +38,28 @@ def retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any
     return False
 
 
-@task(task_run_name="submit {plan.provider}/{plan.request.model}", retries=0)
-async def submit_video(plan: VideoPlan, provider: VideoProviderBlock) -> VideoJob:
-    """Create the provider job for ``plan`` (paid; never retried blindly)."""
+def _submit_run_name() -> str:
+    params = task_run.parameters
+    plan = params["plan"]
+    item = params.get("item_id")
+    return f"submit {plan.provider}/{plan.request.model}" + (f" {item}" if item else "")
+
+
+@task(
+    task_run_name=_submit_run_name,
+    retries=0,
+    cache_policy=submit_policy(),
+    persist_result=True,
+)
+async def submit_video(plan: VideoPlan, provider: VideoProviderBlock, idempotency_key: str, item_id: str = "") -> VideoJob:
+    """Create the provider job for ``plan`` (paid: never retried blindly; cached across runs).
+
+    ``idempotency_key`` is sent where the provider honours one (APIFrame, local): derived from the
+    same fingerprint as the cache key, it dedupes even a crash between the provider accepting the job
+    and this task committing. A refresh sends a fresh key and overwrites the cache record.
+    """
     async with provider.get_client() as client:
-        job = await client.submit(plan)
+        job = await client.submit(plan, idempotency_key=idempotency_key)
     progress.publish(progress.ProgressEvent("submitted", job.provider, job.job_id, job.progress, job.raw_status))
     return job
 
@@ -48,14 +69,22 @@ async def submit_video(plan: VideoPlan, provider: VideoProviderBlock) -> VideoJo
     retries=2,
     retry_delay_seconds=[5, 30],
     retry_condition_fn=retry_if_retryable,
+    cache_policy=JobCachePolicy(step="wait"),
+    persist_result=True,
 )
 async def wait_for_video(job: VideoJob, provider: VideoProviderBlock, timeout_seconds: float = 1800.0) -> VideoJob:
-    """Poll ``job`` until it succeeds; raises the typed error when it fails or times out."""
+    """Poll ``job`` until it succeeds, updating a progress artifact; raises the typed error otherwise."""
+    artifact_id = await acreate_progress_artifact(
+        progress=0.0, description=f"{job.provider} {job.model} job {job.job_id}"
+    )
+    shown = {"progress": -1.0}
 
-    def on_update(current: VideoJob) -> None:
-        progress.publish(
-            progress.ProgressEvent("status", current.provider, current.job_id, current.progress, current.raw_status)
-        )
+    async def on_update(current: VideoJob) -> None:
+        value = current.progress or 0.0
+        progress.publish(progress.ProgressEvent("status", current.provider, current.job_id, value, current.raw_status))
+        if value - shown["progress"] >= 0.05 or (current.status.is_terminal and shown["progress"] < 1.0):
+            shown["progress"] = value
+            await aupdate_progress_artifact(artifact_id=artifact_id, progress=round(value * 100, 1))
 
     async with provider.get_client() as client:
         return await wait_for_job(client, job, timeout=timeout_seconds, on_update=on_update)
@@ -66,16 +95,22 @@ async def wait_for_video(job: VideoJob, provider: VideoProviderBlock, timeout_se
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_if_retryable,
+    cache_policy=JobCachePolicy(step="download"),
+    persist_result=True,
 )
 async def download_video(
     plan: VideoPlan,
     job: VideoJob,
     provider: VideoProviderBlock,
     storage: VideoStorage,
+    storage_url: str,
     key_fields: dict[str, str] | None = None,
     timings: dict[str, float] | None = None,
 ) -> VideoResult:
-    """Stream the finished video into ``storage``, verify it and write its sidecar."""
+    """Stream the finished video into ``storage``, verify it and write its sidecar.
+
+    ``storage_url`` names the target for the cache key (the storage object itself is not hashable).
+    """
     started = time.monotonic()
     async with provider.get_client() as client:
         result = await store_video(client, plan, job, storage, key_fields=key_fields, timings=timings)

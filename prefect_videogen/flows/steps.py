@@ -1,0 +1,159 @@
+"""One item's way through a flow run: reserve budget -> submit -> wait -> download -> record cost.
+
+Shared by ``generate_video`` and ``generate_videos`` so both spend, cache and account the same way.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import acreate_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.flow_runs import apause_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from prefect_videogen.blocks.base import VideoProviderBlock
+from prefect_videogen.budget import Budget
+from prefect_videogen.catalog import VideoPlan
+from prefect_videogen.costs import Cost, charge_status, estimate_cost, reported_cost
+from prefect_videogen.errors import ApprovalDenied, JobFailed
+from prefect_videogen.ledger import Ledger, LedgerEntry
+from prefect_videogen.models import VideoJob, VideoResult
+from prefect_videogen.storage.base import VideoStorage
+from prefect_videogen.tasks import download_video, submit_video, wait_for_video
+from prefect_videogen.tasks.caching import submit_key
+
+
+class CostApproval(RunInput):
+    """Shown in the Prefect UI when a run's estimated cost needs a person's yes."""
+
+    approve: bool = Field(default=False, description="Tick to allow the run to submit its jobs.")
+    note: str = Field(default="", description="Why (kept in the flow run's logs).")
+
+
+@dataclass
+class RunSettings:
+    """What every item of one flow run shares."""
+
+    storage: VideoStorage
+    budget: Budget
+    ledger: Ledger
+    timeout_seconds: float = 1800.0
+    refresh: bool = False
+    entries: list[LedgerEntry] = field(default_factory=list)
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage.uri("")
+
+
+@task(task_run_name="cost {job.provider} {job.job_id}", cache_policy=NO_CACHE)
+async def record_cost(
+    plan: VideoPlan,
+    job: VideoJob,
+    estimated: Cost,
+    ledger: Ledger,
+    account_id: str,
+    item_id: str = "",
+    video_uri: str | None = None,
+) -> LedgerEntry:
+    """Classify what the provider charged for ``job`` and append it to the ledger (idempotent)."""
+    reported = reported_cost(plan, job)
+    entry = LedgerEntry.for_job(
+        provider=job.provider,
+        job_id=job.job_id,
+        model=plan.request.model or job.model,
+        charge_status=charge_status(job, reported),
+        estimated=estimated,
+        reported=reported,
+        account_id=account_id,
+        item_id=item_id or None,
+        flow_run_id=str(flow_run.get_id() or "") or None,
+        video_uri=video_uri,
+    )
+    if not await ledger.record(entry):
+        get_run_logger().info("ledger already has %s job %s as %s", job.provider, job.job_id, entry.charge_status.value)
+    return entry
+
+
+async def produce_video(
+    plan: VideoPlan,
+    provider: VideoProviderBlock,
+    run: RunSettings,
+    *,
+    item_id: str = "",
+    estimated: Cost | None = None,
+) -> VideoResult:
+    """Generate one planned video within the run's budget and record what it cost.
+
+    Raises:
+        BudgetExceeded: before submitting, when the estimate does not fit; nothing is sent.
+        JobFailed / ContentRejected: the job failed; its charge is still recorded.
+    """
+    estimated = estimated or estimate_cost(plan)
+    account_id = provider.account_id()
+    nonce = uuid.uuid4().hex if run.refresh else ""
+    idempotency_key = submit_key(provider.provider_name, account_id, plan.request.fingerprint(), nonce)
+    fresh: dict[str, Any] = {"refresh_cache": True} if run.refresh else {}
+    started = time.monotonic()
+    with run.budget.reserve(estimated.usd or 0.0) as reservation:
+        state = await submit_video.with_options(**fresh)(plan, provider, idempotency_key, item_id, return_state=True)
+        job = await state.aresult()
+    if state.name == "Cached":
+        reservation.release()  # an earlier run paid for this job; nothing is spent now
+    submitted = time.monotonic()
+    try:
+        job = await wait_for_video.with_options(**fresh)(job, provider, run.timeout_seconds)
+    except JobFailed as failure:
+        entry = await record_cost(plan, failure.job or job, estimated, run.ledger, account_id, item_id)
+        run.entries.append(entry)
+        if state.name != "Cached":
+            reservation.settle(entry.charged_usd or 0.0)
+        raise
+    timings = {"submit_seconds": round(submitted - started, 3), "wait_seconds": round(time.monotonic() - submitted, 3)}
+    result = await download_video.with_options(**fresh)(
+        plan, job, provider, run.storage, run.storage_url,
+        key_fields={"flow_run": flow_run.get_name() or "", "item": item_id}, timings=timings,
+    )
+    entry = await record_cost(plan, job, estimated, run.ledger, account_id, item_id, result.video_uri)
+    run.entries.append(entry)
+    if state.name != "Cached":
+        reservation.settle(entry.charged_usd or estimated.usd or 0.0)
+    return result
+
+
+async def approve_if_needed(total: Cost, threshold_usd: float | None, *, timeout_seconds: int = 3600) -> None:
+    """Pause for approval in the Prefect UI when ``total`` exceeds ``threshold_usd``."""
+    if threshold_usd is None or (total.usd or 0.0) <= threshold_usd:
+        return
+    logger = get_run_logger()
+    logger.warning("estimated $%.2f exceeds the approval threshold $%.2f: waiting for approval in the UI",
+                   total.usd or 0.0, threshold_usd)
+    answer = await apause_flow_run(wait_for_input=CostApproval, timeout=timeout_seconds, poll_interval=2)
+    if not answer.approve:
+        raise ApprovalDenied(f"estimated ${total.usd:.2f} was not approved{': ' + answer.note if answer.note else ''}")
+    logger.info("approved: %s", answer.note or "(no note)")
+
+
+async def publish_cost_table(entries: list[LedgerEntry], *, key: str = "videogen-costs") -> None:
+    """A table artifact with each job's cost and the run's total."""
+    rows = [
+        {
+            "item": e.item_id or "", "provider": e.provider, "model": e.model, "job": e.job_id,
+            "charge": e.charge_status.value,
+            "estimated": f"{e.estimated.amount:g} {e.estimated.unit}" if e.estimated else "",
+            "reported": f"{e.reported.amount:g} {e.reported.unit}" if e.reported else "",
+            "usd": round(e.charged_usd or 0.0, 4),
+        }
+        for e in entries
+    ]
+    total = round(sum(e.charged_usd or 0.0 for e in entries), 4)
+    rows.append({"item": "TOTAL", "provider": "", "model": "", "job": "", "charge": "", "estimated": "",
+                 "reported": "", "usd": total})
+    await acreate_table_artifact(table=rows, key=key, description=f"Video costs of this run: ${total:.4f}")

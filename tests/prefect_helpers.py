@@ -1,0 +1,23 @@
+"""Helpers for tests that read what a flow run left on the Prefect API."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prefect.client.orchestration import get_client
+
+
+async def task_states(flow_run_id, expected: int = 4) -> dict[str, str]:
+    """Task run name -> state name of one flow run.
+
+    Task runs reach the API asynchronously, so wait (briefly) until ``expected`` of them are there.
+    """
+    states: dict[str, str] = {}
+    async with get_client() as client:
+        for _ in range(100):
+            runs = await client.read_task_runs()
+            states = {run.name: run.state_name for run in runs if run.flow_run_id == flow_run_id}
+            if len(states) >= expected and all(states.values()):
+                return states
+            await asyncio.sleep(0.1)
+    return states
