@@ -89,11 +89,7 @@ class Ledger:
         if lines and LedgerEntry.model_validate_json(lines[-1]).same_charge(entry):
             return False
         payload = "".join(line + "\n" for line in [*lines, entry.model_dump_json()]).encode()
-
-        async def one_chunk():
-            yield payload
-
-        await self.storage.write_stream(key, one_chunk())
+        await self.storage.write_bytes(key, payload)
         return True
 
     async def entries(self, *, since: date | None = None) -> list[LedgerEntry]:

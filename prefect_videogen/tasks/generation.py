@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
@@ -19,6 +19,7 @@ from prefect.runtime import task_run
 from prefect.tasks import Task
 
 from prefect_videogen import progress
+from prefect_videogen.artifacts import publish_video_artifacts
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.catalog import VideoPlan
 from prefect_videogen.errors import is_retryable
@@ -114,6 +115,10 @@ async def download_video(
     started = time.monotonic()
     async with provider.get_client() as client:
         result = await store_video(client, plan, job, storage, key_fields=key_fields, timings=timings)
+    try:
+        await publish_video_artifacts(result, storage)
+    except Exception as exc:  # the video is stored; a missing link or thumbnail must not re-run the download
+        get_run_logger().warning("could not publish artifacts for %s: %s", result.video_uri, exc)
     progress.publish(
         progress.ProgressEvent(
             "stored", job.provider, job.job_id, 1.0, "stored",
