@@ -297,6 +297,7 @@ def server():
 def emulator(server):
     server.emulator.reset()
     server.emulator.retired_models.clear()
+    server.emulator.latency_seconds = 0.05
     return server.emulator
 
 
@@ -471,6 +472,7 @@ async def test_emulator_checks_uploads_and_auth(api, emulator, tmp_path):
 
 
 async def test_emulator_lists_and_deletes_only_finished_videos(client, api, emulator):
+    emulator.latency_seconds = 60  # the job stays unfinished however slow this machine is
     job = await client.submit(plan_for())
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}) as http:
         early = await http.delete(f"{api}/videos/{job.job_id}")
@@ -479,6 +481,7 @@ async def test_emulator_lists_and_deletes_only_finished_videos(client, api, emul
     assert early.status_code == 400 and bad_limit.status_code == 400
     assert listed["object"] == "list" and [v["id"] for v in listed["data"]] == [job.job_id]
     assert listed["first_id"] == listed["last_id"] == job.job_id and listed["has_more"] is False
+    emulator.latency_seconds = 0
     await wait_for_job(client, job)
     assert await client.delete(job) is True
     with pytest.raises(InvalidRequest, match="not found") as caught:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import mimetypes
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -307,5 +306,4 @@ def _reference_file(path_text: str, plan: VideoPlan) -> tuple[str, bytes, str]:
         raise InvalidVideoRequest(
             "image", f"{path_text} ({size[0]}x{size[1]})", f"an image of exactly {plan.size}, the video's size"
         )
-    content_type = IMAGE_TYPES[kind] or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return path.name, data, content_type
+    return path.name, data, IMAGE_TYPES[kind]
