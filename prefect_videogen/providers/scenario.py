@@ -371,7 +371,8 @@ class ScenarioVideoProvider(VideoProvider):
         status = map_status(STATUS_TABLE, raw_status)
         metadata = job.get("metadata") if isinstance(job.get("metadata"), dict) else {}
         data = {**previous, "asset_ids": [str(a) for a in metadata.get("assetIds") or [] if a]}
-        data.pop("rejection", None), data.pop("charged", None)  # settled again from this answer
+        for settled_below in ("rejection", "charged"):  # decided again from this answer
+            data.pop(settled_below, None)
         code = message = None
         if status in (JobStatus.FAILED, JobStatus.CANCELED):
             code, message = _error_of(metadata.get("error"))
