@@ -248,6 +248,8 @@ async def test_expired_and_urlless_results_fail_clearly():
         (400, {"error": "Validation failed", "details": {"model": ["Invalid enum value"]}},
          ModelUnavailable, "model 'sora-2' is not available on APIFrame", 1),
         (404, {"error": "Model not found: sora-2"}, ModelUnavailable, "Model not found: sora-2", 1),
+        (400, {"error": "Invalid request for model sora-2", "details": {"prompt": ["Required"]}},
+         InvalidRequest, "prompt: Required", 1),
         (401, {"error": "Invalid API key"}, AuthError, "Invalid API key", 1),
         (403, "<html><body>Forbidden</body></html>", AuthError, "Forbidden", 1),
         (402, {"error": "Insufficient credits", "creditsRequired": 12, "creditsAvailable": 3},
@@ -269,6 +271,7 @@ async def test_submit_error_mapping(status, body, error, fragment, calls):
     client, sleep = unit_client(handler)
     with pytest.raises(error, match=fragment) as caught:
         await client.submit(plan_for())
+    assert type(caught.value) is error  # not merely a subclass: a bad prompt is no missing model
     assert len(seen) == calls and len(sleep.delays) == calls - 1
     assert caught.value.request_id == "req_9" and caught.value.provider == "apiframe"
     if error is ModelUnavailable:

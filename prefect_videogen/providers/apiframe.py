@@ -317,7 +317,9 @@ class APIFrameVideoProvider(VideoProvider):
                 for path, msgs in details.items()
             )
         on_submit = response.request.url.path.endswith(GENERATE_PATH)
-        about_model = "model" in details or "model" in info.message.lower()
+        # 400 names the field in details; 404 "Model not found: sora-2" is the retired/unknown answer.
+        lowered = info.message.lower()
+        about_model = "model" in details or "model not found" in lowered or (info.status == 404 and "model" in lowered)
         if on_submit and info.status in (400, 404) and about_model:
             model = _sent_model(response.request)
             return ModelUnavailable(

@@ -9,11 +9,12 @@ credits (402), an ``Idempotency-Key`` reused with another body (409). Every answ
 
 Example:
     ```python
-    from prefect_videogen.testing.apiframe_emulator import APIFrameEmulator
+    from prefect_videogen.blocks.apiframe import APIFrameCredentials
+    from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY, APIFrameEmulator
     from prefect_videogen.testing.server import EmulatorServer
 
     with EmulatorServer(APIFrameEmulator()) as server:
-        creds = APIFrameCredentials(api_key="afk_emulator_key", base_url=server.base_url)
+        creds = APIFrameCredentials(api_key=EMULATOR_API_KEY, base_url=server.base_url)
     ```
 """
 
