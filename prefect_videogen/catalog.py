@@ -91,6 +91,14 @@ class VideoPlan(BaseModel):
         return f"{self.width}x{self.height}"
 
 
+def _check_image(image: str) -> None:
+    if "://" in image:
+        if not image.lower().startswith(("http://", "https://")):
+            raise InvalidVideoRequest("image", image, "a local file path or an http(s) URL")
+    elif not Path(image).is_file():
+        raise InvalidVideoRequest("image", image, "an existing local image file or an http(s) URL")
+
+
 def ensure_available(plan: VideoPlan, *, today: date | None = None) -> None:
     """Raise ModelUnavailable when the catalog marks ``plan``'s model retired on or before ``today``.
 
@@ -144,8 +152,10 @@ class Catalog(BaseModel):
             raise InvalidVideoRequest("aspect_ratio", request.aspect_ratio, spec.aspect_ratios, context=context)
         if request.resolution not in spec.sizes:
             raise InvalidVideoRequest("resolution", request.resolution, sorted(spec.sizes), context=context)
-        if request.image is not None and not spec.image_input:
-            raise InvalidVideoRequest("image", request.image, "no image input for this model", context=context)
+        if request.image is not None:
+            if not spec.image_input:
+                raise InvalidVideoRequest("image", request.image, "no image input for this model", context=context)
+            _check_image(request.image)
         width, height = (int(n) for n in spec.sizes[request.resolution][request.aspect_ratio].split("x"))
         return VideoPlan(
             provider=provider,

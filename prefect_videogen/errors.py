@@ -4,6 +4,7 @@ Every error the package raises on purpose derives from :class:`VideoGenError`::
 
     VideoGenError
     ├── InvalidVideoRequest            bad input, found before any paid call (also a ValueError)
+    ├── InvalidBatch                   bad batch rows, all listed by row, before any paid call
     ├── ProviderError                  the provider answered with an error (provider, status_code, request_id)
     │   ├── AuthError                  401/403: wrong or missing key, plan does not allow it; never retried
     │   ├── RateLimited                429: retry_after seconds when the provider said
@@ -93,6 +94,16 @@ class InvalidVideoRequest(VideoGenError, ValueError):
         allowed_text = allowed if isinstance(allowed, str) else ", ".join(repr(a) for a in self.allowed)
         where = f" for {context}" if context else ""
         super().__init__(f"{field}={value!r} is not allowed{where}; allowed: {allowed_text}")
+
+
+class InvalidBatch(VideoGenError, ValueError):
+    """One or more batch items are invalid; every problem is listed with its row. Nothing was sent."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        shown = "\n  ".join(self.problems[:20])
+        more = f"\n  ... and {len(self.problems) - 20} more" if len(self.problems) > 20 else ""
+        super().__init__(f"{len(self.problems)} invalid batch item(s); nothing was submitted:\n  {shown}{more}")
 
 
 class ProviderError(VideoGenError):

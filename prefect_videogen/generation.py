@@ -44,6 +44,7 @@ async def store_video(
     *,
     key_fields: dict[str, str] | None = None,
     timings: dict[str, float] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> VideoResult:
     """Stream the finished ``job``'s video into ``storage``, verify it, publish it and its sidecar.
 
@@ -105,6 +106,7 @@ async def store_video(
         "reported_cost": {"amount": job.reported_cost, "unit": job.reported_cost_unit},
         "timings": timings,
         "created_at": result.created_at.isoformat(),
+        "metadata": metadata or {},
     }
     await storage.write_json(result_sidecar_key, sidecar)
     return result

@@ -89,6 +89,7 @@ async def produce_video(
     *,
     item_id: str = "",
     estimated: Cost | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> VideoResult:
     """Generate one planned video within the run's budget and record what it cost.
 
@@ -119,7 +120,7 @@ async def produce_video(
     timings = {"submit_seconds": round(submitted - started, 3), "wait_seconds": round(time.monotonic() - submitted, 3)}
     result = await download_video.with_options(**fresh)(
         plan, job, provider, run.storage, run.storage_url,
-        key_fields={"flow_run": flow_run.get_name() or "", "item": item_id}, timings=timings,
+        key_fields={"flow_run": flow_run.get_name() or "", "item": item_id}, timings=timings, metadata=metadata,
     )
     entry = await record_cost(plan, job, estimated, run.ledger, account_id, item_id, result.video_uri)
     run.entries.append(entry)

@@ -107,6 +107,7 @@ async def download_video(
     storage_url: str,
     key_fields: dict[str, str] | None = None,
     timings: dict[str, float] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> VideoResult:
     """Stream the finished video into ``storage``, verify it and write its sidecar.
 
@@ -114,7 +115,9 @@ async def download_video(
     """
     started = time.monotonic()
     async with provider.get_client() as client:
-        result = await store_video(client, plan, job, storage, key_fields=key_fields, timings=timings)
+        result = await store_video(
+            client, plan, job, storage, key_fields=key_fields, timings=timings, metadata=metadata
+        )
     try:
         await publish_video_artifacts(result, storage)
     except Exception as exc:  # the video is stored; a missing link or thumbnail must not re-run the download

@@ -1,0 +1,246 @@
+"""The ``generate_videos`` flow: expand prompts, validate all, then generate each within bounds.
+
+Every item is validated before the first paid call (one bad row fails the batch up front, naming
+the row). A manifest in the storage records each item's status, cost, job id and keys; a rerun of
+the same batch skips what is done (its submit shows as Cached: no provider call). Items run
+concurrently under a per-provider bound: a Prefect global concurrency limit when one named
+``videogen-<provider>`` (or ``concurrency_limit``) exists, else ``max_concurrency`` in process.
+One item failing does not stop the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from prefect import flow, get_run_logger, tags, task
+from prefect.artifacts import acreate_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.concurrency.asyncio import concurrency
+from prefect.exceptions import ObjectNotFound
+from pydantic import BaseModel, Field
+
+from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage, ProviderBlocks, StorageBlocks
+from prefect_videogen.blocks.base import VideoProviderBlock
+from prefect_videogen.budget import Budget
+from prefect_videogen.catalog import VideoPlan
+from prefect_videogen.costs import Cost, estimate_cost
+from prefect_videogen.errors import BudgetExceeded, ContentRejected, VideoGenError
+from prefect_videogen.expansion import BatchItem, PromptSource, expand
+from prefect_videogen.flows.steps import RunSettings, approve_if_needed, produce_video, publish_cost_table
+from prefect_videogen.ledger import Ledger
+from prefect_videogen.manifest import ManifestItem, ManifestStore
+from prefect_videogen.tasks import submit_video
+from prefect_videogen.tasks.caching import submit_key
+
+
+class BatchItemResult(BaseModel):
+    item_id: str
+    row: int
+    original_prompt: str
+    prompt: str
+    status: str
+    job_id: str | None = None
+    video_uri: str | None = None
+    sidecar_uri: str | None = None
+    estimated_usd: float | None = None
+    cost_usd: float | None = None
+    error: str | None = None
+
+
+class BatchResult(BaseModel):
+    """What a batch run did, item by item."""
+
+    batch_id: str
+    preview: bool
+    manifest_uri: str | None = None
+    items: list[BatchItemResult]
+    total_estimated_usd: float
+    total_cost_usd: float
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
+@task(task_run_name="expand prompts", cache_policy=NO_CACHE)
+def expand_prompts(prompts: PromptSource, provider: str) -> list[BatchItem]:
+    """Fill the template over the grid and rows and check every item (a task, so it shows in the UI)."""
+    return expand(prompts, provider)
+
+
+def default_batch_id(provider: str, account_id: str, items: list[BatchItem]) -> str:
+    digest = hashlib.sha256("\n".join([provider, account_id, *sorted(i.item_id for i in items)]).encode())
+    return f"batch-{digest.hexdigest()[:12]}"
+
+
+async def provider_bound(provider: str, limit_name: str | None, max_concurrency: int) -> tuple[str, Any]:
+    """A Prefect global concurrency limit when one exists, else an in-process semaphore."""
+    name = limit_name or f"videogen-{provider}"
+    async with get_client() as client:
+        try:
+            await client.read_global_concurrency_limit_by_name(name)
+            return f"global concurrency limit {name!r}", name
+        except ObjectNotFound:
+            if limit_name:
+                raise VideoGenError(
+                    f"concurrency_limit={limit_name!r} does not exist; create it with "
+                    f"`prefect gcl create {limit_name} --limit N` or leave it empty"
+                ) from None
+    return f"{max_concurrency} at once (in process)", asyncio.Semaphore(max_concurrency)
+
+
+def _slot(bound: Any) -> AbstractAsyncContextManager[Any]:
+    return concurrency(bound, occupy=1) if isinstance(bound, str) else bound
+
+
+def _status_for(error: BaseException) -> str:
+    if isinstance(error, BudgetExceeded):
+        return "refused"
+    if isinstance(error, ContentRejected):
+        return "rejected"
+    return "failed"
+
+
+async def _run_item(
+    item: BatchItem,
+    plan: VideoPlan,
+    estimated: Cost,
+    provider: VideoProviderBlock,
+    run: RunSettings,
+    manifest: ManifestStore,
+    bound: Any,
+) -> BatchItemResult:
+    logger = get_run_logger()
+    entry = manifest.manifest.items[item.item_id]  # type: ignore[union-attr]
+    base = {"item_id": item.item_id, "row": item.row, "original_prompt": item.original_prompt,
+            "prompt": item.request.prompt, "estimated_usd": estimated.usd}
+    if entry.status == "stored" and not run.refresh and entry.video_key and await run.storage.exists(entry.video_key):
+        # Done in an earlier run. The submit task answers from its cache (shown as Cached): no provider call.
+        idem = submit_key(provider.provider_name, provider.account_id(), plan.request.fingerprint())
+        await submit_video(plan, provider, idem, item.item_id)
+        return BatchItemResult(**base, status="stored", job_id=entry.job_id, video_uri=run.storage.uri(entry.video_key),
+                               sidecar_uri=run.storage.uri(entry.sidecar_key or ""), cost_usd=entry.cost_usd)
+    async with _slot(bound):
+        try:
+            with tags(f"videogen:{provider.provider_name}"):
+                result = await produce_video(
+                    plan, provider, run, item_id=item.item_id, estimated=estimated,
+                    metadata={"batch_id": manifest.manifest.batch_id, "item_id": item.item_id,  # type: ignore[union-attr]
+                              "row": item.row, "original_prompt": item.original_prompt,
+                              "expanded_prompt": item.request.prompt, "variables": item.variables},
+                )
+        except VideoGenError as exc:
+            status = _status_for(exc)
+            job_id = getattr(exc, "job_id", None)
+            cost = next((e.charged_usd for e in run.entries if e.job_id == job_id), None) if job_id else None
+            await manifest.update(item.item_id, status=status, error=str(exc), job_id=job_id, cost_usd=cost)
+            logger.warning("item %s (row %s) %s: %s", item.item_id, item.row, status, exc)
+            return BatchItemResult(**base, status=status, job_id=job_id, error=str(exc), cost_usd=cost)
+    ledger_entry = next(e for e in reversed(run.entries) if e.job_id == result.job_id)
+    await manifest.update(
+        item.item_id, status="stored", provider=result.provider, model=result.model, job_id=result.job_id,
+        video_key=run.storage.key_of(result.video_uri), sidecar_key=run.storage.key_of(result.sidecar_uri),
+        sha256=result.sha256, cost_usd=ledger_entry.charged_usd, charge_status=ledger_entry.charge_status.value,
+        error=None,
+    )
+    return BatchItemResult(**base, status="stored", job_id=result.job_id, video_uri=result.video_uri,
+                           sidecar_uri=result.sidecar_uri, cost_usd=ledger_entry.charged_usd)
+
+
+async def _summary_artifact(result: BatchResult) -> None:
+    rows = [
+        {"item": i.item_id, "row": i.row, "status": i.status, "prompt": i.prompt[:80],
+         "estimated_usd": i.estimated_usd, "cost_usd": i.cost_usd, "video or error": i.video_uri or i.error or ""}
+        for i in result.items
+    ]
+    title = "Preview" if result.preview else "Batch"
+    await acreate_table_artifact(
+        table=rows, key="videogen-batch",
+        description=f"{title} {result.batch_id}: {result.counts}; estimated ${result.total_estimated_usd:.2f}, "
+        f"charged ${result.total_cost_usd:.2f}",
+    )
+
+
+@flow(name="generate-videos", flow_run_name="generate-videos {prompts.template}")
+async def generate_videos(
+    prompts: PromptSource,
+    provider: ProviderBlocks | None = None,
+    storage: StorageBlocks | None = None,
+    batch_name: str | None = Field(default=None, description="Names the manifest; empty: derived from the items."),
+    max_concurrency: int = Field(default=4, ge=1, le=200, description="Jobs in flight at once, without a global limit."),
+    concurrency_limit: str | None = Field(
+        default=None, description="A Prefect global concurrency limit to use; default videogen-<provider> if it exists."
+    ),
+    max_cost_usd: float | None = Field(default=None, ge=0, description="The batch's budget in USD."),
+    approval_threshold_usd: float | None = Field(
+        default=None, ge=0, description="Pause for approval in the UI when the estimate exceeds this."
+    ),
+    preview: bool = Field(default=False, description="Expand, validate and estimate only; submit nothing."),
+    refresh: bool = Field(default=False, description="Generate again even items done before."),
+    timeout_seconds: float = Field(default=1800.0, gt=0, description="How long to wait for each job."),
+) -> BatchResult:
+    """Generate a batch of videos from a prompt template.
+
+    Example:
+        ```python
+        from prefect_videogen.expansion import PromptSource
+        from prefect_videogen.flows import generate_videos
+
+        result = await generate_videos(PromptSource(
+            template="{subject} at {time_of_day}",
+            grid={"subject": ["a fox", "an owl"], "time_of_day": ["dawn", "dusk"]},
+        ))
+        ```
+    """
+    logger = get_run_logger()
+    provider = provider or LocalRenderer()
+    video_storage = (storage or LocalVideoStorage()).get_storage()
+    items = expand_prompts(prompts, provider.provider_name)
+    plans = {item.item_id: item.plan for item in items if item.plan is not None}
+    estimates = {item.item_id: estimate_cost(plans[item.item_id]) for item in items}
+    total_estimated = round(sum(c.usd or 0.0 for c in estimates.values()), 6)
+    batch_id = batch_name or default_batch_id(provider.provider_name, provider.account_id(), items)
+    logger.info("%s: %d items on %s, estimated $%.2f", batch_id, len(items), provider.provider_name, total_estimated)
+
+    if preview:
+        result = BatchResult(
+            batch_id=batch_id, preview=True, total_estimated_usd=total_estimated, total_cost_usd=0.0,
+            items=[BatchItemResult(item_id=i.item_id, row=i.row, original_prompt=i.original_prompt,
+                                   prompt=i.request.prompt, status="preview", estimated_usd=estimates[i.item_id].usd)
+                   for i in items],
+            counts={"preview": len(items)},
+        )
+        await _summary_artifact(result)
+        return result
+
+    await approve_if_needed(Cost(kind="estimated", amount=total_estimated, unit="usd", usd=total_estimated),
+                            approval_threshold_usd)
+    manifest = ManifestStore(video_storage, batch_id)
+    loaded = await manifest.load(batch_id=batch_id, provider=provider.provider_name)
+    for item in items:
+        if item.item_id not in loaded.items:
+            loaded.items[item.item_id] = ManifestItem(item_id=item.item_id, row=item.row,
+                                                      original_prompt=item.original_prompt, prompt=item.request.prompt)
+    await manifest.save()
+    bound_text, bound = await provider_bound(provider.provider_name, concurrency_limit, max_concurrency)
+    logger.info("concurrency: %s", bound_text)
+
+    run = RunSettings(storage=video_storage, budget=Budget(max_cost_usd), ledger=Ledger(video_storage),
+                      timeout_seconds=timeout_seconds, refresh=refresh)
+    outcomes = await asyncio.gather(*(
+        _run_item(item, plans[item.item_id], estimates[item.item_id], provider, run, manifest, bound) for item in items
+    ))
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    result = BatchResult(
+        batch_id=batch_id, preview=False, manifest_uri=manifest.uri, items=list(outcomes),
+        total_estimated_usd=total_estimated, total_cost_usd=round(sum(o.cost_usd or 0.0 for o in outcomes), 6),
+        counts=counts,
+    )
+    await _summary_artifact(result)
+    if run.entries:
+        await publish_cost_table(run.entries)
+    logger.info("%s done: %s; charged $%.2f", batch_id, counts, result.total_cost_usd)
+    return result
