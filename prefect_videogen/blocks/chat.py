@@ -1,0 +1,110 @@
+"""Credentials for an OpenAI-compatible chat completions API, used to rewrite prompts."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+from prefect.blocks.abstract import CredentialsBlock
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from prefect_videogen.blocks.base import DOCS_URL, LOGO_URL
+from prefect_videogen.providers.chat import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MODEL,
+    ChatClient,
+    account_id_for,
+)
+
+
+class ChatCompletionsCredentials(CredentialsBlock):
+    """An API key for a chat completions endpoint (OpenAI or any OpenAI-compatible server), and the model.
+
+    Used to rewrite video prompts before they are submitted. ``account_id()`` is the non-secret
+    identity that goes into cache keys: ``account_label`` when set, else ``key-sha256-`` followed by
+    the first 12 hex digits of the key's sha256 (one-way: the key cannot be recovered from it).
+
+    Example:
+        ```python
+        from prefect_videogen.blocks.chat import ChatCompletionsCredentials
+
+        creds = ChatCompletionsCredentials.load("BLOCK_NAME")
+        async with creds.get_client() as client:
+            result = await client.rewrite("a fox in snow", instruction="Make it cinematic.", model=creds.model)
+        ```
+    """
+
+    # Validation errors would otherwise echo the raw input, the key included.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    _block_type_name = "Videogen Chat Completions Credentials"
+    _block_type_slug = "videogen-chat-credentials"
+    _description = "API key, endpoint and model of an OpenAI-compatible chat completions API, for prompt rewrites."
+    _logo_url = LOGO_URL
+    _documentation_url = DOCS_URL
+
+    api_key: SecretStr = Field(description="API key (sk-...), sent as a Bearer token.")
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL,
+        description="API root ending in /v1: OpenAI, an OpenAI-compatible gateway or local server, or an emulator.",
+    )
+    model: str = Field(default=DEFAULT_MODEL, min_length=1, description="Chat model that rewrites the prompts.")
+    organization: str | None = Field(
+        default=None, description="Optional OpenAI organization id (org-...), sent as the OpenAI-Organization header."
+    )
+    account_label: str | None = Field(
+        default=None,
+        description="Non-secret name of the billed account for cache keys; "
+        "empty means a one-way hash prefix of the key.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_fields(cls, values: Any) -> Any:
+        # Blocks allow extra keys, so a misspelled field (api_kye=...) would be dropped silently.
+        if isinstance(values, dict):
+            unknown = sorted(
+                key for key in values
+                if key not in cls.model_fields and not key.startswith("_") and key != "block_type_slug"
+            )
+            if unknown:
+                raise ValueError(
+                    f"unknown field(s) {', '.join(unknown)} for {cls.__name__}; "
+                    f"allowed: {', '.join(cls.model_fields)}"
+                )
+        return values
+
+    @field_validator("base_url")
+    @classmethod
+    def _valid_base_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"base_url={value!r} must be an http(s) URL such as {DEFAULT_BASE_URL}")
+        return value.rstrip("/")
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_not_blank(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("api_key is blank")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("model is blank; name a chat model such as gpt-4o-mini")
+        return value.strip()
+
+    def get_client(self) -> ChatClient:
+        """Build the chat client; use it as ``async with creds.get_client() as client``."""
+        return ChatClient(
+            self.api_key.get_secret_value(),
+            base_url=self.base_url,
+            organization=self.organization,
+            account_label=self.account_label,
+        )
+
+    def account_id(self) -> str:
+        """A non-secret identity of the billed account, used in cache keys."""
+        return account_id_for(self.api_key.get_secret_value(), label=self.account_label)
