@@ -3,17 +3,30 @@
 Blocks are re-exported here so that ``prefect block register -m prefect_videogen`` finds them.
 """
 
-from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage, S3VideoStorage, VideoProviderBlock
+from prefect_videogen.blocks import (
+    APIFrameCredentials,
+    ChatCompletionsCredentials,
+    LocalRenderer,
+    LocalVideoStorage,
+    OpenAICredentials,
+    S3VideoStorage,
+    ScenarioCredentials,
+    VideoProviderBlock,
+)
 from prefect_videogen.errors import VideoGenError
 from prefect_videogen.models import JobStatus, VideoJob, VideoRequest, VideoResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "APIFrameCredentials",
+    "ChatCompletionsCredentials",
     "JobStatus",
     "LocalRenderer",
     "LocalVideoStorage",
+    "OpenAICredentials",
     "S3VideoStorage",
+    "ScenarioCredentials",
     "VideoGenError",
     "VideoJob",
     "VideoProviderBlock",

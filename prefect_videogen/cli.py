@@ -1,6 +1,12 @@
 """``prefect-videogen`` command line.
 
     prefect-videogen generate "a red fox running through fresh snow" --provider local --duration 4 --aspect 9:16
+    prefect-videogen emulator apiframe --port 8090
+    prefect-videogen costs --by model --since 2026-11-01
+
+Provider keys come from saved blocks (``--block NAME``) or the environment, never from flags
+(they would land in shell history): OPENAI_API_KEY; SCENARIO_API_KEY + SCENARIO_API_SECRET
+(+ SCENARIO_PROJECT_ID); APIFRAME_API_KEY. ``--base-url`` points any provider at a gateway or emulator.
 """
 
 from __future__ import annotations
@@ -10,8 +16,17 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from datetime import date
+from typing import Any
 
-PROVIDERS = ("local",)
+PROVIDERS = ("local", "openai", "scenario", "apiframe")
+# What each provider's block needs from the environment: field -> variable.
+PROVIDER_ENV = {
+    "openai": {"api_key": "OPENAI_API_KEY", "base_url": "OPENAI_BASE_URL"},
+    "scenario": {"api_key": "SCENARIO_API_KEY", "api_secret": "SCENARIO_API_SECRET",
+                 "project_id": "SCENARIO_PROJECT_ID", "base_url": "SCENARIO_BASE_URL"},
+    "apiframe": {"api_key": "APIFRAME_API_KEY", "base_url": "APIFRAME_BASE_URL"},
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,15 +36,28 @@ def _parser() -> argparse.ArgumentParser:
     gen = commands.add_parser("generate", help="generate one video and store it with a JSON sidecar")
     gen.add_argument("prompt", help="what the video shows")
     gen.add_argument("--provider", default="local", choices=PROVIDERS, help="provider (default: local renderer)")
-    gen.add_argument("--block", help="name of a saved provider credentials block to use instead of --provider")
+    gen.add_argument("--block", help="name of a saved credentials block of that provider (instead of environment keys)")
+    gen.add_argument("--base-url", help="API root of a gateway, proxy or emulator")
     gen.add_argument("--model", help="model from the provider's catalog (default: the provider's default)")
     gen.add_argument("--duration", type=int, default=4, help="seconds (default: 4)")
     gen.add_argument("--aspect", default="16:9", help="16:9 or 9:16 (default: 16:9)")
     gen.add_argument("--resolution", default="standard", help="standard or high (default: standard)")
     gen.add_argument("--image", help="first frame for image-to-video: a local path or an http(s) URL")
-    gen.add_argument("--out", default="./videos", help="directory or s3:// URL for the video (default: ./videos)")
+    gen.add_argument("--out", default="./videos", help="directory or s3://bucket/prefix (default: ./videos)")
+    gen.add_argument("--max-cost-usd", type=float, help="refuse to submit if the estimate exceeds this")
+    gen.add_argument("--refresh", action="store_true", help="generate again even if this request was done before")
     gen.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the job (default: 1800)")
     gen.add_argument("--verbose", action="store_true", help="show Prefect's flow and task logs")
+
+    emu = commands.add_parser("emulator", help="run a provider emulator on 127.0.0.1 for credit-free dry runs")
+    emu.add_argument("provider", choices=PROVIDERS[1:])
+    emu.add_argument("--port", type=int, default=8090)
+    emu.add_argument("--latency", type=float, default=2.0, help="seconds a job takes (default: 2)")
+
+    costs = commands.add_parser("costs", help="summarise the cost ledger kept next to the videos")
+    costs.add_argument("--out", default="./videos", help="the storage that holds the ledger (default: ./videos)")
+    costs.add_argument("--since", type=date.fromisoformat, help="only jobs recorded on or after this date (YYYY-MM-DD)")
+    costs.add_argument("--by", default="provider", choices=("provider", "model", "day"))
     return parser
 
 
@@ -41,12 +69,33 @@ def _quiet_prefect(verbose: bool) -> None:
         os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_LEVEL", "WARNING")
 
 
-def _provider_block(args: argparse.Namespace):  # noqa: ANN202 - the block type depends on the choice
-    from prefect_videogen.blocks import LocalRenderer, VideoProviderBlock
+def provider_block(provider: str, *, block: str | None = None, base_url: str | None = None) -> Any:
+    """The credentials block for ``provider``: saved (``block``), or built from the environment."""
+    from prefect_videogen.blocks import APIFrameCredentials, LocalRenderer, OpenAICredentials, ScenarioCredentials
+    from prefect_videogen.errors import InvalidVideoRequest
 
-    if args.block:
-        return VideoProviderBlock.load(args.block)
-    return {"local": LocalRenderer}[args.provider]()
+    classes = {"local": LocalRenderer, "openai": OpenAICredentials, "scenario": ScenarioCredentials,
+               "apiframe": APIFrameCredentials}
+    cls = classes[provider]
+    if block:
+        return cls.load(block)
+    fields = {field: os.environ[var] for field, var in PROVIDER_ENV.get(provider, {}).items() if os.environ.get(var)}
+    if base_url:
+        fields["base_url"] = base_url
+    missing = [var for field, var in PROVIDER_ENV.get(provider, {}).items()
+               if field in ("api_key", "api_secret") and field not in fields]
+    if missing:
+        raise InvalidVideoRequest("provider", provider, f"credentials: set {' and '.join(missing)} or pass --block NAME")
+    return cls(**fields)
+
+
+def storage_block(out: str) -> Any:
+    from prefect_videogen.blocks import LocalVideoStorage, S3VideoStorage
+
+    if out.startswith("s3://"):
+        bucket, _, prefix = out[len("s3://"):].partition("/")
+        return S3VideoStorage(bucket=bucket, prefix=prefix.strip("/"), endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
+    return LocalVideoStorage(base_path=out)
 
 
 async def _generate(args: argparse.Namespace) -> int:
@@ -55,7 +104,6 @@ async def _generate(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from prefect_videogen import progress
-    from prefect_videogen.blocks import LocalVideoStorage
     from prefect_videogen.errors import VideoGenError
     from prefect_videogen.flows import generate_video
     from prefect_videogen.generation import plan_request
@@ -64,14 +112,11 @@ async def _generate(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     try:
         request = VideoRequest(
-            prompt=args.prompt,
-            model=args.model,
-            duration=args.duration,
-            aspect_ratio=args.aspect,
-            resolution=args.resolution,
-            image=args.image,
+            prompt=args.prompt, model=args.model, duration=args.duration, aspect_ratio=args.aspect,
+            resolution=args.resolution, image=args.image,
         )
-        provider = _provider_block(args)
+        provider = provider_block(args.provider, block=args.block, base_url=args.base_url)
+        storage = storage_block(args.out)
         plan_request(provider.provider_name, request)  # fail fast, before a server starts
     except (ValidationError, VideoGenError, ValueError) as exc:
         console.print(f"[red]error:[/red] {_describe(exc)}")
@@ -91,7 +136,8 @@ async def _generate(args: argparse.Namespace) -> int:
         unsubscribe = progress.subscribe(show)
         try:
             result = await generate_video(
-                request, provider=provider, storage=LocalVideoStorage(base_path=args.out), timeout_seconds=args.timeout
+                request, provider=provider, storage=storage, timeout_seconds=args.timeout,
+                max_cost_usd=args.max_cost_usd, refresh=args.refresh,
             )
         except VideoGenError as exc:
             console.print(f"[red]error:[/red] {exc}")
@@ -101,6 +147,43 @@ async def _generate(args: argparse.Namespace) -> int:
     print(f"video:   {result.video_uri}")
     print(f"sidecar: {result.sidecar_uri}")
     print(f"{result.resolution}, {result.duration_seconds:g} s, {result.bytes} bytes, sha256 {result.sha256}")
+    return 0
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from prefect_videogen.testing import EMULATORS, EmulatorServer
+
+    emulator = EMULATORS[args.provider](latency_seconds=args.latency)
+    server = EmulatorServer(emulator, port=args.port)
+    root = server.base_url + ("/v1" if args.provider in ("openai", "scenario") else "")
+    keys = {name: getattr(emulator, name) for name in ("api_key", "api_secret") if isinstance(getattr(emulator, name, None), str)}
+    env = PROVIDER_ENV[args.provider]
+    print(f"{args.provider} emulator on {root} (counters: {server.base_url}/_emulator/state); Ctrl-C stops it")
+    print("use it with:")
+    for field, value in {**keys, "base_url": root}.items():
+        print(f"  export {env[field]}={value}")
+    print(f"  prefect-videogen generate \"a fox\" --provider {args.provider}")
+    server.serve_forever()
+    return 0
+
+
+async def _costs(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from prefect_videogen.ledger import Ledger, summarize
+
+    ledger = Ledger(storage_block(args.out).get_storage())
+    rows = summarize(await ledger.entries(since=args.since), by=args.by)
+    table = Table(title=f"video costs by {args.by}" + (f" since {args.since}" if args.since else ""))
+    for column in (args.by, "jobs", "billed", "usd", "units"):
+        table.add_column(column, justify="left" if column in (args.by, "units") else "right")
+    for row in rows:
+        units = ", ".join(f"{amount:g} {unit}" for unit, amount in row["units"].items())
+        table.add_row(row[args.by], str(row["jobs"]), str(row["billed_jobs"]), f"{row['usd']:.4f}", units)
+    table.add_row("TOTAL", str(sum(r["jobs"] for r in rows)), str(sum(r["billed_jobs"] for r in rows)),
+                  f"{sum(r['usd'] for r in rows):.4f}", "")
+    Console().print(table)
     return 0
 
 
@@ -119,6 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_prefect(getattr(args, "verbose", False))
     if args.command == "generate":
         return asyncio.run(_generate(args))
+    if args.command == "costs":
+        return asyncio.run(_costs(args))
+    if args.command == "emulator":
+        return _emulator(args)
     return 2
 
 

@@ -122,3 +122,22 @@ async def test_provider_concurrency_is_bounded(prefect_server, tmp_path, use_glo
     # One job in flight at a time: each is created only after the previous one's 0.3 s queue delay.
     assert len(created) == 3
     assert all(later - earlier >= 0.3 for earlier, later in zip(created, created[1:]))
+
+
+async def test_rewrite_keeps_both_prompts_and_is_paid_once(prefect_server, tmp_path):
+    from prefect_videogen.blocks import ChatCompletionsCredentials
+    from prefect_videogen.testing import ChatEmulator, EmulatorServer
+
+    source = PromptSource(template="{subject} {tag}", grid={"subject": ["a fox", "an owl"], "tag": [tmp_path.name]},
+                          defaults={"duration": 1})
+    with EmulatorServer(ChatEmulator()) as chat:
+        creds = ChatCompletionsCredentials(api_key="sk-emulator-key", base_url=chat.base_url + "/v1")
+        first = await generate_videos(source, provider=renderer(tmp_path), storage=storage(tmp_path), rewrite=creds)
+        again = await generate_videos(source, provider=renderer(tmp_path), storage=storage(tmp_path), rewrite=creds)
+        assert chat.emulator.counters["completions"] == 2  # two distinct prompts, two runs: paid once each
+    assert first.counts == again.counts == {"stored": 2}
+    for item in first.items:
+        assert item.prompt != item.original_prompt and item.original_prompt in item.prompt
+        sidecar = json.loads(open(item.sidecar_uri).read())
+        assert sidecar["metadata"]["original_prompt"] == item.original_prompt
+        assert sidecar["request"]["prompt"] == item.prompt

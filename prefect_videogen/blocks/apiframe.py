@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr
 
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.providers.apiframe import DEFAULT_BASE_URL, APIFrameVideoProvider, account_id_for
 
 # Keys Prefect itself adds to a block's data when it serialises one (for dispatch on load).
-_PREFECT_KEYS = frozenset({"block_type_slug"})
 
 
 class APIFrameCredentials(VideoProviderBlock):
@@ -27,9 +24,6 @@ class APIFrameCredentials(VideoProviderBlock):
         creds = APIFrameCredentials.load("BLOCK_NAME")
         ```
     """
-
-    # Validation errors would otherwise print the raw input, api_key included.
-    model_config = ConfigDict(hide_input_in_errors=True)
 
     provider_name = "apiframe"
     _block_type_name = "Videogen APIFrame Credentials"
@@ -54,34 +48,6 @@ class APIFrameCredentials(VideoProviderBlock):
             "Fixed wait between status polls (APIFrame sends no poll hint); empty means a growing 1 to 6 s wait."
         ),
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reject_unknown_fields(cls, data: Any) -> Any:
-        # Blocks allow extra fields, so a misspelled keyword would be silently dropped: refuse it instead.
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(cls.model_fields) - _PREFECT_KEYS)
-            if unknown:
-                raise ValueError(
-                    f"unknown field(s) {', '.join(map(repr, unknown))} for {cls.__name__}; "
-                    f"allowed: {', '.join(sorted(cls.model_fields))}"
-                )
-        return data
-
-    @field_validator("api_key")
-    @classmethod
-    def _key_not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("api_key is empty; create one in the APIFrame dashboard (afk_...)")
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"base_url {value!r} must be an http(s) URL such as {DEFAULT_BASE_URL}")
-        return value.rstrip("/")
 
     def get_client(self) -> APIFrameVideoProvider:
         return APIFrameVideoProvider(

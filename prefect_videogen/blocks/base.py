@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from prefect.blocks.abstract import CredentialsBlock
+from pydantic import ConfigDict, SecretStr, field_validator, model_validator
 
 from prefect_videogen.providers.base import VideoProvider
 
@@ -16,9 +18,44 @@ DOCS_URL = "https://github.com/prefect-videogen/prefect-videogen#readme"
 class VideoProviderBlock(CredentialsBlock):
     """Base of the provider credentials blocks: builds a provider client with ``get_client()``."""
 
+    # Validation errors would otherwise echo the raw input, secrets included.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     provider_name: ClassVar[str]
     _logo_url = LOGO_URL
     _documentation_url = DOCS_URL
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_fields(cls, values: Any) -> Any:
+        # Blocks allow extra keys, so a misspelled field (api_kye=...) would be dropped silently.
+        # block_type_slug and _-prefixed keys are Prefect's own, added when a block is serialized.
+        if isinstance(values, dict):
+            unknown = sorted(
+                key for key in values
+                if key not in cls.model_fields and not key.startswith("_") and key != "block_type_slug"
+            )
+            if unknown:
+                raise ValueError(
+                    f"unknown field(s) {', '.join(unknown)} for {cls.__name__}; allowed: {', '.join(cls.model_fields)}"
+                )
+        return values
+
+    @field_validator("base_url", check_fields=False)
+    @classmethod
+    def _http_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"base_url={value!r} must be an http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _secrets_not_blank(self) -> VideoProviderBlock:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and not value.get_secret_value().strip():
+                raise ValueError(f"{name} is blank")
+        return self
 
     @abstractmethod
     def get_client(self) -> VideoProvider:

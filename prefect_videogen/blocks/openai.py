@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr
 
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.providers.openai import DEFAULT_BASE_URL, OpenAIVideoProvider, account_id_for
@@ -48,37 +46,6 @@ class OpenAICredentials(VideoProviderBlock):
         description="Non-secret name of the billed account for cache keys and the cost ledger; "
         "empty means organization/project, else a one-way hash prefix of the key.",
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_unknown_fields(cls, values: Any) -> Any:
-        # Blocks allow extra keys, so a misspelled field (api_kye=...) would be dropped silently.
-        if isinstance(values, dict):
-            unknown = sorted(
-                key for key in values
-                if key not in cls.model_fields and not key.startswith("_") and key != "block_type_slug"
-            )
-            if unknown:
-                raise ValueError(
-                    f"unknown field(s) {', '.join(unknown)} for {cls.__name__}; "
-                    f"allowed: {', '.join(cls.model_fields)}"
-                )
-        return values
-
-    @field_validator("base_url")
-    @classmethod
-    def _valid_base_url(cls, value: str) -> str:
-        parsed = urlparse(value)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"base_url={value!r} must be an http(s) URL such as {DEFAULT_BASE_URL}")
-        return value.rstrip("/")
-
-    @field_validator("api_key")
-    @classmethod
-    def _key_not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("api_key is blank")
-        return value
 
     def get_client(self) -> OpenAIVideoProvider:
         """Build the Videos API client; use it as ``async with creds.get_client() as client``."""

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.providers.scenario import DEFAULT_BASE_URL, ScenarioVideoProvider, account_id_for
@@ -50,37 +48,6 @@ class ScenarioCredentials(VideoProviderBlock):
         default=None, gt=0, le=60,
         description="Seconds between job status polls (Scenario sends no hint); empty means 1 s growing to 6 s.",
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_unknown_fields(cls, values: Any) -> Any:
-        # Blocks allow extra keys, so a misspelled field (api_secert=...) would be dropped silently.
-        # block_type_slug and _-prefixed keys are Prefect's own, added when a block is serialized.
-        if isinstance(values, dict):
-            unknown = sorted(
-                key for key in values
-                if key not in cls.model_fields and not key.startswith("_") and key != "block_type_slug"
-            )
-            if unknown:
-                raise ValueError(
-                    f"unknown field(s) {', '.join(unknown)} for {cls.__name__}; allowed: {', '.join(cls.model_fields)}"
-                )
-        return values
-
-    @field_validator("base_url")
-    @classmethod
-    def _valid_base_url(cls, value: str) -> str:
-        parsed = urlparse(value)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"base_url={value!r} must be an http(s) URL such as {DEFAULT_BASE_URL}")
-        return value.rstrip("/")
-
-    @field_validator("api_key", "api_secret")
-    @classmethod
-    def _not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must not be blank")
-        return value
 
     @field_validator("project_id", "account_label")
     @classmethod

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage, ProviderBlocks, StorageBlocks
 from prefect_videogen.blocks.base import VideoProviderBlock
+from prefect_videogen.blocks.chat import ChatCompletionsCredentials
 from prefect_videogen.budget import Budget
 from prefect_videogen.catalog import VideoPlan
 from prefect_videogen.costs import Cost, estimate_cost
@@ -33,8 +34,16 @@ from prefect_videogen.expansion import BatchItem, PromptSource, expand
 from prefect_videogen.flows.steps import RunSettings, approve_if_needed, produce_video, publish_cost_table
 from prefect_videogen.ledger import Ledger
 from prefect_videogen.manifest import ManifestItem, ManifestStore
+from prefect_videogen.catalog import load_catalog
+from prefect_videogen.errors import InvalidBatch
 from prefect_videogen.tasks import submit_video
 from prefect_videogen.tasks.caching import submit_key
+from prefect_videogen.tasks.rewrite import rewrite_prompt
+
+DEFAULT_REWRITE_INSTRUCTION = (
+    "Rewrite the user's video prompt into one vivid, concrete paragraph for a text-to-video model: "
+    "subject, action, setting, camera, light. Keep every fact of the original. Answer with the prompt only."
+)
 
 
 class BatchItemResult(BaseModel):
@@ -88,6 +97,30 @@ async def provider_bound(provider: str, limit_name: str | None, max_concurrency:
                     f"`prefect gcl create {limit_name} --limit N` or leave it empty"
                 ) from None
     return f"{max_concurrency} at once (in process)", asyncio.Semaphore(max_concurrency)
+
+
+async def rewrite_items(
+    items: list[BatchItem], provider: str, credentials: ChatCompletionsCredentials, instruction: str, bound: int
+) -> list[BatchItem]:
+    """Rewrite every item's prompt (cached: the same input is never paid twice) and re-check it."""
+    gate = asyncio.Semaphore(bound)
+
+    async def one(item: BatchItem) -> BatchItem:
+        async with gate:
+            rewritten = await rewrite_prompt(item.request.prompt, instruction, credentials)
+        request = item.request.model_copy(update={"prompt": rewritten.rewritten})
+        return item.model_copy(update={"request": request})
+
+    rewritten = await asyncio.gather(*(one(item) for item in items))
+    catalog, problems = load_catalog(), []
+    for index, item in enumerate(rewritten):
+        try:
+            rewritten[index] = item.model_copy(update={"plan": catalog.plan(provider, item.request)})
+        except VideoGenError as exc:
+            problems.append(f"row {item.row} ({item.item_id}) after rewrite: {exc}")
+    if problems:
+        raise InvalidBatch(problems)
+    return list(rewritten)
 
 
 def _slot(bound: Any) -> AbstractAsyncContextManager[Any]:
@@ -176,7 +209,13 @@ async def generate_videos(
     approval_threshold_usd: float | None = Field(
         default=None, ge=0, description="Pause for approval in the UI when the estimate exceeds this."
     ),
-    preview: bool = Field(default=False, description="Expand, validate and estimate only; submit nothing."),
+    rewrite: ChatCompletionsCredentials | None = Field(
+        default=None, description="Rewrite every prompt with this chat model first (cached); empty: no rewrite."
+    ),
+    rewrite_instruction: str = Field(default=DEFAULT_REWRITE_INSTRUCTION, description="The rewrite's system prompt."),
+    preview: bool = Field(
+        default=False, description="Expand, validate and estimate only; submit nothing (and rewrite nothing)."
+    ),
     refresh: bool = Field(default=False, description="Generate again even items done before."),
     timeout_seconds: float = Field(default=1800.0, gt=0, description="How long to wait for each job."),
 ) -> BatchResult:
@@ -197,6 +236,8 @@ async def generate_videos(
     provider = provider or LocalRenderer()
     video_storage = (storage or LocalVideoStorage()).get_storage()
     items = expand_prompts(prompts, provider.provider_name)
+    if rewrite is not None and not preview:
+        items = await rewrite_items(items, provider.provider_name, rewrite, rewrite_instruction, max_concurrency)
     plans = {item.item_id: item.plan for item in items if item.plan is not None}
     estimates = {item.item_id: estimate_cost(plans[item.item_id]) for item in items}
     total_estimated = round(sum(c.usd or 0.0 for c in estimates.values()), 6)

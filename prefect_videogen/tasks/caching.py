@@ -5,24 +5,28 @@
   SERIALIZABLE isolation so concurrent submits with the same key run once.
 * Wait and download are keyed on the provider job id (and, for download, the storage target).
 
-Locks: ``FileSystemLockManager`` serialises processes on one host; set ``PREFECT_VIDEOGEN_REDIS_URL``
-(with ``prefect-redis`` installed) to serialise across machines with ``RedisLockManager``.
+Locks: ``MemoryLockManager`` serialises same-key submits within one flow process (a batch's
+concurrent items); set ``PREFECT_VIDEOGEN_REDIS_URL`` (``pip install prefect-videogen[redis]``) to
+serialise across processes and machines with ``RedisLockManager``. Prefect 3.8's
+``FileSystemLockManager`` is not used: concurrent same-key acquisitions in one event loop read its
+half-written lock file and fail. Across processes without Redis, the provider-side idempotency key
+(APIFrame, local) still dedupes.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
-from prefect.locking.filesystem import FileSystemLockManager
+from prefect.locking.memory import MemoryLockManager
 from prefect.transactions import IsolationLevel
 from prefect.utilities.hashing import hash_objects
 
 REDIS_URL_ENV = "PREFECT_VIDEOGEN_REDIS_URL"
+_MEMORY_LOCKS = MemoryLockManager()
 
 
 def submit_key(provider_name: str, account_id: str, fingerprint: str, nonce: str = "") -> str:
@@ -55,18 +59,39 @@ class JobCachePolicy(CachePolicy):
         return hash_objects(f"videogen-{self.step}-v1", job.provider, job.job_id, target)
 
 
+def _redis_lock_manager(url: str) -> Any:
+    from urllib.parse import urlparse
+
+    from prefect_redis.locking import RedisLockManager  # optional dependency: the [redis] extra
+    from redis.asyncio.lock import Lock as AsyncLock
+    from redis.lock import Lock
+
+    class RedisLocks(RedisLockManager):
+        """prefect-redis 0.3.0 releases an async-acquired lock by calling the async lock's release()
+        without awaiting it, so the lock stays held until its hold timeout. Release it through a
+        synchronous lock carrying the same token instead."""
+
+        def release_lock(self, key: str, holder: str) -> None:
+            name = self._lock_name_for_key(key)
+            held = self._locks.get(name)
+            if isinstance(held, AsyncLock) and held.local.token is not None:
+                twin = Lock(self.client, name, thread_local=False)
+                twin.local.token = held.local.token
+                twin.release()
+                del self._locks[name]
+                return
+            super().release_lock(key, holder)
+
+    parsed = urlparse(url)
+    return RedisLocks(host=parsed.hostname or "127.0.0.1", port=parsed.port or 6379,
+                      db=int((parsed.path or "/0").lstrip("/") or 0), password=parsed.password)
+
+
 def lock_manager() -> Any:
     url = os.environ.get(REDIS_URL_ENV)
     if url:
-        from prefect_redis.locking import RedisLockManager  # optional dependency
-
-        from urllib.parse import urlparse
-
-        parsed = urlparse(url)
-        return RedisLockManager(host=parsed.hostname or "127.0.0.1", port=parsed.port or 6379,
-                                db=int((parsed.path or "/0").lstrip("/") or 0), password=parsed.password)
-    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
-    return FileSystemLockManager(lock_files_directory=home / "videogen-locks")
+        return _redis_lock_manager(url)
+    return _MEMORY_LOCKS
 
 
 def submit_policy() -> CachePolicy:

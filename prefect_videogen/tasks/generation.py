@@ -30,10 +30,14 @@ from prefect_videogen.storage.base import VideoStorage
 from prefect_videogen.tasks.caching import JobCachePolicy, submit_policy
 
 
-def retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Prefect ``retry_condition_fn``: retry only errors whose type says another try can help."""
+async def retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Prefect ``retry_condition_fn``: retry only errors whose type says another try can help.
+
+    Async on purpose: inside an async task run ``state.result()`` returns a coroutine instead of
+    raising, which would make every failure look final. Prefect awaits an async condition.
+    """
     try:
-        state.result()
+        await state.aresult()
     except Exception as exc:
         return is_retryable(exc)
     return False

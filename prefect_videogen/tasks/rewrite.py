@@ -5,12 +5,9 @@ and the NON-secret account id of the credentials: never the key itself (Prefect 
 ``SecretStr`` as ``**********`` anyway, so two keys would look alike), and never the task's source
 (a refactor must not pay again). Records persist, so the key holds across flow runs.
 
-Concurrent duplicates in one process (a batch with a repeated prompt) are paid once too: the
-policy runs under SERIALIZABLE isolation with Prefect's in-process ``MemoryLockManager``. Not the
-``FileSystemLockManager`` of the submit policy: in prefect 3.8 its ``aacquire_lock`` creates the
-lock file empty and fills it after an ``await``, so a second async task of the same key in the same
-event loop reads the empty file and fails with ``ValueError: EOF while parsing``. Duplicates in
-separate processes may each pay for a rewrite, which costs a fraction of a cent.
+Concurrent duplicates (a batch with a repeated prompt) are paid once too: the policy runs under
+SERIALIZABLE isolation with the same lock manager as paid submits (``tasks.caching.lock_manager``:
+in process by default, Redis across machines when configured).
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import CachePolicy
 from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
-from prefect.locking.memory import MemoryLockManager
 from prefect.states import State
 from prefect.tasks import Task
 from prefect.transactions import IsolationLevel
@@ -32,6 +28,7 @@ from prefect.transactions import IsolationLevel
 from prefect_videogen.blocks.chat import ChatCompletionsCredentials
 from prefect_videogen.errors import ProviderUnavailable, is_retryable
 from prefect_videogen.providers.chat import RewriteResult
+from prefect_videogen.tasks.caching import lock_manager
 
 CACHE_KEY_VERSION = "videogen-rewrite-v1"
 # Temperature 0: the cached rewrite is the one the model would most likely give again.
@@ -66,7 +63,7 @@ class RewriteCachePolicy(CachePolicy):
 
 
 def rewrite_policy() -> CachePolicy:
-    return RewriteCachePolicy().configure(isolation_level=IsolationLevel.SERIALIZABLE, lock_manager=MemoryLockManager())
+    return RewriteCachePolicy().configure(isolation_level=IsolationLevel.SERIALIZABLE, lock_manager=lock_manager())
 
 
 async def retry_rewrite(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:

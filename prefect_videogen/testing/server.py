@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import tempfile
@@ -155,6 +156,36 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+CONTROL_PREFIX = "/_emulator"
+
+
+def with_control_routes(emulator: EmulatorState) -> Any:
+    """Wrap the emulator's app with ``GET /_emulator/state`` and ``POST /_emulator/reset``.
+
+    Lets a test or a user inspect an emulator that runs in another process (counters, charges).
+    """
+    app = emulator.app
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith(CONTROL_PREFIX):
+            await app(scope, receive, send)
+            return
+        if path == f"{CONTROL_PREFIX}/reset" and scope["method"] == "POST":
+            emulator.reset()
+        body = json.dumps({
+            "provider": emulator.provider,
+            "counters": dict(emulator.counters),
+            "charges": dict(getattr(emulator, "charges", {}) or {}),
+            "jobs": len(emulator.jobs),
+        }).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return wrapped
+
+
 class EmulatorServer:
     """Run an emulator on 127.0.0.1 in a background thread (a context manager)."""
 
@@ -170,7 +201,7 @@ class EmulatorServer:
 
     def start(self) -> EmulatorServer:
         config = uvicorn.Config(
-            self.emulator.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
+            with_control_routes(self.emulator), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
             access_log=False,
         )
         self._server = uvicorn.Server(config)
@@ -194,3 +225,8 @@ class EmulatorServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    def serve_forever(self) -> None:
+        """Run in the foreground until interrupted (the ``prefect-videogen emulator`` command)."""
+        uvicorn.run(with_control_routes(self.emulator), host="127.0.0.1", port=self.port, log_level="warning",
+                    lifespan="off")
