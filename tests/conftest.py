@@ -10,6 +10,8 @@ _home = tempfile.mkdtemp(prefix="videogen-prefect-home-")
 os.environ.setdefault("PREFECT_HOME", _home)
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_VIDEOGEN_LOCAL_JOBS", os.path.join(_home, "local-jobs"))
+# Prefect-level retries of wait/download happen at once in tests: no real backoff sleeps.
+os.environ.setdefault("PREFECT_VIDEOGEN_RETRY_DELAYS", "0,0")
 
 import pytest  # noqa: E402
 

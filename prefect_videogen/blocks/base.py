@@ -22,6 +22,8 @@ class VideoProviderBlock(CredentialsBlock):
     model_config = ConfigDict(hide_input_in_errors=True)
 
     provider_name: ClassVar[str]
+    #: True where the client prices a request with a dry run (``quote(plan)``), as Scenario does.
+    offers_quote: ClassVar[bool] = False
     _logo_url = LOGO_URL
     _documentation_url = DOCS_URL
 

@@ -26,6 +26,7 @@ class ScenarioCredentials(VideoProviderBlock):
     """
 
     provider_name = "scenario"
+    offers_quote = True
     _block_type_name = "Videogen Scenario Credentials"
     _block_type_slug = "videogen-scenario-credentials"
     _description = "Scenario API key and secret for video generation (Sora 2 and others) on api.cloud.scenario.com."

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta
 from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import acreate_table_artifact
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import INPUTS, NO_CACHE
+from prefect.events import emit_event
 from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
@@ -21,8 +23,8 @@ from pydantic import Field
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.budget import Budget
 from prefect_videogen.catalog import VideoPlan
-from prefect_videogen.costs import Cost, charge_status, estimate_cost, reported_cost
-from prefect_videogen.errors import ApprovalDenied, JobFailed
+from prefect_videogen.costs import Cost, charge_status, estimate_cost, quoted_cost, reported_cost
+from prefect_videogen.errors import ApprovalDenied, ContentRejected, JobFailed
 from prefect_videogen.ledger import Ledger, LedgerEntry
 from prefect_videogen.models import VideoJob, VideoResult
 from prefect_videogen.storage.base import VideoStorage
@@ -53,6 +55,31 @@ class RunSettings:
         return self.storage.uri("")
 
 
+@task(task_run_name="quote {plan.provider}/{plan.request.model}", persist_result=True,
+      cache_policy=INPUTS - "provider", cache_expiration=timedelta(hours=1))
+async def quote_video(plan: VideoPlan, provider: VideoProviderBlock, account_id: str) -> Cost:
+    """The provider's own price for ``plan`` from a dry run (Scenario), where it offers one; no job is created."""
+    async with provider.get_client() as client:
+        amount, unit = await client.quote(plan)  # type: ignore[attr-defined]
+    return quoted_cost(plan, amount, unit)
+
+
+def emit_video_event(
+    name: str, *, provider: str, job_id: str, model: str, item_id: str = "", payload: dict[str, Any]
+) -> None:
+    """``videogen.video.completed`` / ``videogen.video.failed``: one resource per provider job."""
+    emit_event(
+        event=f"videogen.video.{name}",
+        resource={
+            "prefect.resource.id": f"videogen.job.{provider}.{job_id}",
+            "prefect.resource.name": item_id or job_id,
+            "videogen.provider": provider,
+            "videogen.model": model,
+        },
+        payload=payload,
+    )
+
+
 @task(task_run_name="cost {job.provider} {job.job_id}", cache_policy=NO_CACHE)
 async def record_cost(
     plan: VideoPlan,
@@ -62,6 +89,7 @@ async def record_cost(
     account_id: str,
     item_id: str = "",
     video_uri: str | None = None,
+    quoted: Cost | None = None,
 ) -> LedgerEntry:
     """Classify what the provider charged for ``job`` and append it to the ledger (idempotent)."""
     reported = reported_cost(plan, job)
@@ -71,6 +99,7 @@ async def record_cost(
         model=plan.request.model or job.model,
         charge_status=charge_status(job, reported),
         estimated=estimated,
+        quoted=quoted,
         reported=reported,
         account_id=account_id,
         item_id=item_id or None,
@@ -99,11 +128,14 @@ async def produce_video(
     """
     estimated = estimated or estimate_cost(plan)
     account_id = provider.account_id()
+    quoted = await quote_video(plan, provider, account_id) if provider.offers_quote else None
     nonce = uuid.uuid4().hex if run.refresh else ""
     idempotency_key = submit_key(provider.provider_name, account_id, plan.request.fingerprint(), nonce)
     fresh: dict[str, Any] = {"refresh_cache": True} if run.refresh else {}
     started = time.monotonic()
-    with run.budget.reserve(estimated.usd or 0.0) as reservation:
+    # Reserve the larger of catalog estimate and provider quote: quotes and charges have disagreed.
+    reserve_usd = max(estimated.usd or 0.0, (quoted.usd or 0.0) if quoted else 0.0)
+    with run.budget.reserve(reserve_usd) as reservation:
         state = await submit_video.with_options(**fresh)(plan, provider, idempotency_key, item_id, return_state=True)
         job = await state.aresult()
     if state.name == "Cached":
@@ -112,8 +144,12 @@ async def produce_video(
     try:
         job = await wait_for_video.with_options(**fresh)(job, provider, run.timeout_seconds)
     except JobFailed as failure:
-        entry = await record_cost(plan, failure.job or job, estimated, run.ledger, account_id, item_id)
+        entry = await record_cost(plan, failure.job or job, estimated, run.ledger, account_id, item_id, quoted=quoted)
         run.entries.append(entry)
+        emit_video_event("failed", provider=job.provider, job_id=job.job_id, model=job.model, item_id=item_id,
+                         payload={"error": failure.message, "code": failure.code, "charge": entry.charge_status.value,
+                                  "cost_usd": entry.charged_usd, "rejected": isinstance(failure, ContentRejected),
+                                  "stage": getattr(failure, "stage", None)})
         if state.name != "Cached":
             reservation.settle(entry.charged_usd or 0.0)
         raise
@@ -122,8 +158,13 @@ async def produce_video(
         plan, job, provider, run.storage, run.storage_url,
         key_fields={"flow_run": flow_run.get_name() or "", "item": item_id}, timings=timings, metadata=metadata,
     )
-    entry = await record_cost(plan, job, estimated, run.ledger, account_id, item_id, result.video_uri)
+    entry = await record_cost(plan, job, estimated, run.ledger, account_id, item_id, result.video_uri, quoted)
     run.entries.append(entry)
+    emit_video_event("completed", provider=job.provider, job_id=job.job_id, model=job.model, item_id=item_id,
+                     payload={"uri": result.video_uri, "sidecar_uri": result.sidecar_uri,
+                              "duration_seconds": result.duration_seconds, "resolution": result.resolution,
+                              "sha256": result.sha256, "cost_usd": entry.charged_usd,
+                              "cost": {"amount": entry.charged_amount, "unit": entry.charged_unit}})
     if state.name != "Cached":
         reservation.settle(entry.charged_usd or estimated.usd or 0.0)
     return result

@@ -8,6 +8,7 @@ job id: they retry on errors whose type says another try can help, and are cache
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -43,6 +44,12 @@ async def retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: Sta
     return False
 
 
+def _retry_delays(default: list[float]) -> list[float]:
+    """Prefect retry delays of wait/download; ``PREFECT_VIDEOGEN_RETRY_DELAYS="0,0"`` overrides (tests)."""
+    raw = os.environ.get("PREFECT_VIDEOGEN_RETRY_DELAYS")
+    return [float(part) for part in raw.split(",")] if raw else default
+
+
 def _submit_run_name() -> str:
     params = task_run.parameters
     plan = params["plan"]
@@ -72,7 +79,7 @@ async def submit_video(plan: VideoPlan, provider: VideoProviderBlock, idempotenc
 @task(
     task_run_name="wait {job.provider}/{job.model} {job.job_id}",
     retries=2,
-    retry_delay_seconds=[5, 30],
+    retry_delay_seconds=_retry_delays([5, 30]),
     retry_condition_fn=retry_if_retryable,
     cache_policy=JobCachePolicy(step="wait"),
     persist_result=True,
@@ -98,7 +105,7 @@ async def wait_for_video(job: VideoJob, provider: VideoProviderBlock, timeout_se
 @task(
     task_run_name="download {job.provider}/{job.model} {job.job_id}",
     retries=2,
-    retry_delay_seconds=[2, 10],
+    retry_delay_seconds=_retry_delays([2, 10]),
     retry_condition_fn=retry_if_retryable,
     cache_policy=JobCachePolicy(step="download"),
     persist_result=True,

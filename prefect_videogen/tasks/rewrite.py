@@ -29,6 +29,7 @@ from prefect_videogen.blocks.chat import ChatCompletionsCredentials
 from prefect_videogen.errors import ProviderUnavailable, is_retryable
 from prefect_videogen.providers.chat import RewriteResult
 from prefect_videogen.tasks.caching import lock_manager
+from prefect_videogen.tasks.generation import _retry_delays
 
 CACHE_KEY_VERSION = "videogen-rewrite-v1"
 # Temperature 0: the cached rewrite is the one the model would most likely give again.
@@ -92,7 +93,7 @@ async def retry_rewrite(task: Task[..., Any], task_run: TaskRun, state: State[An
 @task(
     task_run_name="rewrite {credentials.model}",
     retries=2,
-    retry_delay_seconds=[2, 10],
+    retry_delay_seconds=_retry_delays([2, 10]),
     retry_condition_fn=retry_rewrite,
     cache_policy=rewrite_policy(),
     persist_result=True,
