@@ -236,6 +236,7 @@ async def generate_videos(
     provider = provider or LocalRenderer()
     video_storage = (storage or LocalVideoStorage()).get_storage()
     items = expand_prompts(prompts, provider.provider_name)
+    await video_storage.check_writable()
     if rewrite is not None and not preview:
         items = await rewrite_items(items, provider.provider_name, rewrite, rewrite_instruction, max_concurrency)
     plans = {item.item_id: item.plan for item in items if item.plan is not None}

@@ -174,6 +174,23 @@ class VideoStorage:
             raise
         return StoredObject(uri=self.uri(key), key=key, size=size, sha256=digest.hexdigest())
 
+    async def check_writable(self) -> None:
+        """Write and remove a tiny probe object, so a storage problem fails before anything is paid for.
+
+        Raises:
+            StorageError: the storage is unreachable or not writable (message names the URI).
+        """
+        key = f".videogen-probe-{uuid.uuid4().hex}"
+        try:
+            await self.write_bytes(key, b"probe")
+            await asyncio.to_thread(self.fs.rm, self.path(key))
+        except Exception as exc:  # s3fs/botocore raise their own types for unreachable endpoints
+            cause = exc.__cause__ if isinstance(exc, StorageError) and exc.__cause__ else exc
+            raise StorageError(
+                f"storage {self.uri('')} is not writable ({type(cause).__name__}: {redact(str(cause))[:300]}); "
+                "nothing was submitted"
+            ) from exc
+
     async def write_bytes(self, key: str, payload: bytes) -> StoredObject:
         """Write a small object atomically (same staging-then-move path as videos)."""
 
