@@ -104,7 +104,8 @@ async def test_preview_submits_nothing(prefect_server, tmp_path):
     result = await generate_videos(PromptSource(template="{subject} at {time_of_day}", grid=GRID),
                                    provider=renderer(tmp_path), storage=storage(tmp_path), preview=True)
     assert result.preview and result.counts == {"preview": 6}
-    assert jobs(tmp_path) == [] and not (tmp_path / "videos").exists()
+    assert jobs(tmp_path) == []
+    assert [p for p in (tmp_path / "videos").rglob("*") if p.is_file()] == []  # storage checked, nothing written
 
 
 @pytest.mark.parametrize("use_global_limit", [False, True])
