@@ -87,3 +87,15 @@ async def test_apiframe_402_is_a_clear_error_and_no_charge(prefect_server, tmp_p
         assert server.emulator.counters["jobs_created"] == 0
     entries, total = await ledger_total(storage)
     assert entries == [] and total == 0
+
+
+async def test_budget_holds_for_twenty_concurrent_real_submits(prefect_server, tmp_path, apiframe):
+    creds = APIFrameCredentials(api_key=EMULATOR_API_KEY, base_url=apiframe.base_url, poll_interval_seconds=0.02)
+    storage = LocalVideoStorage(base_path=str(tmp_path / "videos"))
+    batch = PromptSource(template="budget {n} {tag}", grid={"n": [str(i) for i in range(20)], "tag": [tmp_path.name]},
+                         defaults={"model": "sora-2", "duration": 4})  # 4 credits = $0.04 each
+    result = await generate_videos(batch, provider=creds, storage=storage, max_cost_usd=0.28, max_concurrency=20)
+    assert result.counts == {"stored": 7, "refused": 13}
+    assert apiframe.emulator.counters["jobs_created"] == 7
+    assert apiframe.emulator.counters["create_requests"] == 7  # refused submits sent nothing
+    assert result.total_cost_usd == pytest.approx(0.28)
