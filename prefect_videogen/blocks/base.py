@@ -15,15 +15,14 @@ LOGO_URL = "https://raw.githubusercontent.com/PrefectHQ/prefect/main/docs/images
 DOCS_URL = "https://github.com/prefect-videogen/prefect-videogen#readme"
 
 
-class VideoProviderBlock(CredentialsBlock):
-    """Base of the provider credentials blocks: builds a provider client with ``get_client()``."""
+class StrictCredentialsBlock(CredentialsBlock):
+    """Credentials that refuse what a plain block would silently accept.
 
-    # Validation errors would otherwise echo the raw input, secrets included.
+    Unknown keyword arguments are refused by name, ``base_url`` (where a block has one) must be
+    http(s), secrets must not be blank, and validation errors never echo the input (secrets).
+    """
+
     model_config = ConfigDict(hide_input_in_errors=True)
-
-    provider_name: ClassVar[str]
-    #: True where the client prices a request with a dry run (``quote(plan)``), as Scenario does.
-    offers_quote: ClassVar[bool] = False
     _logo_url = LOGO_URL
     _documentation_url = DOCS_URL
 
@@ -52,12 +51,20 @@ class VideoProviderBlock(CredentialsBlock):
         return value.rstrip("/")
 
     @model_validator(mode="after")
-    def _secrets_not_blank(self) -> VideoProviderBlock:
+    def _secrets_not_blank(self) -> StrictCredentialsBlock:
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr) and not value.get_secret_value().strip():
                 raise ValueError(f"{name} is blank")
         return self
+
+
+class VideoProviderBlock(StrictCredentialsBlock):
+    """Base of the provider credentials blocks: builds a provider client with ``get_client()``."""
+
+    provider_name: ClassVar[str]
+    #: True where the client prices a request with a dry run (``quote(plan)``), as Scenario does.
+    offers_quote: ClassVar[bool] = False
 
     @abstractmethod
     def get_client(self) -> VideoProvider:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import urlparse
 
-from prefect.blocks.abstract import CredentialsBlock
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 
-from prefect_videogen.blocks.base import DOCS_URL, LOGO_URL
+from prefect_videogen.blocks.base import StrictCredentialsBlock
 from prefect_videogen.providers.chat import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
@@ -17,7 +14,7 @@ from prefect_videogen.providers.chat import (
 )
 
 
-class ChatCompletionsCredentials(CredentialsBlock):
+class ChatCompletionsCredentials(StrictCredentialsBlock):
     """An API key for a chat completions endpoint (OpenAI or any OpenAI-compatible server), and the model.
 
     Used to rewrite video prompts before they are submitted. ``account_id()`` is the non-secret
@@ -34,14 +31,9 @@ class ChatCompletionsCredentials(CredentialsBlock):
         ```
     """
 
-    # Validation errors would otherwise echo the raw input, the key included.
-    model_config = ConfigDict(hide_input_in_errors=True)
-
     _block_type_name = "Videogen Chat Completions Credentials"
     _block_type_slug = "videogen-chat-credentials"
     _description = "API key, endpoint and model of an OpenAI-compatible chat completions API, for prompt rewrites."
-    _logo_url = LOGO_URL
-    _documentation_url = DOCS_URL
 
     api_key: SecretStr = Field(description="API key (sk-...), sent as a Bearer token.")
     base_url: str = Field(
@@ -57,37 +49,6 @@ class ChatCompletionsCredentials(CredentialsBlock):
         description="Non-secret name of the billed account for cache keys; "
         "empty means a one-way hash prefix of the key.",
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_unknown_fields(cls, values: Any) -> Any:
-        # Blocks allow extra keys, so a misspelled field (api_kye=...) would be dropped silently.
-        if isinstance(values, dict):
-            unknown = sorted(
-                key for key in values
-                if key not in cls.model_fields and not key.startswith("_") and key != "block_type_slug"
-            )
-            if unknown:
-                raise ValueError(
-                    f"unknown field(s) {', '.join(unknown)} for {cls.__name__}; "
-                    f"allowed: {', '.join(cls.model_fields)}"
-                )
-        return values
-
-    @field_validator("base_url")
-    @classmethod
-    def _valid_base_url(cls, value: str) -> str:
-        parsed = urlparse(value)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"base_url={value!r} must be an http(s) URL such as {DEFAULT_BASE_URL}")
-        return value.rstrip("/")
-
-    @field_validator("api_key")
-    @classmethod
-    def _key_not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("api_key is blank")
-        return value
 
     @field_validator("model")
     @classmethod
