@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from prefect_videogen.testing.server import EmulatorState, Fault, video_bytes
+from prefect_videogen.testing.server import DroppedDownload, EmulatorState, Fault, video_bytes
 
 EMULATOR_API_KEY = "afk_emulator_0123456789abcdef"
 MODELS = ("sora-2", "sora-2-pro")
@@ -412,21 +412,8 @@ class APIFrameEmulator(EmulatorState):
             return self._fault_response(fault)
         data = video_bytes(job["width"], job["height"], job["duration"])
         if fault and fault.drop_after_bytes is not None:
-            return _DroppedResponse(data, fault.drop_after_bytes)
+            return DroppedDownload(data, fault.drop_after_bytes)
         return Response(data, media_type="video/mp4")
-
-
-class _DroppedResponse(Response):
-    """Announce the whole body, send part of it, then fail so uvicorn aborts the connection."""
-
-    def __init__(self, data: bytes, drop_after: int) -> None:
-        self.data, self.drop_after = data, drop_after
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"video/mp4"), (b"content-length", str(len(self.data)).encode())]})
-        await send({"type": "http.response.body", "body": self.data[: self.drop_after], "more_body": True})
-        raise ConnectionAbortedError("emulated connection drop mid-download")
 
 
 def _multipart_fields(body: bytes, boundary: bytes) -> dict[str, tuple[bytes, str | None]]:

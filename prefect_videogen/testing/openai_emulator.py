@@ -27,7 +27,6 @@ import io
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from email import policy
 from email.parser import BytesParser
 from typing import Any
@@ -35,11 +34,11 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from prefect_videogen.media import first_frame_image
-from prefect_videogen.testing.server import EmulatorState, Fault, video_bytes
+from prefect_videogen.testing.server import DroppedDownload, EmulatorState, Fault, video_bytes
 
 STANDARD_SIZES = ("720x1280", "1280x720")
 PRO_SIZES = (*STANDARD_SIZES, "1024x1792", "1792x1024")
@@ -415,15 +414,5 @@ class OpenAIEmulator(EmulatorState):
             image_format, media_type = ("WEBP", "image/webp") if variant == "thumbnail" else ("JPEG", "image/jpeg")
             return Response(first_frame_image(io.BytesIO(data), image_format=image_format), media_type=media_type)
         if fault.drop_after_bytes is not None:
-            return _dropped_stream(data, fault.drop_after_bytes)
+            return DroppedDownload(data, fault.drop_after_bytes)
         return Response(data, media_type="video/mp4")
-
-
-def _dropped_stream(data: bytes, keep: int) -> StreamingResponse:
-    """Promise the whole body (Content-Length), send ``keep`` bytes, then break the connection."""
-
-    async def body() -> AsyncIterator[bytes]:
-        yield data[:keep]
-        raise ConnectionAbortedError("emulated connection drop mid-download")
-
-    return StreamingResponse(body(), media_type="video/mp4", headers={"content-length": str(len(data))})

@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from prefect_videogen.testing.server import EmulatorState, Fault, video_bytes
+from prefect_videogen.testing.server import DroppedDownload, EmulatorState, Fault, video_bytes
 
 DURATIONS = (4, 8, 12, 16, 20)
 ASPECTS = ("16:9", "9:16")
@@ -62,19 +62,6 @@ def _now() -> str:
 
 def _error(status: int, reason: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"reason": reason, "trace_id": uuid.uuid4().hex, **extra}, status_code=status)
-
-
-class _DroppedBody:
-    """An ASGI response that announces the full Content-Length, sends part, then fails (uvicorn aborts)."""
-
-    def __init__(self, payload: bytes, cut: int) -> None:
-        self.payload, self.cut = payload, cut
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"video/mp4"), (b"content-length", str(len(self.payload)).encode())]})
-        await send({"type": "http.response.body", "body": self.payload[: self.cut], "more_body": True})
-        raise ConnectionAbortedError("emulated connection drop mid-download")
 
 
 class ScenarioEmulator(EmulatorState):
@@ -349,7 +336,7 @@ class ScenarioEmulator(EmulatorState):
         fault = self.faults.take("download")
         payload = video_bytes(job["width"], job["height"], job["duration"])
         if fault and fault.drop_after_bytes is not None:
-            return _DroppedBody(payload, fault.drop_after_bytes)  # type: ignore[return-value]
+            return DroppedDownload(payload, fault.drop_after_bytes)  # type: ignore[return-value]
         if fault and fault.status:
             return self._fault_response(fault)
         return Response(payload, media_type="video/mp4")

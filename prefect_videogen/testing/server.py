@@ -150,6 +150,20 @@ def video_bytes(width: int, height: int, duration: int) -> bytes:
     return _rendered(width, height, duration)
 
 
+class DroppedDownload:
+    """An ASGI response that announces the whole body (Content-Length), sends ``keep`` bytes, then
+    fails, so uvicorn aborts the connection: the client sees a download dropped midway."""
+
+    def __init__(self, data: bytes, keep: int, *, media_type: str = "video/mp4") -> None:
+        self.data, self.keep, self.media_type = data, keep, media_type
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", self.media_type.encode()), (b"content-length", str(len(self.data)).encode())]})
+        await send({"type": "http.response.body", "body": self.data[: self.keep], "more_body": True})
+        raise ConnectionAbortedError("emulated connection drop mid-download")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
