@@ -1,0 +1,151 @@
+"""PollSchedule and wait_for_job on a fake clock: hints, progress estimates, lag, poll counts, deadline."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import pytest
+
+from prefect_videogen.errors import JobTimedOut
+from prefect_videogen.models import JobStatus, VideoJob
+from prefect_videogen.providers.base import PollSchedule, VideoProvider, wait_for_job
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def linear(f):
+    return JobStatus.RUNNING, round(f, 3)
+
+
+def queued_then_percent(f):  # APIFrame: no progress while QUEUED (first 30 %), then whole percents
+    return (JobStatus.QUEUED, None) if f < 0.3 else (JobStatus.RUNNING, int(f * 100) / 100)
+
+
+def openai_like(f):  # queued at 0 %, then whole percents
+    return (JobStatus.QUEUED, 0.0) if f < 0.3 else (JobStatus.RUNNING, int(f * 100) / 100)
+
+
+def no_progress(f):
+    return JobStatus.RUNNING, None
+
+
+def misleading(f):  # progress says twice the real time: the job ends at 50 %
+    return JobStatus.RUNNING, round(f / 2, 3)
+
+
+class TimedProvider(VideoProvider):
+    """One job of ``seconds``; status and progress are ``shape(fraction of time)`` on the fake clock."""
+
+    name = "timed"
+
+    def __init__(self, clock: FakeClock, seconds: float, shape, hint: float | None = None) -> None:
+        self.clock, self.seconds, self.shape, self.hint = clock, seconds, shape, hint
+        self.polls = 0
+
+    def view(self, job: VideoJob) -> VideoJob:
+        fraction = self.clock() / self.seconds
+        status, progress = (JobStatus.SUCCEEDED, 1.0) if fraction >= 1 else self.shape(fraction)
+        return job.model_copy(update={"status": status, "raw_status": status.value, "progress": progress,
+                                      "poll_after_seconds": None if status.is_terminal else self.hint})
+
+    async def submit(self, plan, *, idempotency_key=None):
+        raise NotImplementedError
+
+    async def get_job(self, job: VideoJob) -> VideoJob:
+        self.polls += 1
+        return self.view(job)
+
+    @asynccontextmanager
+    async def stream_video(self, job):
+        yield None
+
+
+def start(provider: TimedProvider) -> VideoJob:
+    return provider.view(VideoJob(provider="timed", job_id="j1", model="m", status=JobStatus.QUEUED, raw_status="queued"))
+
+
+@pytest.mark.parametrize(
+    ("calls", "expected"),
+    [
+        pytest.param([(None, None, None)] * 7, [1.0, 1.5, 2.25, 3.375, 5.0625, 6.0, 6.0], id="growing-to-cap"),
+        pytest.param([(2.0, None, None)] * 3, [2.0, 2.0, 2.0], id="hint-followed"),
+        pytest.param([(60.0, None, None)], [6.0], id="hint-capped-at-maximum"),
+        pytest.param([(0.0, None, None), (None, None, None)], [1.0, 1.5], id="zero-hint-ignored"),
+        pytest.param(
+            [(None, 0.1, 10), (None, 0.2, 20), (None, 0.5, 50), (None, 0.9, 90), (None, 0.95, 95)],
+            [1.0, 30.0, 25.0, 5.0, 5.25],
+            id="linear-progress-far-then-at-finish",
+        ),
+        pytest.param([(None, 0.1, 10), (None, 0.1, 20), (None, 0.1, 30)], [1.0, 1.5, 2.25], id="stall-falls-back"),
+        pytest.param([(None, 0.5, 10), (None, 0.2, 20)], [1.0, 1.5], id="progress-back-resets"),
+        pytest.param([(None, 0.0, 10), (None, 1.0, 20)], [1.0, 1.5], id="0-and-1-say-nothing"),
+        pytest.param([(2.0, 0.1, 10), (2.0, 0.2, 20)], [2.0, 30.0], id="far-finish-stretches-hint"),
+        pytest.param([(2.0, 0.90, 90), (2.0, 0.99, 99)], [2.0, 2.0], id="hint-is-the-floor-near-finish"),
+        pytest.param([(0.01, 0.2, 0.01), (0.01, 0.4, 0.02)], [0.01, 0.06], id="tiny-hint-tiny-job"),
+        pytest.param([(None, 0.2, 10), (None, 0.3, 20), (None, 0.5, 25)], [1.0, 30.0, 6.25],
+                     id="speed-up-uses-last-rate"),
+        pytest.param([(None, 0.98, 0), (None, 0.999, 1)], [1.0, 1.0], id="initial-floors-a-crawl"),
+    ],
+)
+def test_next_delay(calls, expected):
+    schedule = PollSchedule()
+    delays = [schedule.next_delay(hint, progress=progress, elapsed=elapsed) for hint, progress, elapsed in calls]
+    assert delays == pytest.approx(expected)
+
+
+def test_old_positional_signature_still_works():
+    schedule = PollSchedule(0.5, 2, 3)
+    assert [schedule.next_delay(None) for _ in range(4)] == [0.5, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("shape", "hint", "max_polls", "max_lag"),
+    [
+        pytest.param(linear, None, 9, 0.5, id="progress-from-start"),
+        pytest.param(queued_then_percent, None, 16, 1.0, id="apiframe-queued-then-percent"),
+        pytest.param(openai_like, 5.0, 14, 1.0, id="openai-hint-5s"),
+        pytest.param(no_progress, None, 23, 6.0, id="no-progress-growing-interval"),
+        pytest.param(no_progress, 2.0, 60, 2.0, id="hint-only"),
+        pytest.param(misleading, None, 6, 30.0, id="misleading-progress-bounded-by-long-maximum"),
+    ],
+)
+async def test_a_120_s_job_is_polled_few_times_and_seen_soon(shape, hint, max_polls, max_lag):
+    clock = FakeClock()
+    provider = TimedProvider(clock, 120.0, shape, hint)
+    done = await wait_for_job(provider, start(provider), clock=clock, sleep=clock.sleep)
+    assert done.status is JobStatus.SUCCEEDED
+    assert provider.polls <= max_polls
+    assert 0.0 <= clock.now - 120.0 <= max_lag
+    if hint:
+        assert min(clock.slept) >= hint  # never sooner than the server asked
+
+
+@pytest.mark.parametrize("seconds", [30, 47, 90, 120, 181, 240])
+@pytest.mark.parametrize("shape", [linear, queued_then_percent], ids=["linear", "queued-then-percent"])
+async def test_honest_progress_keeps_the_lag_under_the_maximum(seconds, shape):
+    clock = FakeClock()
+    provider = TimedProvider(clock, float(seconds), shape)
+    await wait_for_job(provider, start(provider), clock=clock, sleep=clock.sleep)
+    assert clock.now - seconds <= 6.0
+    assert provider.polls <= max(20, seconds / 6)
+
+
+async def test_a_stretched_wait_still_stops_at_the_deadline():
+    clock = FakeClock()
+    provider = TimedProvider(clock, 120.0, linear)
+    with pytest.raises(JobTimedOut) as caught:
+        await wait_for_job(provider, start(provider), timeout=40, clock=clock, sleep=clock.sleep)
+    assert clock.now == pytest.approx(40)
+    assert max(clock.slept) > 6  # the estimate did stretch a wait, and the deadline cut the last one
+    assert caught.value.job_id == "j1"
