@@ -78,8 +78,8 @@ async def test_batch_stores_every_item_and_a_rerun_pays_nothing(prefect_server, 
     assert again.counts == {"stored": 6}
     assert len(jobs(tmp_path)) == 6  # zero new provider jobs
     states = await task_states(state.state_details.flow_run_id, expected=7)
-    submits = [s for name, s in states.items() if name.startswith("submit ")]
-    assert submits == ["Cached"] * 6
+    assert [s for name, s in states.items() if name.startswith("stored ")] == ["Cached"] * 6
+    assert not [name for name in states if name.startswith(("submit ", "wait ", "download "))]  # no provider step
 
 
 async def test_failures_are_isolated_and_reported_by_item(prefect_server, tmp_path, monkeypatch):

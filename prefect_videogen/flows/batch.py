@@ -2,7 +2,7 @@
 
 Every item is validated before the first paid call (one bad row fails the batch up front, naming
 the row). A manifest in the storage records each item's status, cost, job id and keys; a rerun of
-the same batch skips what is done (its submit shows as Cached: no provider call). Items run
+the same batch skips what is done (its "stored" step shows as Cached: no provider call). Items run
 concurrently under a per-provider bound: a Prefect global concurrency limit when one named
 ``videogen-<provider>`` (or ``concurrency_limit``) exists, else ``max_concurrency`` in process.
 One item failing does not stop the others.
@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import dataclass
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from prefect import flow, get_run_logger, tags, task
 from prefect.artifacts import acreate_table_artifact
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.utilities.hashing import hash_objects
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import concurrency
 from prefect.exceptions import ObjectNotFound
@@ -36,8 +38,6 @@ from prefect_videogen.ledger import Ledger
 from prefect_videogen.manifest import ManifestItem, ManifestStore
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.errors import InvalidBatch
-from prefect_videogen.tasks import submit_video
-from prefect_videogen.tasks.caching import submit_key
 from prefect_videogen.tasks.rewrite import rewrite_prompt
 
 DEFAULT_REWRITE_INSTRUCTION = (
@@ -76,6 +76,20 @@ class BatchResult(BaseModel):
 def expand_prompts(prompts: PromptSource, provider: str) -> list[BatchItem]:
     """Fill the template over the grid and rows and check every item (a task, so it shows in the UI)."""
     return expand(prompts, provider)
+
+
+@dataclass
+class StoredItemPolicy(CachePolicy):
+    """Key = manifest + item + job: a rerun of a stored item is answered from the cache."""
+
+    def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+        return hash_objects("videogen-stored-v1", inputs["manifest"].uri, inputs["item_id"], inputs["job_id"])
+
+
+@task(task_run_name="stored {item_id}", cache_policy=StoredItemPolicy(), persist_result=True)
+async def mark_stored(manifest: ManifestStore, item_id: str, job_id: str, changes: dict[str, Any]) -> ManifestItem:
+    """Record a stored item in the manifest. Makes no provider call, so it is safe to re-run."""
+    return await manifest.update(item_id, **changes) if changes else manifest.manifest.items[item_id]  # type: ignore[union-attr]
 
 
 def default_batch_id(provider: str, account_id: str, items: list[BatchItem]) -> str:
@@ -149,9 +163,9 @@ async def _run_item(
     base = {"item_id": item.item_id, "row": item.row, "original_prompt": item.original_prompt,
             "prompt": item.request.prompt, "estimated_usd": estimated.usd}
     if entry.status == "stored" and not run.refresh and entry.video_key and await run.storage.exists(entry.video_key):
-        # Done in an earlier run. The submit task answers from its cache (shown as Cached): no provider call.
-        idem = submit_key(provider.provider_name, provider.account_id(), plan.request.fingerprint())
-        await submit_video(plan, provider, idem, item.item_id)
+        # Done in an earlier run: answered from the cache of the item's "stored" step (shown as Cached).
+        # Never through the paid submit task, which would pay again if its cache had been cleared.
+        await mark_stored(manifest, item.item_id, entry.job_id or "", {})
         return BatchItemResult(**base, status="stored", job_id=entry.job_id, video_uri=run.storage.uri(entry.video_key),
                                sidecar_uri=run.storage.uri(entry.sidecar_key or ""), cost_usd=entry.cost_usd)
     async with _slot(bound):
@@ -171,12 +185,12 @@ async def _run_item(
             logger.warning("item %s (row %s) %s: %s", item.item_id, item.row, status, exc)
             return BatchItemResult(**base, status=status, job_id=job_id, error=str(exc), cost_usd=cost)
     ledger_entry = next(e for e in reversed(run.entries) if e.job_id == result.job_id)
-    await manifest.update(
-        item.item_id, status="stored", provider=result.provider, model=result.model, job_id=result.job_id,
+    await mark_stored.with_options(refresh_cache=run.refresh)(manifest, item.item_id, result.job_id, dict(
+        status="stored", provider=result.provider, model=result.model, job_id=result.job_id,
         video_key=run.storage.key_of(result.video_uri), sidecar_key=run.storage.key_of(result.sidecar_uri),
         sha256=result.sha256, cost_usd=ledger_entry.charged_usd, charge_status=ledger_entry.charge_status.value,
         error=None,
-    )
+    ))
     return BatchItemResult(**base, status="stored", job_id=result.job_id, video_uri=result.video_uri,
                            sidecar_uri=result.sidecar_uri, cost_usd=ledger_entry.charged_usd)
 

@@ -56,7 +56,7 @@ class RunSettings:
 
 
 @task(task_run_name="quote {plan.provider}/{plan.request.model}", persist_result=True,
-      cache_policy=INPUTS - "provider", cache_expiration=timedelta(hours=1))
+      cache_policy=INPUTS - "provider", cache_expiration=timedelta(hours=24))
 async def quote_video(plan: VideoPlan, provider: VideoProviderBlock, account_id: str) -> Cost:
     """The provider's own price for ``plan`` from a dry run (Scenario), where it offers one; no job is created."""
     async with provider.get_client() as client:
