@@ -101,11 +101,6 @@ def test_rewrite_is_a_chat_block_picker():
     assert chat["secret_fields"] == ["api_key"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="generate_videos' docstring has no Args section: prompts, provider and storage get no help text "
-    "(patch in the issue 7 report)",
-)
 def test_every_generate_videos_parameter_has_help_text():
     schema = schema_of(generate_videos)
     missing = [name for name, field in schema["properties"].items() if not field.get("description")]
@@ -117,12 +112,6 @@ def test_every_generate_video_parameter_has_help_text():
     assert [name for name, field in schema["properties"].items() if not field.get("description")] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Prefect 3.8 drops Field(default=..., ge=...) constraints of flow parameters from the schema AND from "
-    "validate_parameters: max_concurrency=0 is accepted (an in-process Semaphore(0) then waits forever). "
-    "Fix: Annotated[int, Field(ge=1, le=200)] = Field(default=4, ...) (patch in the issue 7 report)",
-)
 @pytest.mark.parametrize(
     ("flow", "params"),
     [(generate_videos, {"prompts": {"rows": [{"prompt": "a fox"}]}, "max_concurrency": 0}),

@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 from dataclasses import dataclass
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, tags, task
 from prefect.artifacts import acreate_table_artifact
@@ -214,26 +214,36 @@ async def generate_videos(
     prompts: PromptSource,
     provider: ProviderBlocks | None = None,
     storage: StorageBlocks | None = None,
-    batch_name: str | None = Field(default=None, description="Names the manifest; empty: derived from the items."),
-    max_concurrency: int = Field(default=4, ge=1, le=200, description="Jobs in flight at once, without a global limit."),
-    concurrency_limit: str | None = Field(
-        default=None, description="A Prefect global concurrency limit to use; default videogen-<provider> if it exists."
-    ),
-    max_cost_usd: float | None = Field(default=None, ge=0, description="The batch's budget in USD."),
-    approval_threshold_usd: float | None = Field(
-        default=None, ge=0, description="Pause for approval in the UI when the estimate exceeds this."
-    ),
-    rewrite: ChatCompletionsCredentials | None = Field(
-        default=None, description="Rewrite every prompt with this chat model first (cached); empty: no rewrite."
-    ),
-    rewrite_instruction: str = Field(default=DEFAULT_REWRITE_INSTRUCTION, description="The rewrite's system prompt."),
-    preview: bool = Field(
-        default=False, description="Expand, validate and estimate only; submit nothing (and rewrite nothing)."
-    ),
-    refresh: bool = Field(default=False, description="Generate again even items done before."),
-    timeout_seconds: float = Field(default=1800.0, gt=0, description="How long to wait for each job."),
+    batch_name: str | None = None,
+    max_concurrency: Annotated[int, Field(ge=1, le=200)] = 4,
+    concurrency_limit: str | None = None,
+    max_cost_usd: Annotated[float, Field(ge=0)] | None = None,
+    approval_threshold_usd: Annotated[float, Field(ge=0)] | None = None,
+    rewrite: ChatCompletionsCredentials | None = None,
+    rewrite_instruction: str = DEFAULT_REWRITE_INSTRUCTION,
+    preview: bool = False,
+    refresh: bool = False,
+    timeout_seconds: Annotated[float, Field(gt=0)] = 1800.0,
 ) -> BatchResult:
     """Generate a batch of videos from a prompt template.
+
+    Bounds are ``Annotated`` (not ``x: int = Field(ge=...)``): Prefect 3.8 drops constraints given as a
+    parameter default, and ``max_concurrency=0`` would then wait forever.
+
+    Args:
+        prompts: the template and its variables: a grid, rows, or a CSV/JSONL file of rows.
+        provider: a provider credentials block; the embedded local renderer when empty.
+        storage: where videos, sidecars, the manifest and the ledger go; ./videos when empty.
+        batch_name: names the manifest; empty: derived from the provider, account and items.
+        max_concurrency: jobs in flight at once when no global concurrency limit exists.
+        concurrency_limit: a Prefect global concurrency limit to use; default videogen-<provider> if it exists.
+        max_cost_usd: the batch's budget in USD; submits beyond it are refused and nothing is sent.
+        approval_threshold_usd: pause for approval in the UI when the estimate exceeds this.
+        rewrite: rewrite every prompt with this chat model first (cached); empty: no rewrite.
+        rewrite_instruction: the rewrite's system prompt.
+        preview: expand, validate and estimate only; submit (and rewrite) nothing.
+        refresh: generate again even items done before.
+        timeout_seconds: how long to wait for each job.
 
     Example:
         ```python

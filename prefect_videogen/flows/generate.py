@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow, get_run_logger
 from pydantic import Field
 
@@ -19,12 +21,10 @@ async def generate_video(
     request: VideoRequest,
     provider: ProviderBlocks | None = None,
     storage: StorageBlocks | None = None,
-    timeout_seconds: float = Field(default=1800.0, gt=0, description="How long to wait for the provider's job."),
-    max_cost_usd: float | None = Field(default=None, ge=0, description="Refuse to submit beyond this estimated spend."),
-    approval_threshold_usd: float | None = Field(
-        default=None, ge=0, description="Pause for approval in the UI when the estimate exceeds this."
-    ),
-    refresh: bool = Field(default=False, description="Generate again even if this request was generated before."),
+    timeout_seconds: Annotated[float, Field(gt=0)] = 1800.0,
+    max_cost_usd: Annotated[float, Field(ge=0)] | None = None,
+    approval_threshold_usd: Annotated[float, Field(ge=0)] | None = None,
+    refresh: bool = False,
 ) -> VideoResult:
     """Generate one video and store it with a JSON sidecar and a ledger record.
 
