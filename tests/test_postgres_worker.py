@@ -1,0 +1,166 @@
+"""Beyond one machine: a real `prefect server start` on PostgreSQL, a process work pool, `prefect deploy` of
+deployments/prefect.yaml, and a worker that runs a 2-video batch on the local renderer.
+
+Skipped when PostgreSQL is not reachable at 127.0.0.1:5432 (user postgres, trust auth) or asyncpg is
+missing; deselect with ``-m "not postgres"``. Takes about a minute; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from prefect_videogen.media import probe_video
+
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(240)]
+
+asyncpg = pytest.importorskip("asyncpg")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PREFECT = [sys.executable, "-m", "prefect"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def pg_admin(sql: str) -> None:
+    connection = await asyncpg.connect(PG_DSN, timeout=5)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def database():
+    name = f"videogen_test_{uuid.uuid4().hex[:12]}"
+    try:
+        await pg_admin(f'CREATE DATABASE "{name}"')
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 not usable as user postgres: {exc!r}")
+    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM the process group (the server and worker start children), SIGKILL after 15 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+@pytest.fixture
+def prefect_env(database, tmp_path):
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env.update({
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": database,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "PREFECT_VIDEOGEN_LOCAL_JOBS": str(tmp_path / "jobs"),
+    })
+    return env, port
+
+
+@pytest.fixture
+def server(prefect_env, tmp_path):
+    env, port = prefect_env
+    log = open(tmp_path / "server.log", "wb")
+    process = subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            try:
+                if httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"prefect server did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)  # waiting for another process to come up: there is nothing to wait on but time
+        yield env
+    finally:
+        stop(process)
+        log.close()
+
+
+def prefect_cli(env: dict[str, str], *args: str, timeout: float = 60) -> str:
+    done = subprocess.run([*PREFECT, "--no-prompt", *args], env=env, cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+async def test_deploy_and_run_on_postgres_with_a_process_worker(server, tmp_path):
+    from prefect.client.orchestration import PrefectClient
+
+    env = server
+    prefect_cli(env, "work-pool", "create", "videogen-local", "--type", "process")
+    prefect_cli(env, "deploy", "--all", "--prefect-file", "deployments/prefect.yaml", timeout=120)
+
+    videos = tmp_path / "videos"
+    parameters = {
+        "prompts": {"template": "{subject} ({run})", "grid": {"run": [tmp_path.name]},
+                    "rows": [{"subject": "a fox at dawn"}, {"subject": "an owl at dusk", "aspect_ratio": "9:16"}],
+                    "defaults": {"duration": 1}},
+        "provider": {"queue_delay_seconds": 0},
+        "storage": {"base_path": str(videos)},
+        "approval_threshold_usd": None,
+    }
+    async with PrefectClient(api=env["PREFECT_API_URL"]) as client:
+        deployments = {f"{d.name}": d for d in await client.read_deployments()}
+        assert set(deployments) == {"daily", "adhoc"}
+        daily = deployments["daily"]
+        assert daily.work_pool_name == "videogen-local" and daily.global_concurrency_limit.limit == 1
+        assert [s.schedule.cron for s in daily.schedules] == ["0 6 * * *"]
+        assert daily.pull_steps == [{"prefect.deployments.steps.set_working_directory":
+                                     {"directory": "{{ $PREFECT_VIDEOGEN_CHECKOUT }}"}}]
+        run = await client.create_flow_run_from_deployment(daily.id, parameters=parameters)
+
+        log = open(tmp_path / "worker.log", "wb")
+        # Only the worker knows where its checkout is: the pull step resolves the variable there.
+        worker_env = {**env, "PREFECT_VIDEOGEN_CHECKOUT": str(REPO_ROOT)}
+        worker = subprocess.Popen([*PREFECT, "worker", "start", "--pool", "videogen-local", "--run-once"],
+                                  env=worker_env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                run = await client.read_flow_run(run.id)
+                if run.state is not None and run.state.is_final() or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(1)  # a separate worker process: poll its flow run's state
+        finally:
+            stop(worker)
+            log.close()
+        assert run.state is not None and run.state.is_completed(), (
+            f"flow run {run.state}:\n{(tmp_path / 'worker.log').read_text()[-4000:]}")
+
+    stored = sorted(videos.rglob("*.mp4"))
+    assert len(stored) == 2
+    assert sorted((probe_video(p).width, probe_video(p).height, probe_video(p).duration_seconds) for p in stored) == [
+        (720, 1280, 1.0), (1280, 720, 1.0)]
+    [manifest_file] = (videos / "manifests").glob("batch-*.json")
+    manifest = json.loads(manifest_file.read_text())
+    assert {item["status"] for item in manifest["items"].values()} == {"stored"}
