@@ -1,0 +1,78 @@
+"""Benchmark: rerun a finished batch: provider calls (emulator counters) and wall time.
+
+Runs the ``generate_videos`` flow over ``--videos`` prompts on the APIFrame emulator (separate process)
+until every item is stored, then runs the same batch again and reports what the rerun cost: new
+jobs, polls, downloads (from the emulator's own counters) and wall time. The Prefect server
+(``prefect_test_harness``) and the first run are not timed.
+
+Targets: 0 new jobs, polls and downloads; rerun <= 15 s for 100 videos.
+
+Usage:
+    python bench/cached_rerun.py [--videos 100] [--latency 1]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emulator_process, machine, quiet_prefect_home  # noqa: E402
+
+quiet_prefect_home()
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY  # noqa: E402
+
+CALLS = ("jobs_created", "create_requests", "polls", "downloads", "uploads")
+
+
+async def run_batch(base_url: str, out: Path, count: int, concurrency: int):
+    from prefect_videogen.blocks import APIFrameCredentials, LocalVideoStorage
+    from prefect_videogen.expansion import PromptSource
+    from prefect_videogen.flows import generate_videos
+
+    source = PromptSource(rows=[{"prompt": f"rerun clip number {n}"} for n in range(count)],
+                          defaults={"model": "sora-2", "duration": 4, "aspect_ratio": "16:9"})
+    provider = APIFrameCredentials(api_key=EMULATOR_API_KEY, base_url=base_url, poll_interval_seconds=0.5)
+    return await generate_videos(source, provider=provider, storage=LocalVideoStorage(base_path=str(out)),
+                                 max_concurrency=concurrency)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=100)
+    parser.add_argument("--latency", type=float, default=1.0, help="emulated seconds per job in the first run")
+    parser.add_argument("--concurrency", type=int, default=10)
+    args = parser.parse_args()
+    from prefect.testing.utilities import prefect_test_harness
+
+    print(f"machine        {machine()}")
+    out = Path(tempfile.mkdtemp(prefix="videogen-bench-rerun-"))
+    with emulator_process("apiframe", latency=args.latency, warm="1280x720x4") as emulator, \
+            prefect_test_harness(server_startup_timeout=120):
+        started = time.monotonic()
+        first = asyncio.run(run_batch(emulator.base_url, out, args.videos, args.concurrency))
+        first_seconds = time.monotonic() - started
+        before = emulator.counters()
+        started = time.monotonic()
+        again = asyncio.run(run_batch(emulator.base_url, out, args.videos, args.concurrency))
+        rerun_seconds = time.monotonic() - started
+        after = emulator.counters()
+
+    new = {name: after.get(name, 0) - before.get(name, 0) for name in CALLS}
+    print(f"first run      {first_seconds:.1f} s, {first.counts}; provider calls "
+          + ", ".join(f"{name} {before.get(name, 0)}" for name in CALLS))
+    print(f"rerun          {rerun_seconds:.1f} s, {again.counts}")
+    print("new calls      " + ", ".join(f"{name} {value}" for name, value in new.items()))
+    zero = not any(new.values())
+    print(f"target         0 new provider calls: {'PASS' if zero else 'FAIL'}; "
+          f"rerun <= 15 s: {'PASS' if rerun_seconds <= 15 else 'FAIL'} ({rerun_seconds / args.videos * 1000:.0f} ms per item)")
+
+
+if __name__ == "__main__":
+    main()

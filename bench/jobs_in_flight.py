@@ -1,0 +1,158 @@
+"""Benchmark: 1,000 jobs waited on at once by one worker process: peak memory and CPU while waiting.
+
+Two ways to wait, each in a fresh child process, against the same APIFrame emulator (its own process,
+so its cost is not counted), jobs taking ``--wait`` seconds:
+
+- async:   ``wait_for_job`` over the HttpTransport-based APIFrame provider, 1,000 coroutines in one
+           event loop (what the wait task does).
+- threads: one thread per job, each polling with a shared ``httpx.Client`` (sync) on the same
+           ``PollSchedule``.
+
+All jobs are submitted first; the window measured is from the last submit until every job is seen
+done. CPU is ``time.process_time()`` over the window divided by its wall time (1.0 = one core);
+peak RSS is the process's VmHWM (the submit phase included); "RSS at start" is the resident size when
+the window opens (imports, including Prefect through the package, are ~120 MiB of it).
+
+Targets: peak RSS under 300 MB and under 10 % of one core while waiting.
+
+Usage:
+    python bench/jobs_in_flight.py [--jobs 1000] [--wait 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emulator_process, machine, rss_mib  # noqa: E402
+
+SUBMIT_CONCURRENCY = 50
+
+
+def peak_rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
+def report(variant: str, jobs: int, window: float, cpu: float, done: int, rss_at_start: float, threads: int) -> None:
+    print(json.dumps({"variant": variant, "jobs": jobs, "window_s": window, "cpu_s": cpu, "done": done,
+                      "peak_rss_mib": peak_rss_mib(), "rss_window_start_mib": rss_at_start, "threads": threads}))
+
+
+async def run_async(base_url: str, jobs: int, key: str) -> None:
+    from prefect_videogen.catalog import load_catalog
+    from prefect_videogen.models import VideoRequest
+    from prefect_videogen.providers.apiframe import APIFrameVideoProvider
+    from prefect_videogen.providers.base import wait_for_job
+
+    gate = asyncio.Semaphore(SUBMIT_CONCURRENCY)
+    catalog = load_catalog()
+    async with APIFrameVideoProvider(key, base_url=base_url) as provider:
+
+        async def submit(n: int):
+            async with gate:
+                return await provider.submit(catalog.plan("apiframe", VideoRequest(prompt=f"in flight {n}", duration=4)))
+
+        submitted = await asyncio.gather(*(submit(n) for n in range(jobs)))
+        cpu, started, rss = time.process_time(), time.monotonic(), rss_mib()
+        done = await asyncio.gather(*(wait_for_job(provider, job, timeout=3600) for job in submitted))
+        report("async", jobs, time.monotonic() - started, time.process_time() - cpu, len(done), rss,
+               threading.active_count())
+
+
+def run_threads(base_url: str, jobs: int, key: str) -> None:
+    import httpx
+
+    from prefect_videogen.providers.base import PollSchedule
+
+    client = httpx.Client(base_url=base_url, headers={"X-API-Key": key}, timeout=60,
+                          limits=httpx.Limits(max_connections=200, max_keepalive_connections=200))
+    submitted = threading.Barrier(jobs + 1)
+    finished: list[str] = []
+
+    def one(n: int) -> None:
+        body = {"model": "sora-2", "prompt": f"in flight {n}",
+                "soraParams": {"duration": 4, "aspect_ratio": "16:9", "resolution": "standard"}}
+        job_id = client.post("/v2/videos/generate", json=body).raise_for_status().json()["jobId"]
+        submitted.wait()
+        schedule, begun = PollSchedule(), time.monotonic()
+        progress = None
+        while True:
+            time.sleep(schedule.next_delay(None, progress=progress, elapsed=time.monotonic() - begun))
+            job = client.get(f"/v2/jobs/{job_id}").raise_for_status().json()
+            if job["status"] == "COMPLETED":
+                finished.append(job_id)
+                return
+            progress = job["progress"] / 100 if isinstance(job["progress"], int) else None
+
+    threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in range(jobs)]
+    starter = threading.Semaphore(SUBMIT_CONCURRENCY)  # start threads in bounded bursts, as the async side submits
+
+    for thread in threads:
+        with starter:
+            thread.start()
+    submitted.wait()
+    cpu, started, rss, running = time.process_time(), time.monotonic(), rss_mib(), threading.active_count()
+    for thread in threads:
+        thread.join()
+    report("threads", jobs, time.monotonic() - started, time.process_time() - cpu, len(finished), rss, running)
+    client.close()
+
+
+def child(args: argparse.Namespace) -> None:
+    from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY
+
+    if args.child == "async":
+        asyncio.run(run_async(args.base_url, args.jobs, EMULATOR_API_KEY))
+    else:
+        run_threads(args.base_url, args.jobs, EMULATOR_API_KEY)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--wait", type=float, default=120.0, help="emulated seconds per job (default 120)")
+    parser.add_argument("--child", choices=("async", "threads"), help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    print(f"machine        {machine()}")
+    print(f"workload       {args.jobs} APIFrame jobs of {args.wait:g} s each, waited on by one process")
+    results = []
+    with emulator_process("apiframe", latency=args.wait) as emulator:
+        for variant in ("async", "threads"):
+            emulator.reset()
+            output = subprocess.run(
+                [sys.executable, __file__, "--child", variant, "--base-url", emulator.base_url, "--jobs",
+                 str(args.jobs)], check=True, capture_output=True, text=True,
+            ).stdout
+            result = json.loads(output.strip().splitlines()[-1])
+            result["polls"] = emulator.counters().get("polls", 0)
+            results.append(result)
+    print(f"{'variant':<8} {'window s':>8} {'cpu s':>6} {'cpu share':>9} {'peak RSS MiB':>12} {'RSS at start':>12} "
+          f"{'polls':>6} {'polls/job':>9}  target (<300 MB, <10% core)")
+    for r in results:
+        share = r["cpu_s"] / r["window_s"]
+        verdict = "PASS" if r["peak_rss_mib"] * 1.048576 < 300 and share < 0.10 else "FAIL"
+        print(f"{r['variant']:<8} {r['window_s']:>8.1f} {r['cpu_s']:>6.2f} {share:>9.1%} {r['peak_rss_mib']:>12.0f} "
+              f"{r['rss_window_start_mib']:>12.0f} {r['polls']:>6} {r['polls'] / r['jobs']:>9.1f}  {verdict} "
+              f"({r['done']} done, {r['threads']} threads)")
+    a, t = results
+    print(f"ratio          threads / async: CPU {t['cpu_s'] / max(a['cpu_s'], 1e-9):.2f}x, "
+          f"peak RSS {t['peak_rss_mib'] / a['peak_rss_mib']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
