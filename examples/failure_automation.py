@@ -19,7 +19,13 @@ import sys
 from datetime import timedelta
 from uuid import UUID
 
-from prefect.automations import Automation, EventTrigger, Posture, RunDeployment, SendNotification
+from prefect.automations import (
+    Automation,
+    EventTrigger,
+    Posture,
+    RunDeployment,
+    SendNotification,
+)
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import ExitStack
 from fractions import Fraction
 from pathlib import Path
-from typing import IO
+from typing import IO, Annotated
 
 import av
 import numpy as np
@@ -31,11 +31,16 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage, ProviderBlocks, StorageBlocks
+from prefect_videogen.blocks import (
+    LocalRenderer,
+    LocalVideoStorage,
+    ProviderBlocks,
+    StorageBlocks,
+)
 from prefect_videogen.errors import VerificationFailed, VideoGenError
 from prefect_videogen.expansion import PromptSource
 from prefect_videogen.flows import generate_videos
-from prefect_videogen.media import DURATION_TOLERANCE_SECONDS, probe_video
+from prefect_videogen.media import probe_video
 from prefect_videogen.storage.base import VideoStorage
 
 CHUNK_BYTES = 1024 * 1024
@@ -72,7 +77,9 @@ def _clip_duration(container: av.container.InputContainer, stream: av.video.stre
     return container.duration / av.time_base
 
 
-def join_clips(sources: Iterable[str | IO[bytes]], target: str | Path, *, width: int, height: int, fps: int = 24) -> int:
+def join_clips(
+    sources: Iterable[str | IO[bytes]], target: str | Path, *, width: int, height: int, fps: int = 24
+) -> int:
     """Decode each clip and encode its frames into one H.264 stream; returns the frame count.
 
     Frames are placed by their own timestamps plus the durations of the clips before them, on a
@@ -110,9 +117,12 @@ def join_clips(sources: Iterable[str | IO[bytes]], target: str | Path, *, width:
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    with open(path, "rb") as handle:
+    handle = await asyncio.to_thread(open, path, "rb")
+    try:
         while chunk := await asyncio.to_thread(handle.read, CHUNK_BYTES):
             yield chunk
+    finally:
+        handle.close()
 
 
 @task(task_run_name="join {key}", cache_policy=NO_CACHE)
@@ -161,10 +171,17 @@ async def montage_pipeline(
     prompts: PromptSource,
     provider: ProviderBlocks | None = None,
     storage: StorageBlocks | None = None,
-    width: int | None = Field(default=None, description="Montage width; empty: the first clip's."),
-    height: int | None = Field(default=None, description="Montage height; empty: the first clip's."),
-    fps: int = Field(default=24, description="Frame rate of the montage."),
-    max_cost_usd: float | None = Field(default=None, description="Budget of the clips' batch in USD."),
+    # Bounds in Annotated: Prefect 3.8 ignores them in Field(default=..., ge=...) of a flow parameter.
+    width: Annotated[int | None, Field(ge=2, le=7680)] = Field(
+        default=None, description="Montage width; empty: the first clip's."
+    ),
+    height: Annotated[int | None, Field(ge=2, le=7680)] = Field(
+        default=None, description="Montage height; empty: the first clip's."
+    ),
+    fps: Annotated[int, Field(ge=1, le=120)] = Field(default=24, description="Frame rate of the montage."),
+    max_cost_usd: Annotated[float | None, Field(ge=0)] = Field(
+        default=None, description="Budget of the clips' batch in USD."
+    ),
 ) -> MontageResult:
     """Generate a batch of clips, then join them, in order, into one stored montage.
 
@@ -186,8 +203,6 @@ async def montage_pipeline(
         print(result.uri)
         ```
     """
-    if fps < 1 or any(v is not None and v < 2 for v in (width, height)):
-        raise ValueError(f"fps={fps}, width={width}, height={height}: fps must be >= 1 and sizes >= 2")
     provider = provider or LocalRenderer()
     storage = storage or LocalVideoStorage()
     batch = await generate_videos(prompts, provider=provider, storage=storage, max_cost_usd=max_cost_usd)

@@ -13,11 +13,18 @@ from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.events.schemas.events import Event
 
-from prefect_videogen.blocks import APIFrameCredentials, LocalRenderer, LocalVideoStorage
+from prefect_videogen.blocks import (
+    APIFrameCredentials,
+    LocalRenderer,
+    LocalVideoStorage,
+)
 from prefect_videogen.errors import ContentRejected
 from prefect_videogen.flows import generate_video
 from prefect_videogen.models import VideoRequest
-from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY, APIFrameEmulator
+from prefect_videogen.testing.apiframe_emulator import (
+    EMULATOR_API_KEY,
+    APIFrameEmulator,
+)
 from prefect_videogen.testing.server import EmulatorServer, Fault
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

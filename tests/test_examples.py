@@ -11,11 +11,18 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
-from prefect_videogen.blocks import APIFrameCredentials, LocalRenderer, LocalVideoStorage
+from prefect_videogen.blocks import (
+    APIFrameCredentials,
+    LocalRenderer,
+    LocalVideoStorage,
+)
 from prefect_videogen.errors import VideoGenError
 from prefect_videogen.expansion import PromptSource
 from prefect_videogen.media import probe_video
-from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY, APIFrameEmulator
+from prefect_videogen.testing.apiframe_emulator import (
+    EMULATOR_API_KEY,
+    APIFrameEmulator,
+)
 from prefect_videogen.testing.server import EmulatorServer, Fault
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -94,3 +101,10 @@ async def test_no_montage_when_a_clip_is_missing(prefect_server, tmp_path):
 def test_join_clips_refuses_odd_sizes(tmp_path):
     with pytest.raises(ValueError, match="even width and height"):
         montage.join_clips([], tmp_path / "x.mp4", width=1279, height=720)
+
+
+def test_montage_parameters_are_bounded():
+    with pytest.raises(Exception, match="fps"):
+        montage.montage_pipeline.validate_parameters({"prompts": {"rows": [{"prompt": "a fox"}]}, "fps": 0})
+    with pytest.raises(Exception, match="width"):
+        montage.montage_pipeline.validate_parameters({"prompts": {"rows": [{"prompt": "a fox"}]}, "width": 1})

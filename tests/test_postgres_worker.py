@@ -51,7 +51,7 @@ async def database():
     name = f"videogen_test_{uuid.uuid4().hex[:12]}"
     try:
         await pg_admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         pytest.skip(f"PostgreSQL at 127.0.0.1:5432 not usable as user postgres: {exc!r}")
     yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -108,7 +108,7 @@ def server(prefect_env, tmp_path):
 
 def prefect_cli(env: dict[str, str], *args: str, timeout: float = 60) -> str:
     done = subprocess.run([*PREFECT, "--no-prompt", *args], env=env, cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, check=False)
     assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 

@@ -121,7 +121,7 @@ def test_every_generate_video_parameter_has_help_text():
 )
 def test_numeric_bounds_reach_the_form_and_validation(flow, params):
     schema = schema_of(flow)
-    [(name, value)] = [(k, v) for k, v in params.items() if k not in ("prompts", "request")]
+    [name] = [k for k in params if k not in ("prompts", "request")]
     field = schema["properties"][name]
     bounds = [field, *field.get("anyOf", [])]
     assert any("minimum" in b or "exclusiveMinimum" in b for b in bounds), f"{name} has no bound in the form"
