@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from prefect.client.orchestration import get_client
 from prefect_helpers import task_states
 
 from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
@@ -28,6 +29,9 @@ async def test_generate_video_flow_stores_a_verified_video(prefect_server, tmp_p
     assert result.provider == "local" and result.model == "title-card"
 
     names = set(await task_states(state.state_details.flow_run_id))
+    async with get_client() as client:
+        runs = await client.read_task_runs()
+    assert all("videogen:local" in run.tags for run in runs if run.flow_run_id == state.state_details.flow_run_id)
     assert "submit local/title-card" in names
     assert f"wait local/title-card {result.job_id}" in names
     assert f"download local/title-card {result.job_id}" in names

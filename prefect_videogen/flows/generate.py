@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, tags
 from pydantic import Field
 
 from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage, ProviderBlocks, StorageBlocks
@@ -62,7 +62,8 @@ async def generate_video(
     run = RunSettings(storage=video_storage, budget=Budget(max_cost_usd), ledger=Ledger(video_storage),
                       timeout_seconds=timeout_seconds, refresh=refresh)
     try:
-        result = await produce_video(plan, provider, run, estimated=estimated)
+        with tags(f"videogen:{provider.provider_name}"):
+            result = await produce_video(plan, provider, run, estimated=estimated)
     finally:
         if run.entries:
             await publish_cost_table(run.entries)
