@@ -71,22 +71,23 @@ async def run_async(base_url: str, jobs: int, key: str) -> None:
 
 
 def run_threads(base_url: str, jobs: int, key: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     import httpx
 
     from prefect_videogen.providers.base import PollSchedule
 
     client = httpx.Client(base_url=base_url, headers={"X-API-Key": key}, timeout=60,
                           limits=httpx.Limits(max_connections=200, max_keepalive_connections=200))
-    submitted = threading.Barrier(jobs + 1)
     finished: list[str] = []
 
-    def one(n: int) -> None:
+    def submit(n: int) -> str:
         body = {"model": "sora-2", "prompt": f"in flight {n}",
                 "soraParams": {"duration": 4, "aspect_ratio": "16:9", "resolution": "standard"}}
-        job_id = client.post("/v2/videos/generate", json=body).raise_for_status().json()["jobId"]
-        submitted.wait()
-        schedule, begun = PollSchedule(), time.monotonic()
-        progress = None
+        return client.post("/v2/videos/generate", json=body).raise_for_status().json()["jobId"]
+
+    def wait(job_id: str) -> None:
+        schedule, begun, progress = PollSchedule(), time.monotonic(), None
         while True:
             time.sleep(schedule.next_delay(None, progress=progress, elapsed=time.monotonic() - begun))
             job = client.get(f"/v2/jobs/{job_id}").raise_for_status().json()
@@ -95,14 +96,13 @@ def run_threads(base_url: str, jobs: int, key: str) -> None:
                 return
             progress = job["progress"] / 100 if isinstance(job["progress"], int) else None
 
-    threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in range(jobs)]
-    starter = threading.Semaphore(SUBMIT_CONCURRENCY)  # start threads in bounded bursts, as the async side submits
-
+    with ThreadPoolExecutor(SUBMIT_CONCURRENCY) as pool:
+        job_ids = list(pool.map(submit, range(jobs)))
+    threads = [threading.Thread(target=wait, args=(job_id,), daemon=True) for job_id in job_ids]
+    cpu, started, rss = time.process_time(), time.monotonic(), rss_mib()
     for thread in threads:
-        with starter:
-            thread.start()
-    submitted.wait()
-    cpu, started, rss, running = time.process_time(), time.monotonic(), rss_mib(), threading.active_count()
+        thread.start()
+    running = threading.active_count()
     for thread in threads:
         thread.join()
     report("threads", jobs, time.monotonic() - started, time.process_time() - cpu, len(finished), rss, running)
