@@ -128,24 +128,26 @@ def main() -> None:
         with prefect_test_harness(server_startup_timeout=120):
             print(f"prefect server start-up {time.monotonic() - started:.1f} s (not counted)")
 
-            started = time.monotonic()
+            started, cpu = time.monotonic(), time.process_time()
             asyncio.run(bare(emulator.base_url, work / "bare", args.videos, args.concurrency, args.poll_interval))
-            bare_seconds = time.monotonic() - started
+            bare_seconds, bare_cpu = time.monotonic() - started, time.process_time() - cpu
             bare_counters = emulator.counters()
             emulator.reset()
 
-            started = time.monotonic()
+            started, cpu = time.monotonic(), time.process_time()
             outcome = asyncio.run(with_flow(emulator.base_url, work / "flow", args.videos, args.concurrency,
                                             args.poll_interval))
-            flow_seconds = time.monotonic() - started
+            flow_seconds, flow_cpu = time.monotonic() - started, time.process_time() - cpu
             flow_counters = emulator.counters()
             counts, breakdown = outcome["counts"], asyncio.run(task_breakdown(outcome["flow_run_id"]))
 
     ideal = -(-args.videos // args.concurrency) * args.latency
     same = digests(work / "bare") == digests(work / "flow")
     print(f"ideal          {ideal:.1f} s ({-(-args.videos // args.concurrency)} waves x {args.latency:g} s latency)")
-    for name, seconds, counters in (("bare", bare_seconds, bare_counters), ("flow", flow_seconds, flow_counters)):
-        print(f"{name:<14} {seconds:.1f} s  jobs {counters.get('jobs_created', 0)}, polls {counters.get('polls', 0)}, "
+    for name, seconds, cpu, counters in (("bare", bare_seconds, bare_cpu, bare_counters),
+                                         ("flow", flow_seconds, flow_cpu, flow_counters)):
+        print(f"{name:<14} {seconds:.1f} s, this process's CPU {cpu:.1f} s ({cpu / seconds:.0%} of a core); "
+              f"jobs {counters.get('jobs_created', 0)}, polls {counters.get('polls', 0)}, "
               f"downloads {counters.get('downloads', 0)}")
     print(f"flow items     {counts}")
     print("flow tasks     " + ", ".join(f"{kind} {n} x {mean:.2f} s" for kind, (n, mean) in breakdown.items())

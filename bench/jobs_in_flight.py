@@ -80,6 +80,7 @@ def run_threads(base_url: str, jobs: int, key: str) -> None:
     client = httpx.Client(base_url=base_url, headers={"X-API-Key": key}, timeout=60,
                           limits=httpx.Limits(max_connections=200, max_keepalive_connections=200))
     finished: list[str] = []
+    errors: list[str] = []
 
     def submit(n: int) -> str:
         body = {"model": "sora-2", "prompt": f"in flight {n}",
@@ -90,7 +91,11 @@ def run_threads(base_url: str, jobs: int, key: str) -> None:
         schedule, begun, progress = PollSchedule(), time.monotonic(), None
         while True:
             time.sleep(schedule.next_delay(None, progress=progress, elapsed=time.monotonic() - begun))
-            job = client.get(f"/v2/jobs/{job_id}").raise_for_status().json()
+            try:
+                job = client.get(f"/v2/jobs/{job_id}").raise_for_status().json()
+            except httpx.HTTPError as exc:  # a bare loop has no retries: count the loss and stop
+                errors.append(type(exc).__name__)
+                return
             if job["status"] == "COMPLETED":
                 finished.append(job_id)
                 return
@@ -106,6 +111,8 @@ def run_threads(base_url: str, jobs: int, key: str) -> None:
     for thread in threads:
         thread.join()
     report("threads", jobs, time.monotonic() - started, time.process_time() - cpu, len(finished), rss, running)
+    if errors:
+        print(f"threads: {len(errors)} polls failed: {sorted(set(errors))}", file=sys.stderr)
     client.close()
 
 
@@ -134,10 +141,13 @@ def main() -> None:
     with emulator_process("apiframe", latency=args.wait) as emulator:
         for variant in ("async", "threads"):
             emulator.reset()
-            output = subprocess.run(
+            child_run = subprocess.run(
                 [sys.executable, __file__, "--child", variant, "--base-url", emulator.base_url, "--jobs",
                  str(args.jobs)], check=True, capture_output=True, text=True,
-            ).stdout
+            )
+            output = child_run.stdout
+            if child_run.stderr.strip():
+                print(child_run.stderr.strip().splitlines()[-1])
             result = json.loads(output.strip().splitlines()[-1])
             result["polls"] = emulator.counters().get("polls", 0)
             results.append(result)
