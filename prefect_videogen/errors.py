@@ -37,7 +37,7 @@ from typing import Any
 # Shapes of provider keys (OpenAI "sk-...", APIFrame "afk_...") and of HTTP credentials. Redaction is
 # a second line of defence: keys are never put into messages on purpose.
 _SECRET_PATTERNS = [
-    re.compile(r"\b(sk|afk|key)[-_][A-Za-z0-9_\-]{8,}"),
+    re.compile(r"\b(sk|afk)[-_][A-Za-z0-9_\-]{8,}"),
     re.compile(r"(?i)(authorization|x-api-key)\s*[:=]\s*\S+(\s+\S+)?"),
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"),
 ]

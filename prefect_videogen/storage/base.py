@@ -25,7 +25,7 @@ import fsspec
 from fsspec.spec import AbstractBufferedFile
 
 from prefect_videogen.errors import StorageError, redact
-from prefect_videogen.storage.keys import DEFAULT_KEY_TEMPLATE, KEY_FIELDS, check_key, render_key, safe_part
+from prefect_videogen.storage.keys import validate_template, DEFAULT_KEY_TEMPLATE, KEY_FIELDS, check_key, render_key, safe_part
 
 __all__ = [
     "DEFAULT_KEY_TEMPLATE",
@@ -81,7 +81,7 @@ class VideoStorage:
     ) -> None:
         self.fs, root = fsspec.core.url_to_fs(base_url, **(storage_options or {}))
         self.root = root.rstrip("/")
-        self.key_template = key_template
+        self.key_template = validate_template(key_template)  # before any paid call, not at the first key
         self.part_size = part_size
         self._protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
 
