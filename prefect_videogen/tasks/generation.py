@@ -1,6 +1,7 @@
 """Submit, wait and download as Prefect tasks, one provider call site each.
 
-Submit is its own task, never retried by Prefect (it is paid), and cached on the request's
+Submit is its own task, retried by Prefect only when the provider refused it (429, never
+connected: no job exists), and cached on the request's
 fingerprint plus a non-secret account id, so it commits the job id as soon as the provider gives
 one and a rerun reuses that job instead of paying again. Wait and download are idempotent given the
 job id: they retry on errors whose type says another try can help, and are cached by job id.
@@ -23,7 +24,7 @@ from prefect_videogen import progress
 from prefect_videogen.artifacts import publish_video_artifacts
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.catalog import VideoPlan
-from prefect_videogen.errors import is_retryable
+from prefect_videogen.errors import ProviderUnavailable, RateLimited, is_retryable
 from prefect_videogen.generation import store_video
 from prefect_videogen.models import VideoJob, VideoResult
 from prefect_videogen.providers.base import wait_for_job
@@ -44,6 +45,21 @@ async def retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: Sta
     return False
 
 
+async def retry_if_refused(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """``retry_condition_fn`` of the paid submit: retry only when the provider provably created nothing.
+
+    A 429, or a request that never connected, created no job; an ambiguous failure after the body
+    was sent (``maybe_created``) is never retried: it could pay twice.
+    """
+    try:
+        await state.aresult()
+    except (RateLimited, ProviderUnavailable) as exc:
+        return not getattr(exc, "maybe_created", False)
+    except Exception:
+        return False
+    return False
+
+
 def _retry_delays(default: list[float]) -> list[float]:
     """Prefect retry delays of wait/download; ``PREFECT_VIDEOGEN_RETRY_DELAYS="0,0"`` overrides (tests)."""
     raw = os.environ.get("PREFECT_VIDEOGEN_RETRY_DELAYS")
@@ -59,12 +75,14 @@ def _submit_run_name() -> str:
 
 @task(
     task_run_name=_submit_run_name,
-    retries=0,
+    retries=2,
+    retry_delay_seconds=_retry_delays([30, 120]),
+    retry_condition_fn=retry_if_refused,
     cache_policy=submit_policy(),
     persist_result=True,
 )
 async def submit_video(plan: VideoPlan, provider: VideoProviderBlock, idempotency_key: str, item_id: str = "") -> VideoJob:
-    """Create the provider job for ``plan`` (paid: never retried blindly; cached across runs).
+    """Create the provider job for ``plan`` (paid: retried only when refused; cached across runs).
 
     ``idempotency_key`` is sent where the provider honours one (APIFrame, local): derived from the
     same fingerprint as the cache key, it dedupes even a crash between the provider accepting the job

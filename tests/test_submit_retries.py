@@ -1,0 +1,40 @@
+"""The paid submit is retried by Prefect only when the provider refused it (nothing was created)."""
+
+from __future__ import annotations
+
+import pytest
+
+from prefect_videogen.blocks import LocalVideoStorage, OpenAICredentials
+from prefect_videogen.errors import ProviderUnavailable
+from prefect_videogen.flows import generate_video
+from prefect_videogen.models import VideoRequest
+from prefect_videogen.testing import EmulatorServer, Fault, OpenAIEmulator
+
+
+@pytest.fixture
+def openai():
+    with EmulatorServer(OpenAIEmulator(latency_seconds=0.05)) as server:
+        yield server
+
+
+def creds(server):
+    return OpenAICredentials(api_key="sk-emulator-key", base_url=server.base_url + "/v1")
+
+
+async def test_refused_submit_is_retried_until_accepted(prefect_server, tmp_path, openai):
+    # Four 429s outlast the HTTP layer's three retries; Prefect's task retry then sends it again.
+    openai.emulator.faults.add("create", Fault(status=429, headers={"retry-after-ms": "0"}), times=4)
+    result = await generate_video(VideoRequest(prompt=f"retried {tmp_path.name}"), provider=creds(openai),
+                                  storage=LocalVideoStorage(base_path=str(tmp_path / "videos")))
+    assert result.duration_seconds == 4.0
+    assert openai.emulator.counters["create_requests"] == 5
+    assert openai.emulator.counters["jobs_created"] == 1
+
+
+async def test_ambiguous_submit_is_never_retried(prefect_server, tmp_path, openai):
+    openai.emulator.faults.add("create", Fault(status=500, after_create=True))
+    with pytest.raises(ProviderUnavailable, match="may have created the job"):
+        await generate_video(VideoRequest(prompt=f"ambiguous {tmp_path.name}"), provider=creds(openai),
+                             storage=LocalVideoStorage(base_path=str(tmp_path / "videos")))
+    assert openai.emulator.counters["create_requests"] == 1
+    assert openai.emulator.counters["jobs_created"] == 1
