@@ -12,32 +12,45 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, tags, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE, CachePolicy
-from prefect.utilities.hashing import hash_objects
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import concurrency
 from prefect.exceptions import ObjectNotFound
+from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel, Field
 
-from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage, ProviderBlocks, StorageBlocks
+from prefect_videogen.blocks import (
+    LocalRenderer,
+    LocalVideoStorage,
+    ProviderBlocks,
+    StorageBlocks,
+)
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.blocks.chat import ChatCompletionsCredentials
 from prefect_videogen.budget import Budget
-from prefect_videogen.catalog import VideoPlan
+from prefect_videogen.catalog import VideoPlan, load_catalog
 from prefect_videogen.costs import Cost, estimate_cost
-from prefect_videogen.errors import BudgetExceeded, ContentRejected, VideoGenError
+from prefect_videogen.errors import (
+    BudgetExceeded,
+    ContentRejected,
+    InvalidBatch,
+    VideoGenError,
+)
 from prefect_videogen.expansion import BatchItem, PromptSource, expand
-from prefect_videogen.flows.steps import RunSettings, approve_if_needed, produce_video, publish_cost_table
+from prefect_videogen.flows.steps import (
+    RunSettings,
+    approve_if_needed,
+    produce_video,
+    publish_cost_table,
+)
 from prefect_videogen.ledger import Ledger
 from prefect_videogen.manifest import ManifestItem, ManifestStore
-from prefect_videogen.catalog import load_catalog
-from prefect_videogen.errors import InvalidBatch
 from prefect_videogen.tasks.rewrite import rewrite_prompt
 
 DEFAULT_REWRITE_INSTRUCTION = (
@@ -168,22 +181,21 @@ async def _run_item(
         await mark_stored(manifest, item.item_id, entry.job_id or "", {})
         return BatchItemResult(**base, status="stored", job_id=entry.job_id, video_uri=run.storage.uri(entry.video_key),
                                sidecar_uri=run.storage.uri(entry.sidecar_key or ""), cost_usd=entry.cost_usd)
-    async with _slot(bound):
-        try:
-            with tags(f"videogen:{provider.provider_name}"):
-                result = await produce_video(
-                    plan, provider, run, item_id=item.item_id, estimated=estimated,
-                    metadata={"batch_id": manifest.manifest.batch_id, "item_id": item.item_id,  # type: ignore[union-attr]
-                              "row": item.row, "original_prompt": item.original_prompt,
-                              "expanded_prompt": item.request.prompt, "variables": item.variables},
-                )
-        except VideoGenError as exc:
-            status = _status_for(exc)
-            job_id = getattr(exc, "job_id", None)
-            cost = next((e.charged_usd for e in run.entries if e.job_id == job_id), None) if job_id else None
-            await manifest.update(item.item_id, status=status, error=str(exc), job_id=job_id, cost_usd=cost)
-            logger.warning("item %s (row %s) %s: %s", item.item_id, item.row, status, exc)
-            return BatchItemResult(**base, status=status, job_id=job_id, error=str(exc), cost_usd=cost)
+    try:
+        with tags(f"videogen:{provider.provider_name}"):
+            result = await produce_video(
+                plan, provider, run, item_id=item.item_id, estimated=estimated, slot=_slot(bound),
+                metadata={"batch_id": manifest.manifest.batch_id, "item_id": item.item_id,  # type: ignore[union-attr]
+                          "row": item.row, "original_prompt": item.original_prompt,
+                          "expanded_prompt": item.request.prompt, "variables": item.variables},
+            )
+    except VideoGenError as exc:
+        status = _status_for(exc)
+        job_id = getattr(exc, "job_id", None)
+        cost = next((e.charged_usd for e in run.entries if e.job_id == job_id), None) if job_id else None
+        await manifest.update(item.item_id, status=status, error=str(exc), job_id=job_id, cost_usd=cost)
+        logger.warning("item %s (row %s) %s: %s", item.item_id, item.row, status, exc)
+        return BatchItemResult(**base, status=status, job_id=job_id, error=str(exc), cost_usd=cost)
     ledger_entry = next(e for e in reversed(run.entries) if e.job_id == result.job_id)
     await mark_stored.with_options(refresh_cache=run.refresh)(manifest, item.item_id, result.job_id, dict(
         status="stored", provider=result.provider, model=result.model, job_id=result.job_id,

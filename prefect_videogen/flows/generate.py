@@ -7,10 +7,20 @@ from typing import Annotated
 from prefect import flow, get_run_logger, tags
 from pydantic import Field
 
-from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage, ProviderBlocks, StorageBlocks
+from prefect_videogen.blocks import (
+    LocalRenderer,
+    LocalVideoStorage,
+    ProviderBlocks,
+    StorageBlocks,
+)
 from prefect_videogen.budget import Budget
 from prefect_videogen.costs import estimate_cost
-from prefect_videogen.flows.steps import RunSettings, approve_if_needed, produce_video, publish_cost_table
+from prefect_videogen.flows.steps import (
+    RunSettings,
+    approve_if_needed,
+    produce_video,
+    publish_cost_table,
+)
 from prefect_videogen.generation import plan_request
 from prefect_videogen.ledger import Ledger
 from prefect_videogen.models import VideoRequest, VideoResult

@@ -5,10 +5,12 @@ Shared by ``generate_video`` and ``generate_videos`` so both spend, cache and ac
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from datetime import timedelta
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -23,7 +25,13 @@ from pydantic import Field
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.budget import Budget
 from prefect_videogen.catalog import VideoPlan
-from prefect_videogen.costs import Cost, charge_status, estimate_cost, quoted_cost, reported_cost
+from prefect_videogen.costs import (
+    Cost,
+    charge_status,
+    estimate_cost,
+    quoted_cost,
+    reported_cost,
+)
 from prefect_videogen.errors import ApprovalDenied, ContentRejected, JobFailed
 from prefect_videogen.ledger import Ledger, LedgerEntry
 from prefect_videogen.models import VideoJob, VideoResult
@@ -119,8 +127,12 @@ async def produce_video(
     item_id: str = "",
     estimated: Cost | None = None,
     metadata: dict[str, Any] | None = None,
+    slot: AbstractAsyncContextManager[Any] | None = None,
 ) -> VideoResult:
     """Generate one planned video within the run's budget and record what it cost.
+
+    ``slot`` (the provider's concurrency bound) is held from submit until the job is done: the
+    download, verification and bookkeeping that follow no longer keep the next job waiting.
 
     Raises:
         BudgetExceeded: before submitting, when the estimate does not fit; nothing is sent.
@@ -135,24 +147,25 @@ async def produce_video(
     started = time.monotonic()
     # Reserve the larger of catalog estimate and provider quote: quotes and charges have disagreed.
     reserve_usd = max(estimated.usd or 0.0, (quoted.usd or 0.0) if quoted else 0.0)
-    with run.budget.reserve(reserve_usd) as reservation:
-        state = await submit_video.with_options(**fresh)(plan, provider, idempotency_key, item_id, return_state=True)
-        job = await state.aresult()
-    if state.name == "Cached":
-        reservation.release()  # an earlier run paid for this job; nothing is spent now
-    submitted = time.monotonic()
-    try:
-        job = await wait_for_video.with_options(**fresh)(job, provider, run.timeout_seconds)
-    except JobFailed as failure:
-        entry = await record_cost(plan, failure.job or job, estimated, run.ledger, account_id, item_id, quoted=quoted)
-        run.entries.append(entry)
-        emit_video_event("failed", provider=job.provider, job_id=job.job_id, model=job.model, item_id=item_id,
-                         payload={"error": failure.message, "code": failure.code, "charge": entry.charge_status.value,
-                                  "cost_usd": entry.charged_usd, "rejected": isinstance(failure, ContentRejected),
-                                  "stage": getattr(failure, "stage", None)})
-        if state.name != "Cached":
-            reservation.settle(entry.charged_usd or 0.0)
-        raise
+    async with slot or contextlib.nullcontext():
+        with run.budget.reserve(reserve_usd) as reservation:
+            state = await submit_video.with_options(**fresh)(plan, provider, idempotency_key, item_id, return_state=True)
+            job = await state.aresult()
+        if state.name == "Cached":
+            reservation.release()  # an earlier run paid for this job; nothing is spent now
+        submitted = time.monotonic()
+        try:
+            job = await wait_for_video.with_options(**fresh)(job, provider, run.timeout_seconds)
+        except JobFailed as failure:
+            entry = await record_cost(plan, failure.job or job, estimated, run.ledger, account_id, item_id, quoted=quoted)
+            run.entries.append(entry)
+            emit_video_event("failed", provider=job.provider, job_id=job.job_id, model=job.model, item_id=item_id,
+                             payload={"error": failure.message, "code": failure.code, "charge": entry.charge_status.value,
+                                      "cost_usd": entry.charged_usd, "rejected": isinstance(failure, ContentRejected),
+                                      "stage": getattr(failure, "stage", None)})
+            if state.name != "Cached":
+                reservation.settle(entry.charged_usd or 0.0)
+            raise
     timings = {"submit_seconds": round(submitted - started, 3), "wait_seconds": round(time.monotonic() - submitted, 3)}
     result = await download_video.with_options(**fresh)(
         plan, job, provider, run.storage, run.storage_url,
