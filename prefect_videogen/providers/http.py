@@ -38,6 +38,9 @@ ErrorMapper = Callable[[httpx.Response, "ErrorInfo"], ProviderError | None]
 Sleep = Callable[[float], Awaitable[None]]
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+# httpx keeps only 20 idle connections by default: with hundreds of jobs polled from one process,
+# most polls would then open a new TCP (and TLS) connection. Keep as many alive as may be in use.
+DEFAULT_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=30.0)
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-trace-id", "trace-id")
 
 
@@ -123,7 +126,7 @@ class HttpTransport:
         self.sleep = sleep
         self.api = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/", headers=dict(headers or {}), auth=auth, timeout=timeout,
-            transport=transport,
+            transport=transport, limits=DEFAULT_LIMITS,
         )
         # CDN downloads: a separate client that carries no provider credentials at all.
         self.cdn = httpx.AsyncClient(timeout=timeout, follow_redirects=True, transport=transport)
