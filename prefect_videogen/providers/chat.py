@@ -39,15 +39,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from prefect_videogen.errors import (
     ContentRejected,
-    InsufficientCredits,
     InvalidVideoRequest,
     JobFailed,
     ModelUnavailable,
     ProviderError,
     ProviderUnavailable,
-    register_secret,
 )
 from prefect_videogen.providers.http import ErrorInfo, HttpTransport, Sleep
+from prefect_videogen.providers.openai import map_openai_error, openai_headers
 from prefect_videogen.providers.retry import RetryPolicy
 
 logger = logging.getLogger("prefect_videogen.providers.chat")
@@ -117,10 +116,7 @@ class ChatClient:
     ) -> None:
         if not api_key:
             raise ValueError("api_key is empty; set the block's api_key")
-        register_secret(api_key)
-        headers = {"Authorization": f"Bearer {api_key}"}
-        if organization:
-            headers["OpenAI-Organization"] = organization
+        headers = openai_headers(api_key, organization=organization)
         self.base_url = base_url.rstrip("/")
         self._account_id = account_id_for(api_key, label=account_label)
         self._http = HttpTransport(
@@ -229,13 +225,4 @@ class ChatClient:
         )
 
     def _map_error(self, response: httpx.Response, info: ErrorInfo) -> ProviderError | None:
-        error = info.body.get("error") if isinstance(info.body, dict) else None
-        error = error if isinstance(error, dict) else {}
-        kwargs = {"provider": self.name, "status_code": info.status, "request_id": info.request_id}
-        code, param = error.get("code"), error.get("param")
-        if code == "model_not_found" or (info.status in (400, 404) and param == "model"):
-            return ModelUnavailable(info.message, model="", **kwargs)
-        # OpenAI answers an exhausted balance with 429 insufficient_quota: waiting does not help.
-        if info.status == 429 and code == "insufficient_quota":
-            return InsufficientCredits(info.message, **kwargs)
-        return None
+        return map_openai_error(self.name, info)

@@ -30,7 +30,11 @@ from prefect_videogen.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from prefect_videogen.providers.retry import RetryPolicy, is_retry_status, parse_retry_after
+from prefect_videogen.providers.retry import (
+    RetryPolicy,
+    is_retry_status,
+    parse_retry_after,
+)
 
 logger = logging.getLogger("prefect_videogen.providers.http")
 

@@ -132,12 +132,7 @@ class OpenAIVideoProvider(VideoProvider):
     ) -> None:
         if not api_key:
             raise ValueError("api_key is empty; set OPENAI_API_KEY or the block's api_key")
-        register_secret(api_key)
-        headers = {"Authorization": f"Bearer {api_key}"}
-        if organization:
-            headers["OpenAI-Organization"] = organization
-        if project:
-            headers["OpenAI-Project"] = project
+        headers = openai_headers(api_key, organization=organization, project=project)
         self.base_url = base_url.rstrip("/")
         self.host = urlparse(self.base_url).hostname or ""
         self._account_id = account_id_for(api_key, organization=organization, project=project, label=account_label)
@@ -244,17 +239,33 @@ class OpenAIVideoProvider(VideoProvider):
         )
 
     def _map_error(self, response: httpx.Response, info: ErrorInfo) -> ProviderError | None:
-        error = info.body.get("error") if isinstance(info.body, dict) else None
-        error = error if isinstance(error, dict) else {}
-        kwargs = {"provider": self.name, "status_code": info.status, "request_id": info.request_id}
-        code, param = error.get("code"), error.get("param")
-        # 404 model_not_found (OpenAI) or 400 naming the model parameter (gateways, enum checks).
-        if code == "model_not_found" or (info.status in (400, 404) and param == "model"):
-            return ModelUnavailable(info.message, model="", **kwargs)
-        # OpenAI answers an exhausted balance with 429 insufficient_quota: waiting does not help.
-        if info.status == 429 and code == "insufficient_quota":
-            return InsufficientCredits(info.message, **kwargs)
-        return None
+        return map_openai_error(self.name, info)
+
+
+def openai_headers(api_key: str, *, organization: str | None = None, project: str | None = None) -> dict[str, str]:
+    """Auth headers of the OpenAI API shape (Videos and chat completions); registers the key for redaction."""
+    register_secret(api_key)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    if organization:
+        headers["OpenAI-Organization"] = organization
+    if project:
+        headers["OpenAI-Project"] = project
+    return headers
+
+
+def map_openai_error(provider: str, info: ErrorInfo) -> ProviderError | None:
+    """The OpenAI error shape's special cases, before the shared status mapping."""
+    error = info.body.get("error") if isinstance(info.body, dict) else None
+    error = error if isinstance(error, dict) else {}
+    kwargs = {"provider": provider, "status_code": info.status, "request_id": info.request_id}
+    code, param = error.get("code"), error.get("param")
+    # 404 model_not_found (OpenAI) or 400 naming the model parameter (gateways, enum checks).
+    if code == "model_not_found" or (info.status in (400, 404) and param == "model"):
+        return ModelUnavailable(info.message, model="", **kwargs)
+    # OpenAI answers an exhausted balance with 429 insufficient_quota: waiting does not help.
+    if info.status == 429 and code == "insufficient_quota":
+        return InsufficientCredits(info.message, **kwargs)
+    return None
 
 
 def _poll_hint(response: httpx.Response) -> float | None:

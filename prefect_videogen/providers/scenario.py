@@ -53,7 +53,12 @@ from prefect_videogen.errors import (
 )
 from prefect_videogen.models import JobStatus, VideoJob
 from prefect_videogen.providers.base import VideoProvider, map_status
-from prefect_videogen.providers.http import DEFAULT_TIMEOUT, ErrorInfo, HttpTransport, Sleep
+from prefect_videogen.providers.http import (
+    DEFAULT_TIMEOUT,
+    ErrorInfo,
+    HttpTransport,
+    Sleep,
+)
 from prefect_videogen.providers.retry import RetryPolicy
 
 DEFAULT_BASE_URL = "https://api.cloud.scenario.com/v1"
