@@ -99,3 +99,22 @@ async def test_budget_holds_for_twenty_concurrent_real_submits(prefect_server, t
     assert apiframe.emulator.counters["jobs_created"] == 7
     assert apiframe.emulator.counters["create_requests"] == 7  # refused submits sent nothing
     assert result.total_cost_usd == pytest.approx(0.28)
+
+
+async def test_a_billed_job_whose_video_could_not_be_stored_is_still_in_the_ledger(prefect_server, tmp_path, apiframe):
+    from prefect_videogen.errors import ProviderUnavailable
+
+    emulator = apiframe.emulator
+    emulator.faults.add("download", Fault(drop_after_bytes=500), times=3)  # every Prefect attempt fails
+    creds = APIFrameCredentials(api_key=EMULATOR_API_KEY, base_url=apiframe.base_url, poll_interval_seconds=0.02)
+    storage = LocalVideoStorage(base_path=str(tmp_path / "videos"))
+    request = VideoRequest(prompt=f"not stored {tmp_path.name}", duration=4)
+    with pytest.raises(ProviderUnavailable, match="download interrupted"):
+        await generate_video(request, provider=creds, storage=storage)
+    entries, total = await ledger_total(storage)
+    assert [e.charge_status for e in entries] == [ChargeStatus.BILLED]
+    assert total == sum(emulator.charges.values()) == 4
+    # The rerun stores the video from the same (cached) job and counts nothing twice.
+    result = await generate_video(request, provider=creds, storage=storage)
+    assert result.job_id == entries[0].job_id and emulator.counters["jobs_created"] == 1
+    assert (await ledger_total(storage))[1] == 4

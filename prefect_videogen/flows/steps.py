@@ -32,7 +32,7 @@ from prefect_videogen.costs import (
     quoted_cost,
     reported_cost,
 )
-from prefect_videogen.errors import ApprovalDenied, ContentRejected, JobFailed
+from prefect_videogen.errors import ApprovalDenied, ContentRejected, JobFailed, VideoGenError
 from prefect_videogen.ledger import Ledger, LedgerEntry
 from prefect_videogen.models import VideoJob, VideoResult
 from prefect_videogen.storage.base import VideoStorage
@@ -145,6 +145,18 @@ async def produce_video(
     idempotency_key = submit_key(provider.provider_name, account_id, plan.request.fingerprint(), nonce)
     fresh: dict[str, Any] = {"refresh_cache": True} if run.refresh else {}
     started = time.monotonic()
+
+    async def account_failure(failed_job: VideoJob, failure: VideoGenError, code: str | None) -> None:
+        entry = await record_cost(plan, failed_job, estimated, run.ledger, account_id, item_id, quoted=quoted)
+        run.entries.append(entry)
+        emit_video_event("failed", provider=failed_job.provider, job_id=failed_job.job_id, model=failed_job.model,
+                         item_id=item_id, payload={
+                             "error": failure.message, "code": code, "charge": entry.charge_status.value,
+                             "cost_usd": entry.charged_usd, "rejected": isinstance(failure, ContentRejected),
+                             "stage": getattr(failure, "stage", None)})
+        if state.name != "Cached":
+            reservation.settle(entry.charged_usd or 0.0)
+
     # Reserve the larger of catalog estimate and provider quote: quotes and charges have disagreed.
     reserve_usd = max(estimated.usd or 0.0, (quoted.usd or 0.0) if quoted else 0.0)
     async with slot or contextlib.nullcontext():
@@ -157,20 +169,19 @@ async def produce_video(
         try:
             job = await wait_for_video.with_options(**fresh)(job, provider, run.timeout_seconds)
         except JobFailed as failure:
-            entry = await record_cost(plan, failure.job or job, estimated, run.ledger, account_id, item_id, quoted=quoted)
-            run.entries.append(entry)
-            emit_video_event("failed", provider=job.provider, job_id=job.job_id, model=job.model, item_id=item_id,
-                             payload={"error": failure.message, "code": failure.code, "charge": entry.charge_status.value,
-                                      "cost_usd": entry.charged_usd, "rejected": isinstance(failure, ContentRejected),
-                                      "stage": getattr(failure, "stage", None)})
-            if state.name != "Cached":
-                reservation.settle(entry.charged_usd or 0.0)
+            await account_failure(failure.job or job, failure, failure.code)
             raise
     timings = {"submit_seconds": round(submitted - started, 3), "wait_seconds": round(time.monotonic() - submitted, 3)}
-    result = await download_video.with_options(**fresh)(
-        plan, job, provider, run.storage, run.storage_url,
-        key_fields={"flow_run": flow_run.get_name() or "", "item": item_id}, timings=timings, metadata=metadata,
-    )
+    try:
+        result = await download_video.with_options(**fresh)(
+            plan, job, provider, run.storage, run.storage_url,
+            key_fields={"flow_run": flow_run.get_name() or "", "item": item_id}, timings=timings, metadata=metadata,
+        )
+    except VideoGenError as failure:
+        # The job succeeded, so the provider billed it, even though no good video could be stored
+        # (the download kept failing, or the bytes failed verification): the ledger must still show it.
+        await account_failure(job, failure, "not_stored")
+        raise
     entry = await record_cost(plan, job, estimated, run.ledger, account_id, item_id, result.video_uri, quoted)
     run.entries.append(entry)
     emit_video_event("completed", provider=job.provider, job_id=job.job_id, model=job.model, item_id=item_id,
