@@ -130,7 +130,11 @@ async def test_apiframe_batch_killed_and_rerun_pays_each_job_once(prefect_server
     kill_at(start_runner(args, stderr), kill_after, stderr)
     at_kill = emulator_state(apiframe_process)["counters"]
     print(f"\nkilled after first {kill_after!r}: {at_kill}")
-    assert 1 <= at_kill.get("jobs_created", 0) < ITEMS  # killed mid-way, really
+    # Killed mid-way, really. After the first "stored" every job may already exist: an item frees its
+    # provider slot once its job is done, so the next wave is submitted while the first downloads.
+    assert 1 <= at_kill.get("jobs_created", 0)
+    if kill_after == "submitted":
+        assert at_kill["jobs_created"] < ITEMS
     assert at_kill.get("downloads", 0) < ITEMS
 
     counts = run_to_completion(args, stderr)
