@@ -38,6 +38,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from prefect_videogen.testing.openai_shape import (
+    Refusal,
+    check_bearer,
+    error_response,
+    refuse,
+)
 from prefect_videogen.testing.server import EmulatorState, Fault
 
 # Top-level arguments the emulator understands; anything else is refused as OpenAI refuses it.
@@ -51,24 +57,8 @@ def cinematic(instruction: str, prompt: str) -> str:
     return f"cinematic, 35mm: {prompt}"
 
 
-def _error(status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
-           code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-    headers = {"x-request-id": f"req_{uuid.uuid4().hex}", **(headers or {})}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-class _Refusal(Exception):
-    def __init__(self, response: Response) -> None:
-        self.response = response
-
-
-def _refuse(status: int, message: str, **kwargs: Any) -> _Refusal:
-    return _Refusal(_error(status, message, **kwargs))
-
-
-def _invalid_type(param: str, expected: str) -> _Refusal:
-    return _refuse(400, f"Invalid type for '{param}': expected {expected}.", param=param, code="invalid_type")
+def _invalid_type(param: str, expected: str) -> Refusal:
+    return refuse(400, f"Invalid type for '{param}': expected {expected}.", param=param, code="invalid_type")
 
 
 class ChatEmulator(EmulatorState):
@@ -103,15 +93,7 @@ class ChatEmulator(EmulatorState):
             self.requests.clear()
 
     def _authorize(self, request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        if not header.startswith("Bearer ") or not header[7:].strip():
-            raise _refuse(401, "You didn't provide an API key. You need to provide your API key in an Authorization "
-                          "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
-        key = header[7:].strip()
-        if key not in self.api_keys:
-            masked = f"{key[:3]}{'*' * 8}{key[-4:]}" if len(key) > 8 else "***"
-            raise _refuse(401, f"Incorrect API key provided: {masked}. You can find your API key at "
-                          "https://platform.openai.com/account/api-keys.", code="invalid_api_key")
+        check_bearer(request, self.api_keys)
 
     @staticmethod
     def _fault_response(fault: Fault) -> Response:
@@ -119,9 +101,9 @@ class ChatEmulator(EmulatorState):
         if fault.body is not None:
             return JSONResponse(fault.body, status_code=status, headers=fault.headers)
         if status == 429:
-            return _error(429, "Rate limit reached for requests. Please try again shortly.", type="requests",
+            return error_response(429, "Rate limit reached for requests. Please try again shortly.", type="requests",
                           code="rate_limit_exceeded", headers=fault.headers)
-        return _error(status, "The server had an error while processing your request. Sorry about that!",
+        return error_response(status, "The server had an error while processing your request. Sorry about that!",
                       type="server_error", headers=fault.headers)
 
     async def _completions(self, request: Request) -> Response:
@@ -133,7 +115,7 @@ class ChatEmulator(EmulatorState):
                 return self._fault_response(fault)
             body = await self._body(request)
             answer = self._complete(body, fault)
-        except _Refusal as refusal:
+        except Refusal as refusal:
             return refusal.response
         if fault.status and fault.after_create:
             return self._fault_response(fault)  # generated and billed, then lost: an ambiguous failure
@@ -141,57 +123,57 @@ class ChatEmulator(EmulatorState):
 
     async def _body(self, request: Request) -> dict[str, Any]:
         if not request.headers.get("content-type", "").startswith("application/json"):
-            raise _refuse(400, "Invalid content type: expected application/json.")
+            raise refuse(400, "Invalid content type: expected application/json.")
         try:
             body = json.loads(await request.body())
         except ValueError:
-            raise _refuse(400, "We could not parse the JSON body of your request. (HINT: This likely means "
+            raise refuse(400, "We could not parse the JSON body of your request. (HINT: This likely means "
                           "you aren't using your HTTP library correctly.)") from None
         if not isinstance(body, dict):
             raise _invalid_type("body", "an object")
         unknown = sorted(set(body) - FIELDS)
         if unknown:
-            raise _refuse(400, f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0],
+            raise refuse(400, f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0],
                           code="unknown_parameter")
         model = body.get("model")
         if model is None:
-            raise _refuse(400, "you must provide a model parameter", param="model", code="missing_required_parameter")
+            raise refuse(400, "you must provide a model parameter", param="model", code="missing_required_parameter")
         if not isinstance(model, str):
             raise _invalid_type("model", "a string")
         messages = body.get("messages")
         if messages is None:
-            raise _refuse(400, "Missing required parameter: 'messages'.", param="messages",
+            raise refuse(400, "Missing required parameter: 'messages'.", param="messages",
                           code="missing_required_parameter")
         if not isinstance(messages, list):
             raise _invalid_type("messages", "an array")
         if not messages:
-            raise _refuse(400, "Invalid 'messages': empty array. Expected an array with minimum length 1.",
+            raise refuse(400, "Invalid 'messages': empty array. Expected an array with minimum length 1.",
                           param="messages", code="empty_array")
         for i, message in enumerate(messages):
             if not isinstance(message, dict):
                 raise _invalid_type(f"messages[{i}]", "an object")
             if message.get("role") not in ROLES:
-                raise _refuse(400, f"Invalid value: '{message.get('role')}'. Supported values are: "
+                raise refuse(400, f"Invalid value: '{message.get('role')}'. Supported values are: "
                               + ", ".join(f"'{r}'" for r in sorted(ROLES)) + ".", param=f"messages[{i}].role",
                               code="invalid_value")
             if not isinstance(message.get("content"), str):
                 raise _invalid_type(f"messages[{i}].content", "a string")
             extra = sorted(set(message) - {"role", "content", "name"})
             if extra:
-                raise _refuse(400, f"Unrecognized request argument supplied: messages[{i}].{extra[0]}",
+                raise refuse(400, f"Unrecognized request argument supplied: messages[{i}].{extra[0]}",
                               param=f"messages[{i}].{extra[0]}", code="unknown_parameter")
         temperature = body.get("temperature")
         if temperature is not None:
             if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
                 raise _invalid_type("temperature", "a number")
             if not 0 <= temperature <= 2:
-                raise _refuse(400, f"Invalid 'temperature': decimal above maximum value. Expected a value <= 2, "
+                raise refuse(400, f"Invalid 'temperature': decimal above maximum value. Expected a value <= 2, "
                               f"but got {temperature} instead.", param="temperature", code="decimal_above_max_value")
         if model not in self.models:
-            raise _refuse(404, f"The model `{model}` does not exist or you do not have access to it.",
+            raise refuse(404, f"The model `{model}` does not exist or you do not have access to it.",
                           code="model_not_found")
         if not any(m["role"] == "user" for m in messages):
-            raise _refuse(400, "Invalid 'messages': at least one 'user' message is required.", param="messages")
+            raise refuse(400, "Invalid 'messages': at least one 'user' message is required.", param="messages")
         return body
 
     def _complete(self, body: dict[str, Any], fault: Fault) -> dict[str, Any]:

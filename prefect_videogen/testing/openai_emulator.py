@@ -38,7 +38,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from prefect_videogen.media import first_frame_image
-from prefect_videogen.testing.server import DroppedDownload, EmulatorState, Fault, video_bytes
+from prefect_videogen.testing.openai_shape import (
+    Refusal,
+    check_bearer,
+    error_response,
+    refuse,
+)
+from prefect_videogen.testing.server import (
+    DroppedDownload,
+    EmulatorState,
+    Fault,
+    video_bytes,
+)
 
 STANDARD_SIZES = ("720x1280", "1280x720")
 PRO_SIZES = (*STANDARD_SIZES, "1024x1792", "1792x1024")
@@ -55,21 +66,6 @@ IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp"}
 # USD per second of output (OpenAI pricing page; 1792x1024 pro third-party), for the charges ledger.
 PRICES = {("sora-2", "720"): 0.10, ("sora-2-pro", "720"): 0.30, ("sora-2-pro", "1024"): 0.50}
 EXPIRY_SECONDS = 3600  # "Downloads expire after 1 hours"
-
-
-def _error(status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
-           code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers={"x-request-id": f"req_{uuid.uuid4().hex}", **(headers or {})})
-
-
-class _Refusal(Exception):
-    def __init__(self, response: Response) -> None:
-        self.response = response
-
-
-def _refuse(status: int, message: str, **kwargs: Any) -> _Refusal:
-    return _Refusal(_error(status, message, **kwargs))
 
 
 class OpenAIEmulator(EmulatorState):
@@ -117,38 +113,29 @@ class OpenAIEmulator(EmulatorState):
     # -- helpers -----------------------------------------------------------------------------
 
     def _authorize(self, request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        if not header.startswith("Bearer ") or not header[7:].strip():
-            raise _refuse(401, "You didn't provide an API key. You need to provide your API key in an Authorization "
-                          "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
-        key = header[7:].strip()
-        if key != self.api_key:
-            # OpenAI echoes a masked key: enough to recognise it, not enough to use it.
-            masked = f"{key[:3]}{'*' * 8}{key[-4:]}" if len(key) > 8 else "***"
-            raise _refuse(401, f"Incorrect API key provided: {masked}. You can find your API key at "
-                          "https://platform.openai.com/account/api-keys.", code="invalid_api_key")
+        check_bearer(request, {self.api_key})
         org = request.headers.get("openai-organization")
         if self.organization and org and org != self.organization:
-            raise _refuse(401, "OpenAI-Organization header should match organization for API key.",
+            raise refuse(401, "OpenAI-Organization header should match organization for API key.",
                           code="mismatched_organization")
         proj = request.headers.get("openai-project")
         if self.project and proj and proj != self.project:
-            raise _refuse(401, "OpenAI-Project header should match project for API key.", code="mismatched_project")
+            raise refuse(401, "OpenAI-Project header should match project for API key.", code="mismatched_project")
 
     def _fault_response(self, fault: Fault) -> Response:
         status = fault.status or 500
         if fault.body is not None:
             return JSONResponse(fault.body, status_code=status, headers=fault.headers)
         if status == 429:
-            return _error(429, "Rate limit reached for requests. Please try again shortly.", type="requests",
+            return error_response(429, "Rate limit reached for requests. Please try again shortly.", type="requests",
                           code="rate_limit_exceeded", headers=fault.headers)
-        return _error(status, "The server had an error while processing your request. Sorry about that!",
+        return error_response(status, "The server had an error while processing your request. Sorry about that!",
                       type="server_error", headers=fault.headers)
 
     def _job(self, video_id: str) -> dict[str, Any]:
         job = self.jobs.get(video_id)
         if job is None:
-            raise _refuse(404, f"Video with id '{video_id}' not found.", param="video_id")
+            raise refuse(404, f"Video with id '{video_id}' not found.", param="video_id")
         return job
 
     def _advance(self, job: dict[str, Any]) -> None:
@@ -190,7 +177,7 @@ class OpenAIEmulator(EmulatorState):
             job = self._new_job(fields, fault)
             if image is not None:
                 self.count("uploads")
-        except _Refusal as refusal:
+        except Refusal as refusal:
             return refusal.response
         if fault.status and fault.after_create:
             return self._fault_response(fault)  # the job exists (and will bill): an ambiguous failure
@@ -204,52 +191,52 @@ class OpenAIEmulator(EmulatorState):
             try:
                 fields = json.loads(body)
             except ValueError:
-                raise _refuse(400, "We could not parse the JSON body of your request. (HINT: This likely means "
+                raise refuse(400, "We could not parse the JSON body of your request. (HINT: This likely means "
                               "you aren't using your HTTP library correctly.)") from None
             if not isinstance(fields, dict):
-                raise _refuse(400, "Invalid type for request body: expected an object.", code="invalid_type")
+                raise refuse(400, "Invalid type for request body: expected an object.", code="invalid_type")
         elif content_type.startswith("multipart/form-data"):
             fields, image = self._parse_multipart(content_type, body)
         else:
-            raise _refuse(400, f"Unsupported content type: '{content_type}'. Send application/json or "
+            raise refuse(400, f"Unsupported content type: '{content_type}'. Send application/json or "
                           "multipart/form-data.")
         unknown = sorted(set(fields) - CREATE_FIELDS)
         if unknown:
-            raise _refuse(400, f"Unknown parameter: '{unknown[0]}'.", param=unknown[0], code="unknown_parameter")
+            raise refuse(400, f"Unknown parameter: '{unknown[0]}'.", param=unknown[0], code="unknown_parameter")
         prompt = fields.get("prompt")
         if prompt is None:
-            raise _refuse(400, "Missing required parameter: 'prompt'.", param="prompt",
+            raise refuse(400, "Missing required parameter: 'prompt'.", param="prompt",
                           code="missing_required_parameter")
         if not isinstance(prompt, str) or not 1 <= len(prompt) <= 32000:
-            raise _refuse(400, "Invalid 'prompt': expected a string of 1 to 32000 characters.", param="prompt",
+            raise refuse(400, "Invalid 'prompt': expected a string of 1 to 32000 characters.", param="prompt",
                           code="invalid_value")
         model = fields.setdefault("model", "sora-2")
         if not isinstance(model, str):
-            raise _refuse(400, "Invalid type for 'model': expected a string.", param="model", code="invalid_type")
+            raise refuse(400, "Invalid type for 'model': expected a string.", param="model", code="invalid_type")
         if model in self.retired_models:
-            raise _refuse(404, f"The model `{model}` does not exist or you do not have access to it.",
+            raise refuse(404, f"The model `{model}` does not exist or you do not have access to it.",
                           code="model_not_found")
         if model not in MODELS:
-            raise _refuse(400, f"Invalid value: '{model}'. Supported values are: "
+            raise refuse(400, f"Invalid value: '{model}'. Supported values are: "
                           + ", ".join(f"'{m}'" for m in MODELS) + ".", param="model", code="invalid_value")
         seconds = fields.setdefault("seconds", "4")
         if not isinstance(seconds, str):
             kind = "an integer" if isinstance(seconds, int) and not isinstance(seconds, bool) else "another type"
-            raise _refuse(400, "Invalid type for 'seconds': expected one of '4', '8', or '12', but got "
+            raise refuse(400, "Invalid type for 'seconds': expected one of '4', '8', or '12', but got "
                           f"{kind} instead.", param="seconds", code="invalid_type")
         if seconds not in SECONDS:
-            raise _refuse(400, f"Invalid value: '{seconds}'. Supported values are: '4', '8', and '12'.",
+            raise refuse(400, f"Invalid value: '{seconds}'. Supported values are: '4', '8', and '12'.",
                           param="seconds", code="invalid_value")
         size = fields.setdefault("size", "720x1280")
         if size not in MODELS[model]:
-            raise _refuse(400, f"Invalid value: '{size}'. Supported values for {model} are: "
+            raise refuse(400, f"Invalid value: '{size}'. Supported values for {model} are: "
                           + ", ".join(f"'{s}'" for s in MODELS[model]) + ".", param="size", code="invalid_value")
         reference = fields.get("input_reference")
         if content_type.startswith("application/json") and reference is not None:
             image = self._json_reference(reference)
         elif reference is not None and image is None:
             # The most reported mistake: a URL string in a form field where a file upload belongs.
-            raise _refuse(400, "Invalid type for 'input_reference': expected a file, but got a string instead.",
+            raise refuse(400, "Invalid type for 'input_reference': expected a file, but got a string instead.",
                           param="input_reference", code="invalid_type")
         if image is not None:
             self._check_image(image, size)
@@ -260,7 +247,7 @@ class OpenAIEmulator(EmulatorState):
             b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
         )
         if not message.is_multipart():
-            raise _refuse(400, "Could not parse multipart form data.")
+            raise refuse(400, "Could not parse multipart form data.")
         fields: dict[str, Any] = {}
         image = None
         for part in message.iter_parts():
@@ -268,7 +255,7 @@ class OpenAIEmulator(EmulatorState):
             payload = part.get_payload(decode=True) or b""
             if name == "input_reference" and part.get_filename():
                 if part.get_content_type() not in IMAGE_TYPES:
-                    raise _refuse(400, f"Invalid file format for 'input_reference': '{part.get_content_type()}'. "
+                    raise refuse(400, f"Invalid file format for 'input_reference': '{part.get_content_type()}'. "
                                   "Supported formats are: 'image/jpeg', 'image/png', and 'image/webp'.",
                                   param="input_reference", code="invalid_value")
                 fields[name], image = part.get_filename(), payload
@@ -279,19 +266,19 @@ class OpenAIEmulator(EmulatorState):
     @staticmethod
     def _json_reference(reference: Any) -> bytes | None:
         if not isinstance(reference, dict) or len(reference) != 1 or not ({"image_url", "file_id"} >= set(reference)):
-            raise _refuse(400, "Invalid 'input_reference': expected an object with exactly one of 'image_url' or "
+            raise refuse(400, "Invalid 'input_reference': expected an object with exactly one of 'image_url' or "
                           "'file_id'.", param="input_reference", code="invalid_type")
         url = reference.get("image_url")
         if url is None:
             return None  # a file_id: the emulator has no Files API to resolve it against
         if not isinstance(url, str) or not url.startswith(("https://", "http://", "data:image/")):
-            raise _refuse(400, "Invalid 'input_reference.image_url': expected an http(s) URL or a base64 data URL.",
+            raise refuse(400, "Invalid 'input_reference.image_url': expected an http(s) URL or a base64 data URL.",
                           param="input_reference.image_url", code="invalid_value")
         if url.startswith("data:image/"):
             try:
                 return base64.b64decode(url.split(",", 1)[1], validate=True)
             except (IndexError, binascii.Error):
-                raise _refuse(400, "Invalid base64 image data in 'input_reference.image_url'.",
+                raise refuse(400, "Invalid base64 image data in 'input_reference.image_url'.",
                               param="input_reference.image_url", code="invalid_value") from None
         return None  # no network on loopback: remote URLs are taken on trust
 
@@ -301,11 +288,11 @@ class OpenAIEmulator(EmulatorState):
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
         except (UnidentifiedImageError, OSError):
-            raise _refuse(400, "Invalid image in 'input_reference': the file could not be decoded.",
+            raise refuse(400, "Invalid image in 'input_reference': the file could not be decoded.",
                           param="input_reference", code="invalid_image") from None
         if f"{width}x{height}" != size:
             # OpenAI's documented rule: the reference image must match the target size.
-            raise _refuse(400, "Inpaint image must match the requested width and height", param="input_reference")
+            raise refuse(400, "Inpaint image must match the requested width and height", param="input_reference")
 
     def _new_job(self, fields: dict[str, Any], fault: Fault) -> dict[str, Any]:
         created = int(time.time())
@@ -340,7 +327,7 @@ class OpenAIEmulator(EmulatorState):
             if fault and fault.status:
                 return self._fault_response(fault)
             job = self._job(request.path_params["video_id"])
-        except _Refusal as refusal:
+        except Refusal as refusal:
             return refusal.response
         self._advance(job)
         return JSONResponse(self._video(job), headers={"openai-poll-after-ms": str(self.poll_after_ms)})
@@ -353,16 +340,16 @@ class OpenAIEmulator(EmulatorState):
             try:
                 limit = int(params.get("limit", "20"))
             except ValueError:
-                raise _refuse(400, "Invalid type for 'limit': expected an integer.", param="limit",
+                raise refuse(400, "Invalid type for 'limit': expected an integer.", param="limit",
                               code="invalid_type") from None
             if not 0 <= limit <= 100:
-                raise _refuse(400, "Invalid 'limit': expected a value from 0 to 100.", param="limit",
+                raise refuse(400, "Invalid 'limit': expected a value from 0 to 100.", param="limit",
                               code="integer_out_of_range")
             order = params.get("order", "desc")
             if order not in ("asc", "desc"):
-                raise _refuse(400, f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.",
+                raise refuse(400, f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.",
                               param="order", code="invalid_value")
-        except _Refusal as refusal:
+        except Refusal as refusal:
             return refusal.response
         jobs = sorted(self.jobs.values(), key=lambda job: job["created"], reverse=order == "desc")
         after = params.get("after")
@@ -381,9 +368,9 @@ class OpenAIEmulator(EmulatorState):
             job = self._job(request.path_params["video_id"])
             self._advance(job)
             if job["status"] not in ("completed", "failed"):
-                raise _refuse(400, f"Video '{job['id']}' cannot be deleted while it is {job['status']}; only "
+                raise refuse(400, f"Video '{job['id']}' cannot be deleted while it is {job['status']}; only "
                               "completed or failed videos can be deleted.", param="video_id")
-        except _Refusal as refusal:
+        except Refusal as refusal:
             return refusal.response
         with self.lock:
             self.jobs.pop(job["id"], None)
@@ -401,12 +388,12 @@ class OpenAIEmulator(EmulatorState):
             self._advance(job)
             variant = request.query_params.get("variant", "video")
             if variant not in ("video", "thumbnail", "spritesheet"):
-                raise _refuse(400, f"Invalid value: '{variant}'. Supported values are: 'video', 'thumbnail', and "
+                raise refuse(400, f"Invalid value: '{variant}'. Supported values are: 'video', 'thumbnail', and "
                               "'spritesheet'.", param="variant", code="invalid_value")
             if job["status"] != "completed":
-                raise _refuse(404, f"Video '{job['id']}' is {job['status']}: content is only available for "
+                raise refuse(404, f"Video '{job['id']}' is {job['status']}: content is only available for "
                               "completed videos.", param="video_id")
-        except _Refusal as refusal:
+        except Refusal as refusal:
             return refusal.response
         width, height = (int(n) for n in job["size"].split("x"))
         data = video_bytes(width, height, int(job["seconds"]))
