@@ -10,7 +10,6 @@ an append rewrites the job's file through the storage's atomic staging-then-move
 from __future__ import annotations
 
 import asyncio
-import json
 import posixpath
 from collections import defaultdict
 from collections.abc import Iterable
@@ -133,7 +132,3 @@ def summarize(entries: Iterable[LedgerEntry], by: Literal["provider", "model", "
          "units": {unit: round(amount, 6) for unit, amount in g["units"].items()}}
         for name, g in sorted(groups.items())
     ]
-
-
-def entries_as_json(entries: Iterable[LedgerEntry]) -> str:
-    return json.dumps([e.model_dump(mode="json") for e in entries], indent=2)
