@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from pathlib import Path
@@ -10,6 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
+
+from fakes import SleepRecorder
 
 from prefect_videogen.blocks.apiframe import APIFrameCredentials
 from prefect_videogen.blocks.storage import LocalVideoStorage
@@ -37,17 +38,6 @@ from prefect_videogen.testing.server import EmulatorServer, Fault
 
 UNIT_KEY = "afk_unit_test_key_0123456789"
 API = "https://api.apiframe.test"
-
-
-class SleepRecorder:
-    """Stands in for asyncio.sleep inside the HTTP transport: records the delay, waits for nothing."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        await asyncio.sleep(0)
 
 
 def plan_for(**fields):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
+from fakes import FakeClock
+
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.errors import InvalidVideoRequest, JobTimedOut
 from prefect_videogen.generation import generate
@@ -12,19 +14,6 @@ from prefect_videogen.media import probe_video
 from prefect_videogen.models import JobStatus, VideoRequest
 from prefect_videogen.providers import LocalProvider, PollSchedule, wait_for_job
 from prefect_videogen.storage import VideoStorage
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @pytest.mark.parametrize(
@@ -46,7 +35,7 @@ async def test_rendered_video_matches_request(tmp_path, aspect, resolution, dura
 
 
 async def test_job_moves_through_queue_on_an_injected_clock(tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     provider = LocalProvider(queue_delay_seconds=10, jobs_dir=tmp_path, clock=clock)
     plan = load_catalog().plan("local", VideoRequest(prompt="a fox"))
     job = await provider.submit(plan)
@@ -62,7 +51,7 @@ async def test_job_moves_through_queue_on_an_injected_clock(tmp_path):
 
 
 async def test_another_process_can_resume_a_job(tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     first = LocalProvider(queue_delay_seconds=5, jobs_dir=tmp_path, clock=clock)
     job = await first.submit(load_catalog().plan("local", VideoRequest(prompt="a fox")))
     clock.now += 5
@@ -80,7 +69,7 @@ async def test_idempotency_key_replays_the_same_job(tmp_path):
 
 
 async def test_wait_gives_up_at_the_deadline_keeping_the_job_id(tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(1_000.0)
     provider = LocalProvider(queue_delay_seconds=100, jobs_dir=tmp_path, clock=clock)
     job = await provider.submit(load_catalog().plan("local", VideoRequest(prompt="a fox")))
     with pytest.raises(JobTimedOut) as caught:

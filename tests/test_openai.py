@@ -11,6 +11,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from fakes import SleepRecorder
+
 from prefect_videogen.blocks import LocalVideoStorage
 from prefect_videogen.blocks.openai import OpenAICredentials
 from prefect_videogen.catalog import load_catalog
@@ -48,16 +50,6 @@ def video(status="queued", progress=0, error=None, **extra):
             "seconds": "4", "error": error, **extra}
 
 
-class Recorder:
-    """A fake sleep that records the delays it was asked for."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
 def mock_client(handler, *, base_url=GATEWAY, sleep=None, **kwargs) -> tuple[OpenAIVideoProvider, list[httpx.Request]]:
     seen: list[httpx.Request] = []
 
@@ -66,7 +58,7 @@ def mock_client(handler, *, base_url=GATEWAY, sleep=None, **kwargs) -> tuple[Ope
         return handler(request)
 
     client = OpenAIVideoProvider(KEY, base_url=base_url, transport=httpx.MockTransport(record),
-                                 sleep=sleep or Recorder(), **kwargs)
+                                 sleep=sleep or SleepRecorder(), **kwargs)
     return client, seen
 
 
@@ -204,7 +196,7 @@ async def test_retry_hints_are_honoured_on_submit_and_poll():
         httpx.Response(503, text="upstream connect error"),
         httpx.Response(200, json=video("completed", 100)),
     ])
-    sleep = Recorder()
+    sleep = SleepRecorder()
     client, seen = mock_client(lambda r: next(answers), sleep=sleep, policy=RetryPolicy(jitter=0))
     job = await client.submit(plan_for())
     done = await client.get_job(job)
@@ -298,7 +290,7 @@ def api(server):
 
 @pytest.fixture
 def sleep():
-    return Recorder()
+    return SleepRecorder()
 
 
 @pytest.fixture
@@ -411,7 +403,7 @@ async def test_retired_model_at_a_gateway_is_model_unavailable(client, emulator,
 
 
 async def test_bad_key_is_auth_error_and_not_retried(api, emulator, storage):
-    async with OpenAIVideoProvider("sk-wrong-key-000000000", base_url=api, sleep=Recorder()) as wrong:
+    async with OpenAIVideoProvider("sk-wrong-key-000000000", base_url=api, sleep=SleepRecorder()) as wrong:
         with pytest.raises(AuthError, match="Incorrect API key") as caught:
             await generate(wrong, VideoRequest(prompt="a fox"), storage)
     assert caught.value.status_code == 401 and "sk-wrong-key-000000000" not in str(caught.value)

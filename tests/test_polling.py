@@ -6,22 +6,11 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from fakes import FakeClock
+
 from prefect_videogen.errors import JobTimedOut
 from prefect_videogen.models import JobStatus, VideoJob
 from prefect_videogen.providers.base import PollSchedule, VideoProvider, wait_for_job
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def linear(f):

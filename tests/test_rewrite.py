@@ -16,6 +16,8 @@ from prefect.settings import get_current_settings
 from prefect.states import Completed, Failed
 from prefect_helpers import task_states
 
+from fakes import SleepRecorder
+
 from prefect_videogen.blocks.chat import ChatCompletionsCredentials
 from prefect_videogen.errors import (
     AuthError,
@@ -39,16 +41,6 @@ GATEWAY = "https://gateway.example/v1"
 INSTRUCTION = "Rewrite the prompt as one vivid shot description for a video model."
 
 
-class Recorder:
-    """A fake sleep that records the delays it was asked for."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
 def completion(content="  a fox, golden hour  ", finish="stop", **extra):
     message = {"role": "assistant", "content": content, "refusal": extra.pop("refusal", None)}
     return {"id": "chatcmpl-123", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini-2024-07-18",
@@ -68,7 +60,7 @@ def mock_client(handler, *, sleep=None, **kwargs) -> tuple[ChatClient, list[http
         seen.append(request)
         return handler(request) if callable(handler) else handler.pop(0)
 
-    client = ChatClient(KEY, base_url=GATEWAY, transport=httpx.MockTransport(record), sleep=sleep or Recorder(),
+    client = ChatClient(KEY, base_url=GATEWAY, transport=httpx.MockTransport(record), sleep=sleep or SleepRecorder(),
                         **kwargs)
     return client, seen
 
@@ -150,7 +142,7 @@ async def test_error_bodies_map_to_typed_errors_and_are_sent_once(status, body, 
 
 
 async def test_rate_limit_hint_is_honoured_then_the_rewrite_succeeds():
-    sleep = Recorder()
+    sleep = SleepRecorder()
     responses = [httpx.Response(429, json=openai_error("Rate limit reached", code="rate_limit_exceeded"),
                                 headers={"retry-after-ms": "250"}),
                  httpx.Response(429, json=openai_error("Rate limit reached"), headers={"retry-after": "2"}),
@@ -274,7 +266,7 @@ def api(server):
 
 @pytest.fixture
 async def client(api, emulator):
-    async with ChatClient(KEY, base_url=api, sleep=Recorder()) as chat:
+    async with ChatClient(KEY, base_url=api, sleep=SleepRecorder()) as chat:
         yield chat
 
 
@@ -322,7 +314,7 @@ async def test_emulator_faults_map_to_typed_errors(client, emulator):
 
 
 async def test_bad_key_is_auth_error_and_not_retried(api, emulator):
-    async with ChatClient("sk-wrong-0000000000000000", base_url=api, sleep=Recorder()) as chat:
+    async with ChatClient("sk-wrong-0000000000000000", base_url=api, sleep=SleepRecorder()) as chat:
         with pytest.raises(AuthError, match="Incorrect API key provided: sk-\\*{8}0000") as caught:
             await rewrite(chat)
     assert caught.value.status_code == 401 and emulator.counters["requests"] == 1

@@ -11,6 +11,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from fakes import SleepRecorder
+
 from prefect_videogen.blocks import LocalVideoStorage
 from prefect_videogen.blocks.scenario import ScenarioCredentials
 from prefect_videogen.catalog import load_catalog
@@ -45,16 +47,6 @@ def plan(**fields):
     return load_catalog().plan("scenario", VideoRequest(prompt=fields.pop("prompt", "a fox in fresh snow"), **fields))
 
 
-class Sleeps:
-    """A fake sleep that records the delays it was asked for."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
 def job_body(status="queued", progress=0.0, **metadata):
     return {"job": {"jobId": "job_1", "status": status, "progress": progress, "jobType": "inference",
                     "metadata": {"assetIds": [], **metadata}}}
@@ -81,8 +73,8 @@ class Mock:
         return sum(1 for r in self.requests if r.method == method)
 
 
-def mocked(answers, **kwargs) -> tuple[ScenarioVideoProvider, Mock, Sleeps]:
-    mock, sleeps = Mock(answers), Sleeps()
+def mocked(answers, **kwargs) -> tuple[ScenarioVideoProvider, Mock, SleepRecorder]:
+    mock, sleeps = Mock(answers), SleepRecorder()
     provider = ScenarioVideoProvider(KEY, SECRET, base_url=API, transport=httpx.MockTransport(mock), sleep=sleeps, **kwargs)
     return provider, mock, sleeps
 
@@ -312,7 +304,7 @@ def emulator(server):
 
 @pytest.fixture
 def sleeps():
-    return Sleeps()
+    return SleepRecorder()
 
 
 @pytest.fixture
