@@ -70,6 +70,9 @@ class VideoProviderBlock(StrictCredentialsBlock):
     def get_client(self) -> VideoProvider:
         """Build a client for this provider; use it as ``async with block.get_client() as client``."""
 
+    @abstractmethod
     def account_id(self) -> str:
-        """A non-secret identity of the billed account, used in cache keys and the ledger."""
-        return self.get_client().account_id
+        """A non-secret identity of the billed account, used in cache keys and the ledger.
+
+        Computed from the block's fields: building a client here would open (and leak) a connection pool.
+        """
