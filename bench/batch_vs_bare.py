@@ -118,6 +118,8 @@ def main() -> None:
     args = parser.parse_args()
     from prefect.testing.utilities import prefect_test_harness
 
+    import prefect_videogen.flows  # noqa: F401  (imported before timing, like the bare side's httpx)
+
     print(f"machine        {machine()}")
     print(f"workload       {args.videos} videos of {DURATION} s {WIDTH}x{HEIGHT}, APIFrame emulator latency "
           f"{args.latency:g} s, {args.concurrency} in flight, poll every {args.poll_interval:g} s")
