@@ -7,7 +7,14 @@ import json
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
 from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 
@@ -96,9 +103,11 @@ async def test_approval_gate_pauses_for_a_person(prefect_server, tmp_path, price
 async def test_cost_table_artifact(prefect_server, tmp_path, priced_local):
     state = await generate_video(VideoRequest(prompt="artifact fox", duration=3), provider=renderer(tmp_path),
                                  storage=LocalVideoStorage(base_path=str(tmp_path / "videos")), return_state=True)
-    async with get_client() as client:
-        artifacts = await client.read_artifacts()
-    tables = [a for a in artifacts if a.key == "videogen-costs" and a.flow_run_id == state.state_details.flow_run_id]
+    async with get_client() as client:  # filtered on the server: the session's harness holds hundreds of artifacts
+        tables = await client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["videogen-costs"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+        ))
     assert len(tables) == 1
     rows = json.loads(tables[0].data) if isinstance(tables[0].data, str) else tables[0].data
     assert rows[-1]["item"] == "TOTAL" and rows[-1]["usd"] == pytest.approx(0.30)
