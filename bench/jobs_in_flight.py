@@ -1,12 +1,14 @@
 """Benchmark: 1,000 jobs waited on at once by one worker process: peak memory and CPU while waiting.
 
-Two ways to wait, each in a fresh child process, against the same APIFrame emulator (its own process,
-so its cost is not counted), jobs taking ``--wait`` seconds:
+Three ways to wait, each in a fresh child process, against the same APIFrame emulator (its own
+process, so its cost is not counted), jobs taking ``--wait`` seconds:
 
-- async:   ``wait_for_job`` over the HttpTransport-based APIFrame provider, 1,000 coroutines in one
-           event loop (what the wait task does).
-- threads: one thread per job, each polling with a shared ``httpx.Client`` (sync) on the same
-           ``PollSchedule``.
+- async:      ``wait_for_job`` over one HttpTransport-based APIFrame provider, 1,000 coroutines in
+              one event loop; their reads are shared by the provider's ``JobWatcher`` (one
+              ``GET /v2/jobs`` listing sweep answers every due job).
+- async-each: the same with the watcher off: every job polls ``GET /v2/jobs/{id}`` on its own.
+- threads:    one thread per job, each polling with a shared ``httpx.Client`` (sync) on the same
+              ``PollSchedule``.
 
 All jobs are submitted first; the window measured is from the last submit until every job is seen
 done. CPU is ``time.process_time()`` over the window divided by its wall time (1.0 = one core);
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emulator_process, machine, rss_mib  # noqa: E402
 
 SUBMIT_CONCURRENCY = 50
+VARIANTS = ("async", "async-each", "threads")
 
 
 def peak_rss_mib() -> float:
@@ -49,7 +52,7 @@ def report(variant: str, jobs: int, window: float, cpu: float, done: int, rss_at
                       "peak_rss_mib": peak_rss_mib(), "rss_window_start_mib": rss_at_start, "threads": threads}))
 
 
-async def run_async(base_url: str, jobs: int, key: str) -> None:
+async def run_async(base_url: str, jobs: int, key: str, *, listing: bool) -> None:
     from prefect_videogen.catalog import load_catalog
     from prefect_videogen.models import VideoRequest
     from prefect_videogen.providers.apiframe import APIFrameVideoProvider
@@ -58,6 +61,7 @@ async def run_async(base_url: str, jobs: int, key: str) -> None:
     gate = asyncio.Semaphore(SUBMIT_CONCURRENCY)
     catalog = load_catalog()
     async with APIFrameVideoProvider(key, base_url=base_url) as provider:
+        provider.lists_active_jobs = listing  # type: ignore[misc]  (async-each: the watcher reads each job)
 
         async def submit(n: int):
             async with gate:
@@ -66,7 +70,7 @@ async def run_async(base_url: str, jobs: int, key: str) -> None:
         submitted = await asyncio.gather(*(submit(n) for n in range(jobs)))
         cpu, started, rss = time.process_time(), time.monotonic(), rss_mib()
         done = await asyncio.gather(*(wait_for_job(provider, job, timeout=3600) for job in submitted))
-        report("async", jobs, time.monotonic() - started, time.process_time() - cpu, len(done), rss,
+        report("async" if listing else "async-each", jobs, time.monotonic() - started, time.process_time() - cpu, len(done), rss,
                threading.active_count())
 
 
@@ -119,8 +123,8 @@ def run_threads(base_url: str, jobs: int, key: str) -> None:
 def child(args: argparse.Namespace) -> None:
     from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY
 
-    if args.child == "async":
-        asyncio.run(run_async(args.base_url, args.jobs, EMULATOR_API_KEY))
+    if args.child in ("async", "async-each"):
+        asyncio.run(run_async(args.base_url, args.jobs, EMULATOR_API_KEY, listing=args.child == "async"))
     else:
         run_threads(args.base_url, args.jobs, EMULATOR_API_KEY)
 
@@ -129,7 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--wait", type=float, default=120.0, help="emulated seconds per job (default 120)")
-    parser.add_argument("--child", choices=("async", "threads"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -139,7 +143,7 @@ def main() -> None:
     print(f"workload       {args.jobs} APIFrame jobs of {args.wait:g} s each, waited on by one process")
     results = []
     with emulator_process("apiframe", latency=args.wait) as emulator:
-        for variant in ("async", "threads"):
+        for variant in VARIANTS:
             emulator.reset()
             child_run = subprocess.run(
                 [sys.executable, __file__, "--child", variant, "--base-url", emulator.base_url, "--jobs",
@@ -149,19 +153,22 @@ def main() -> None:
             if child_run.stderr.strip():
                 print(child_run.stderr.strip().splitlines()[-1])
             result = json.loads(output.strip().splitlines()[-1])
-            result["polls"] = emulator.counters().get("polls", 0)
+            counters = emulator.counters()
+            result["polls"], result["listings"] = counters.get("polls", 0), counters.get("listings", 0)
             results.append(result)
     print(f"{'variant':<8} {'window s':>8} {'cpu s':>6} {'cpu share':>9} {'peak RSS MiB':>12} {'RSS at start':>12} "
-          f"{'polls':>6} {'polls/job':>9}  target (<300 MB, <10% core)")
+          f"{'polls':>6} {'listings':>8} {'requests/job':>12}  target (<300 MB, <10% core)")
     for r in results:
         share = r["cpu_s"] / r["window_s"]
         verdict = "PASS" if r["peak_rss_mib"] * 1.048576 < 300 and share < 0.10 else "FAIL"
         print(f"{r['variant']:<8} {r['window_s']:>8.1f} {r['cpu_s']:>6.2f} {share:>9.1%} {r['peak_rss_mib']:>12.0f} "
-              f"{r['rss_window_start_mib']:>12.0f} {r['polls']:>6} {r['polls'] / r['jobs']:>9.1f}  {verdict} "
+              f"{r['rss_window_start_mib']:>12.0f} {r['polls']:>6} {r['listings']:>8} "
+              f"{(r['polls'] + r['listings']) / r['jobs']:>12.1f}  {verdict} "
               f"({r['done']} done, {r['threads']} threads)")
-    a, t = results
-    print(f"ratio          threads / async: CPU {t['cpu_s'] / max(a['cpu_s'], 1e-9):.2f}x, "
-          f"peak RSS {t['peak_rss_mib'] / a['peak_rss_mib']:.2f}x")
+    a, each, t = results
+    for other in (each, t):
+        print(f"ratio          {other['variant']} / async: CPU {other['cpu_s'] / max(a['cpu_s'], 1e-9):.2f}x, "
+              f"peak RSS {other['peak_rss_mib'] / a['peak_rss_mib']:.2f}x, window {other['window_s'] / a['window_s']:.2f}x")
 
 
 if __name__ == "__main__":

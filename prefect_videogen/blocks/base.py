@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import weakref
 from abc import abstractmethod
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from prefect.blocks.abstract import CredentialsBlock
-from pydantic import ConfigDict, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, SecretBytes, SecretStr, field_validator, model_validator
 
 from prefect_videogen.providers.base import VideoProvider
 
@@ -59,8 +64,19 @@ class StrictCredentialsBlock(CredentialsBlock):
         return self
 
 
+# Open provider clients per event loop and configuration: (client, number of users).
+_SHARED_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, list[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class VideoProviderBlock(StrictCredentialsBlock):
-    """Base of the provider credentials blocks: builds a provider client with ``get_client()``."""
+    """Base of the provider credentials blocks: builds a provider client with ``get_client()``.
+
+    The tasks use :meth:`shared_client`: the task runs of one flow run share one client (one
+    connection pool, one :class:`~prefect_videogen.providers.watch.JobWatcher`) while any of them
+    uses it.
+    """
 
     provider_name: ClassVar[str]
     #: True where the client prices a request with a dry run (``quote(plan)``), as Scenario does.
@@ -69,6 +85,37 @@ class VideoProviderBlock(StrictCredentialsBlock):
     @abstractmethod
     def get_client(self) -> VideoProvider:
         """Build a client for this provider; use it as ``async with block.get_client() as client``."""
+
+    @asynccontextmanager
+    async def shared_client(self) -> AsyncIterator[VideoProvider]:
+        """A client shared by everything in this event loop that uses the same configuration at once.
+
+        Closed when its last user is done. Hundreds of concurrent task runs (a batch's waits) then
+        keep one pool of connections, and their status reads are shared by one watcher, instead
+        of each opening its own connections and polling on its own.
+        """
+        clients = _SHARED_CLIENTS.setdefault(asyncio.get_running_loop(), {})
+        key = self._configuration_key()
+        entry = clients.get(key)
+        if entry is None:
+            entry = clients[key] = [self.get_client(), 0]
+        entry[1] += 1
+        try:
+            yield entry[0]
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                if clients.get(key) is entry:
+                    del clients[key]
+                await entry[0].aclose()
+
+    def _configuration_key(self) -> str:
+        """Tells configurations apart, secrets included, without keeping any secret in the key."""
+        values = []
+        for name in sorted(type(self).model_fields):
+            value = getattr(self, name)
+            values.append((name, value.get_secret_value() if isinstance(value, (SecretStr, SecretBytes)) else value))
+        return f"{type(self).__name__}:{hashlib.sha256(repr(values).encode()).hexdigest()}"
 
     @abstractmethod
     def account_id(self) -> str:

@@ -119,6 +119,7 @@ class APIFrameVideoProvider(VideoProvider):
     """
 
     name = "apiframe"
+    lists_active_jobs = True
 
     def __init__(
         self,
@@ -198,6 +199,33 @@ class APIFrameVideoProvider(VideoProvider):
         data = await self.http.json("GET", f"/v2/jobs/{quote(job.job_id, safe='')}")
         if not isinstance(data, dict):
             raise ProviderUnavailable(f"job {job.job_id} answered {str(data)[:200]}", provider=self.name)
+        return self._update(job, data)
+
+    async def list_active_jobs(self, *, page_size: int = 100, max_pages: int = 20) -> tuple[dict[str, dict[str, Any]], bool]:
+        """``GET /v2/jobs?status=...`` for QUEUED and PROCESSING, page by page (both at once).
+
+        Returns the job objects by id and whether the listing is complete: False when either
+        status had more than ``max_pages`` pages, or answered in a shape we do not know.
+        """
+
+        async def one(status: str) -> tuple[dict[str, dict[str, Any]], bool]:
+            found: dict[str, dict[str, Any]] = {}
+            params: dict[str, Any] = {"status": status, "limit": page_size}
+            for _ in range(max_pages):
+                page = await self.http.json("GET", "/v2/jobs", params=params)
+                jobs = page.get("jobs") if isinstance(page, dict) else None
+                if not isinstance(jobs, list):
+                    return found, False
+                found.update((str(j["id"]), j) for j in jobs if isinstance(j, dict) and j.get("id") and j.get("status"))
+                if not page.get("hasMore") or not page.get("nextCursor"):
+                    return found, True
+                params["cursor"] = page["nextCursor"]
+            return found, False
+
+        (processing, whole_p), (queued, whole_q) = await asyncio.gather(one("PROCESSING"), one("QUEUED"))
+        return {**queued, **processing}, whole_p and whole_q
+
+    def apply_listed(self, job: VideoJob, data: dict[str, Any]) -> VideoJob:
         return self._update(job, data)
 
     @asynccontextmanager

@@ -11,8 +11,8 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
-from typing import ClassVar
+from contextlib import AbstractAsyncContextManager, nullcontext
+from typing import Any, ClassVar
 
 from prefect_videogen.catalog import VideoPlan
 from prefect_videogen.errors import ContentRejected, JobFailed, JobTimedOut
@@ -47,6 +47,9 @@ class VideoProvider(ABC):
     """
 
     name: ClassVar[str]
+    # True where the provider lists its account's queued and processing jobs in pages: waits on
+    # many jobs through one client then share one listing (``prefect_videogen.providers.watch``).
+    lists_active_jobs: ClassVar[bool] = False
 
     @property
     def account_id(self) -> str:
@@ -60,6 +63,14 @@ class VideoProvider(ABC):
     @abstractmethod
     async def get_job(self, job: VideoJob) -> VideoJob:
         """Read the job's current status."""
+
+    async def list_active_jobs(self) -> tuple[dict[str, dict[str, Any]], bool]:
+        """The account's queued and processing jobs as raw provider objects by id, and whether that is all of them."""
+        raise NotImplementedError(f"{self.name} does not list jobs")
+
+    def apply_listed(self, job: VideoJob, data: dict[str, Any]) -> VideoJob:
+        """``job`` updated from its object in a listing (the same shape ``get_job`` reads)."""
+        raise NotImplementedError(f"{self.name} does not list jobs")
 
     @abstractmethod
     def stream_video(self, job: VideoJob) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
@@ -202,7 +213,8 @@ async def wait_for_job(
     """Poll ``job`` until it is terminal or ``timeout`` seconds pass on ``clock``.
 
     Logs status changes only. Re-reads the provider's poll hint and the job's progress on every
-    iteration (see :class:`PollSchedule`).
+    iteration (see :class:`PollSchedule`). Where the provider lists active jobs, the reads of all
+    waits on the same provider object are shared (:class:`~prefect_videogen.providers.watch.JobWatcher`).
 
     Returns:
         The succeeded job.
@@ -211,7 +223,24 @@ async def wait_for_job(
         JobFailed / ContentRejected: the job ended unsuccessfully.
         JobTimedOut: no terminal status before the deadline; the job id stays valid.
     """
+    from prefect_videogen.providers.watch import JobWatcher  # watch imports this module's types
+
     schedule = schedule or PollSchedule()
+    watcher = JobWatcher.of(provider, clock=clock) if provider.lists_active_jobs else None
+    with watcher.watching(job) if watcher else nullcontext():
+        return await _poll_until_done(provider, job, watcher, timeout, schedule, clock, sleep, on_update)
+
+
+async def _poll_until_done(
+    provider: VideoProvider,
+    job: VideoJob,
+    watcher: Any,
+    timeout: float,
+    schedule: PollSchedule,
+    clock: Clock,
+    sleep: Sleep,
+    on_update: Callable[[VideoJob], None | Awaitable[None]] | None,
+) -> VideoJob:
     started = clock()
     deadline = started + timeout
     last_status = None
@@ -230,5 +259,6 @@ async def wait_for_job(
                 provider=job.provider, job_id=job.job_id, waited_seconds=now - started, last_status=job.raw_status
             )
         delay = schedule.next_delay(job.poll_after_seconds, progress=job.progress, elapsed=now - started)
-        await sleep(min(delay, max(deadline - now, 0.0)))
-        job = await provider.get_job(job)
+        delay = min(delay, max(deadline - now, 0.0))
+        await sleep(delay)
+        job = await (watcher.read(job, max_age=delay / 2) if watcher else provider.get_job(job))

@@ -88,7 +88,7 @@ async def submit_video(plan: VideoPlan, provider: VideoProviderBlock, idempotenc
     same fingerprint as the cache key, it dedupes even a crash between the provider accepting the job
     and this task committing. A refresh sends a fresh key and overwrites the cache record.
     """
-    async with provider.get_client() as client:
+    async with provider.shared_client() as client:
         job = await client.submit(plan, idempotency_key=idempotency_key)
     progress.publish(progress.ProgressEvent("submitted", job.provider, job.job_id, job.progress, job.raw_status))
     return job
@@ -116,7 +116,7 @@ async def wait_for_video(job: VideoJob, provider: VideoProviderBlock, timeout_se
             shown["progress"] = value
             await aupdate_progress_artifact(artifact_id=artifact_id, progress=round(value * 100, 1))
 
-    async with provider.get_client() as client:
+    async with provider.shared_client() as client:
         return await wait_for_job(client, job, timeout=timeout_seconds, on_update=on_update)
 
 
@@ -143,7 +143,7 @@ async def download_video(
     ``storage_url`` names the target for the cache key (the storage object itself is not hashable).
     """
     started = time.monotonic()
-    async with provider.get_client() as client:
+    async with provider.shared_client() as client:
         result = await store_video(
             client, plan, job, storage, key_fields=key_fields, timings=timings, metadata=metadata
         )

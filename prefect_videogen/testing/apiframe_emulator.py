@@ -87,7 +87,7 @@ class APIFrameEmulator(EmulatorState):
 
     Attributes:
         charges: credits billed per job id (0 for a job refunded after a request-time rejection).
-        counters: jobs_created, create_requests, idempotent_replays, polls, downloads, uploads,
+        counters: jobs_created, create_requests, idempotent_replays, polls, listings, downloads, uploads,
             auth_failures, rejected_requests, cdn_key_rejections.
     """
 
@@ -336,6 +336,9 @@ class APIFrameEmulator(EmulatorState):
     async def _list_jobs(self, request: Request) -> Response:
         if (denied := self._auth_error(request)) is not None:
             return denied
+        self.count("listings")
+        if (fault := self.faults.take("list")) and fault.status:
+            return self._fault_response(fault)
         query = request.query_params
         details: dict[str, list[str]] = {}
         status = query.get("status")

@@ -61,7 +61,7 @@ class Fault:
 
 
 class FaultPlan:
-    """Faults queued per endpoint ("create", "poll", "download", "upload", "asset"), plus random rates."""
+    """Faults queued per endpoint ("create", "poll", "list", "download", "upload", "asset"), plus random rates."""
 
     def __init__(self, seed: int = 0) -> None:
         self._queued: dict[str, deque[Fault]] = {}
