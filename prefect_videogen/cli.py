@@ -15,7 +15,8 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -61,12 +62,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_prefect(verbose: bool) -> None:
-    # Set before Prefect is imported: its settings are read at import time.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+@contextmanager
+def _prefect_settings(verbose: bool) -> Iterator[None]:
+    """The CLI's Prefect settings for its own runs; a variable the user has set wins.
+
+    Importing this package has already imported Prefect, which reads its settings on import, so
+    setting environment variables here would change nothing: they are applied as Prefect's
+    temporary settings (also passed to a temporary server it starts).
+    """
+    from prefect.settings import (
+        PREFECT_LOGGING_LEVEL,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
+
+    wanted = {
+        PREFECT_SERVER_ANALYTICS_ENABLED: False,
+        # Without a configured API, Prefect starts a temporary server; on a fresh PREFECT_HOME it
+        # first creates its database, which took longer than Prefect's 20 s limit on a 2-core machine.
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 180,
+    }
     if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-        os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_LEVEL", "WARNING")
+        wanted[PREFECT_LOGGING_LEVEL] = "WARNING"  # Prefect sets up its logging on first use, inside this
+    with temporary_settings(updates={s: v for s, v in wanted.items() if s.name not in os.environ}):
+        yield
 
 
 def provider_block(provider: str, *, block: str | None = None, base_url: str | None = None) -> Any:
@@ -199,13 +219,13 @@ def _describe(exc: Exception) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _quiet_prefect(getattr(args, "verbose", False))
-    if args.command == "generate":
-        return asyncio.run(_generate(args))
-    if args.command == "costs":
-        return asyncio.run(_costs(args))
-    if args.command == "emulator":
-        return _emulator(args)
+    with _prefect_settings(getattr(args, "verbose", False)):
+        if args.command == "generate":
+            return asyncio.run(_generate(args))
+        if args.command == "costs":
+            return asyncio.run(_costs(args))
+        if args.command == "emulator":
+            return _emulator(args)
     return 2
 
 
