@@ -16,7 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from prefect import flow, get_run_logger, tags, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.client.orchestration import get_client
@@ -48,6 +48,7 @@ from prefect_videogen.flows.steps import (
     approve_if_needed,
     produce_video,
     publish_cost_table,
+    tag_flow_run,
 )
 from prefect_videogen.ledger import Ledger
 from prefect_videogen.manifest import ManifestItem, ManifestStore
@@ -182,13 +183,12 @@ async def _run_item(
         return BatchItemResult(**base, status="stored", job_id=entry.job_id, video_uri=run.storage.uri(entry.video_key),
                                sidecar_uri=run.storage.uri(entry.sidecar_key or ""), cost_usd=entry.cost_usd)
     try:
-        with tags(f"videogen:{provider.provider_name}"):
-            result = await produce_video(
-                plan, provider, run, item_id=item.item_id, estimated=estimated, slot=_slot(bound),
-                metadata={"batch_id": manifest.manifest.batch_id, "item_id": item.item_id,  # type: ignore[union-attr]
-                          "row": item.row, "original_prompt": item.original_prompt,
-                          "expanded_prompt": item.request.prompt, "variables": item.variables},
-            )
+        result = await produce_video(
+            plan, provider, run, item_id=item.item_id, estimated=estimated, slot=_slot(bound),
+            metadata={"batch_id": manifest.manifest.batch_id, "item_id": item.item_id,  # type: ignore[union-attr]
+                      "row": item.row, "original_prompt": item.original_prompt,
+                      "expanded_prompt": item.request.prompt, "variables": item.variables},
+        )
     except VideoGenError as exc:
         status = _status_for(exc)
         job_id = getattr(exc, "job_id", None)
@@ -301,6 +301,7 @@ async def generate_videos(
             loaded.items[item.item_id] = ManifestItem(item_id=item.item_id, row=item.row,
                                                       original_prompt=item.original_prompt, prompt=item.request.prompt)
     await manifest.save()
+    await tag_flow_run(f"videogen:{provider.provider_name}")
     bound_text, bound = await provider_bound(provider.provider_name, concurrency_limit, max_concurrency)
     logger.info("concurrency: %s", bound_text)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from prefect import flow, get_run_logger, tags
+from prefect import flow, get_run_logger
 from pydantic import Field
 
 from prefect_videogen.blocks import (
@@ -20,6 +20,7 @@ from prefect_videogen.flows.steps import (
     approve_if_needed,
     produce_video,
     publish_cost_table,
+    tag_flow_run,
 )
 from prefect_videogen.generation import plan_request
 from prefect_videogen.ledger import Ledger
@@ -71,9 +72,9 @@ async def generate_video(
     await approve_if_needed(estimated, approval_threshold_usd)
     run = RunSettings(storage=video_storage, budget=Budget(max_cost_usd), ledger=Ledger(video_storage),
                       timeout_seconds=timeout_seconds, refresh=refresh)
+    await tag_flow_run(f"videogen:{provider.provider_name}")
     try:
-        with tags(f"videogen:{provider.provider_name}"):
-            result = await produce_video(plan, provider, run, estimated=estimated)
+        result = await produce_video(plan, provider, run, estimated=estimated)
     finally:
         if run.entries:
             await publish_cost_table(run.entries)

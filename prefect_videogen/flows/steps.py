@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import get_client, get_run_logger, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE
 from prefect.events import emit_event
@@ -192,6 +192,20 @@ async def produce_video(
     if state.name != "Cached":
         reservation.settle(entry.charged_usd or estimated.usd or 0.0)
     return result
+
+
+async def tag_flow_run(tag: str) -> None:
+    """Add ``tag`` (``videogen:<provider>``) to the running flow run, for filtering in the UI.
+
+    The flow run, not its task runs: Prefect 3.8 acquires tag concurrency slots for every tagged
+    task run through one client-side queue per tag set, a server round trip each, one at a time.
+    Tagging the five task runs of each item made a 100-video batch's submits wait up to 6 s to
+    start (BENCHMARKS.md).
+    """
+    run_id, current = flow_run.get_id(), set(flow_run.get_tags())
+    if run_id and tag not in current:
+        async with get_client() as client:
+            await client.update_flow_run(run_id, tags=sorted(current | {tag}))
 
 
 async def approve_if_needed(total: Cost, threshold_usd: float | None, *, timeout_seconds: int = 3600) -> None:
