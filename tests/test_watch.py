@@ -6,6 +6,7 @@ Time is fake: the emulator and every wait read one FakeClock that moves only whe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -13,7 +14,7 @@ from prefect_videogen.blocks.apiframe import APIFrameCredentials
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.models import JobStatus, VideoRequest
 from prefect_videogen.providers.apiframe import APIFrameVideoProvider
-from prefect_videogen.providers.base import wait_for_job
+from prefect_videogen.providers.base import PollSchedule, wait_for_job
 from prefect_videogen.providers.watch import LISTING_MIN_JOBS, JobWatcher
 from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY, APIFrameEmulator
 from prefect_videogen.testing.server import EmulatorServer, Fault
@@ -107,6 +108,35 @@ async def test_few_waits_read_each_job_without_listing(server, emulator, clock):
         done = await wait_for_all(provider, clock, count=LISTING_MIN_JOBS - 1)
     assert all(job.status is JobStatus.SUCCEEDED for job in done)
     assert emulator.counters["listings"] == 0
+
+
+async def test_a_read_aimed_at_the_predicted_finish_reads_the_job_alone_and_fresh(server, emulator, clock):
+    async with provider_for(server, clock) as provider:
+        plan = load_catalog().plan("apiframe", VideoRequest(prompt="a read at the finish", duration=4))
+        jobs = [await provider.submit(plan) for _ in range(LISTING_MIN_JOBS)]
+        watcher = JobWatcher.of(provider, clock=clock)
+        with contextlib.ExitStack() as stack:
+            for job in jobs:
+                stack.enter_context(watcher.watching(job))
+            await watcher.read(jobs[0], max_age=1.0)  # a sweep: listings, no single reads of listed jobs
+            swept = dict(emulator.counters)
+            assert swept["listings"] >= 1
+            await clock.sleep(1201)  # every job has finished since that sweep
+            fresh = await watcher.read(jobs[1], max_age=0)
+            assert fresh.status is JobStatus.SUCCEEDED
+            assert emulator.counters["polls"] == swept.get("polls", 0) + 1  # that job alone, no sweep
+            assert emulator.counters["listings"] == swept["listings"]
+            again = await watcher.read(jobs[2], max_age=1.0)  # the sweep is now too old: a new one
+    assert again.status is JobStatus.SUCCEEDED and emulator.counters["listings"] > swept["listings"]
+
+
+async def test_wait_reads_alone_only_when_the_schedule_aims_at_the_finish():
+    schedule = PollSchedule()
+    schedule.next_delay(None, progress=0.10, elapsed=10)
+    schedule.next_delay(None, progress=0.20, elapsed=20)  # 80 s left: far
+    assert not schedule.near_finish
+    schedule.next_delay(None, progress=0.95, elapsed=95)  # 5 s left: aims at the finish
+    assert schedule.near_finish
 
 
 async def test_blocks_share_one_client_per_configuration_while_in_use():

@@ -160,6 +160,7 @@ class PollSchedule:
         self.initial, self.factor, self.maximum = initial, factor, maximum
         self.long_maximum, self.share, self.margin = max(long_maximum, maximum), share, margin
         self._next = initial
+        self.near_finish = False  # the last delay aims just past the predicted finish
         self._first: tuple[float, float] | None = None  # (elapsed, progress) of the first sample
         self._last: tuple[float, float] | None = None
 
@@ -176,6 +177,7 @@ class PollSchedule:
         self._next = min(self._next * self.factor, self.maximum)
         hinted = min(hint, self.maximum) if hint is not None and hint > 0 else None
         left = self.estimate_left(progress, elapsed)
+        self.near_finish = left is not None and left <= self.maximum
         if left is None:
             return growing if hinted is None else hinted
         if left > self.maximum:  # far from the finish: a share of the time left
@@ -261,4 +263,7 @@ async def _poll_until_done(
         delay = schedule.next_delay(job.poll_after_seconds, progress=job.progress, elapsed=now - started)
         delay = min(delay, max(deadline - now, 0.0))
         await sleep(delay)
-        job = await (watcher.read(job, max_age=delay / 2) if watcher else provider.get_job(job))
+        # Shared reads may be up to half a sleep old, except the one aimed at the predicted finish:
+        # stale data there would add to the lag the schedule just cut.
+        max_age = 0.0 if schedule.near_finish else delay / 2
+        job = await (watcher.read(job, max_age=max_age) if watcher else provider.get_job(job))

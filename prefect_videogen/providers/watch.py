@@ -85,9 +85,10 @@ class JobWatcher:
         Args:
             max_age: how old (seconds) a sweep may be to answer; at most the watcher's own
                 ``max_age``. ``wait_for_job`` passes half of the delay it just slept, so a job
-                polled every 0.5 s is never answered from data older than 0.25 s.
+                polled every 0.5 s is never answered from data older than 0.25 s, and 0 for the
+                read aimed at a job's predicted finish: 0 reads the job alone, now.
         """
-        if not self.listing or len(self._watched) < LISTING_MIN_JOBS:
+        if not self.listing or len(self._watched) < LISTING_MIN_JOBS or max_age == 0:
             return await self.provider.get_job(job)
         oldest = self.max_age if max_age is None else min(max_age, self.max_age)
         if self._sweep is None and self.clock() - self._swept_at > oldest:
