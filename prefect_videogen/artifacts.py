@@ -16,18 +16,73 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import logging
 import posixpath
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
-from prefect.artifacts import acreate_image_artifact, acreate_link_artifact
+from prefect.artifacts import (
+    acreate_image_artifact,
+    acreate_link_artifact,
+    acreate_progress_artifact,
+    aupdate_progress_artifact,
+)
 
 from prefect_videogen.media import first_frame_image
 from prefect_videogen.models import VideoResult
 from prefect_videogen.storage.base import VideoStorage
 
 DEFAULT_LINK_SECONDS = 3600
+
+logger = logging.getLogger("prefect_videogen.artifacts")
+
+
+class ProgressArtifact:
+    """A task run's progress artifact, updated off the caller's path.
+
+    A poll loop calls :meth:`show` and goes on at once; one background task sends the latest value
+    to the Prefect API (values shown meanwhile are skipped, never queued). Awaiting each update
+    delayed the next poll by the API's latency, 0.1-0.5 s under a batch's load, and so the moment a
+    finished job was noticed. A failed update is logged: the UI's progress bar must not fail a wait.
+
+    Example:
+        ```python
+        bar = await ProgressArtifact.create("apiframe sora-2 job 123")
+        bar.show(40.0)
+        await bar.aclose()  # sends the last value shown
+        ```
+    """
+
+    def __init__(self, artifact_id: UUID) -> None:
+        self.artifact_id = artifact_id
+        self._shown: float | None = None
+        self._sent: float | None = None
+        self._sender: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def create(cls, description: str) -> ProgressArtifact:
+        return cls(await acreate_progress_artifact(progress=0.0, description=description))
+
+    def show(self, progress: float) -> None:
+        """Show ``progress`` (0-100) soon; returns at once."""
+        self._shown = progress
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send())
+
+    async def aclose(self) -> None:
+        """Wait until the last value shown has been sent."""
+        if self._sender is not None:
+            await self._sender
+
+    async def _send(self) -> None:
+        while self._shown is not None and self._shown != self._sent:
+            value = self._shown
+            try:
+                await aupdate_progress_artifact(artifact_id=self.artifact_id, progress=value)
+            except Exception as exc:
+                logger.warning("could not update progress artifact %s: %s", self.artifact_id, exc)
+            self._sent = value
 
 
 @dataclass(frozen=True)

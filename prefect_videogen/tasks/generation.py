@@ -14,14 +14,13 @@ import time
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 from prefect.runtime import task_run
 from prefect.tasks import Task
 
 from prefect_videogen import progress
-from prefect_videogen.artifacts import publish_video_artifacts
+from prefect_videogen.artifacts import ProgressArtifact, publish_video_artifacts
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.catalog import VideoPlan
 from prefect_videogen.errors import ProviderUnavailable, RateLimited, is_retryable
@@ -104,20 +103,21 @@ async def submit_video(plan: VideoPlan, provider: VideoProviderBlock, idempotenc
 )
 async def wait_for_video(job: VideoJob, provider: VideoProviderBlock, timeout_seconds: float = 1800.0) -> VideoJob:
     """Poll ``job`` until it succeeds, updating a progress artifact; raises the typed error otherwise."""
-    artifact_id = await acreate_progress_artifact(
-        progress=0.0, description=f"{job.provider} {job.model} job {job.job_id}"
-    )
+    bar = await ProgressArtifact.create(f"{job.provider} {job.model} job {job.job_id}")
     shown = {"progress": -1.0}
 
-    async def on_update(current: VideoJob) -> None:
+    def on_update(current: VideoJob) -> None:
         value = current.progress or 0.0
         progress.publish(progress.ProgressEvent("status", current.provider, current.job_id, value, current.raw_status))
         if value - shown["progress"] >= 0.05 or (current.status.is_terminal and shown["progress"] < 1.0):
             shown["progress"] = value
-            await aupdate_progress_artifact(artifact_id=artifact_id, progress=round(value * 100, 1))
+            bar.show(round(value * 100, 1))
 
-    async with provider.shared_client() as client:
-        return await wait_for_job(client, job, timeout=timeout_seconds, on_update=on_update)
+    try:
+        async with provider.shared_client() as client:
+            return await wait_for_job(client, job, timeout=timeout_seconds, on_update=on_update)
+    finally:
+        await bar.aclose()
 
 
 @task(
