@@ -203,9 +203,13 @@ async def tag_flow_run(tag: str) -> None:
     start (BENCHMARKS.md).
     """
     run_id, current = flow_run.get_id(), set(flow_run.get_tags())
-    if run_id and tag not in current:
+    if not run_id or tag in current:
+        return
+    try:
         async with get_client() as client:
             await client.update_flow_run(run_id, tags=sorted(current | {tag}))
+    except Exception as exc:  # a label for the UI must not stop a run
+        get_run_logger().warning("could not tag the flow run %s: %s", tag, exc)
 
 
 async def approve_if_needed(total: Cost, threshold_usd: float | None, *, timeout_seconds: int = 3600) -> None:
