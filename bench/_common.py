@@ -33,6 +33,37 @@ def quiet_prefect_home() -> str:
     return home
 
 
+async def recorded_task_runs(flow_run_id, *, timeout: float = 120.0) -> dict:
+    """The flow run's finished task runs, once the server has recorded them all.
+
+    The server records task runs from events, seconds behind the flow (on SQLite under a batch's
+    load, tens of seconds): read until two reads a second apart agree, at most ``timeout`` s.
+    """
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    async def read_all(client) -> dict:
+        runs, offset = {}, 0
+        while page := await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), offset=offset, limit=200,
+            sort=TaskRunSort.EXPECTED_START_TIME_DESC,
+        ):
+            runs.update((run.id, run) for run in page)
+            offset += len(page)
+        return {run_id: run for run_id, run in runs.items() if run.end_time}
+
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        runs, previous = await read_all(client), None
+        while (previous is None or len(runs) != len(previous)) and time.monotonic() < deadline:
+            await asyncio.sleep(1)
+            previous, runs = runs, await read_all(client)
+    return runs
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

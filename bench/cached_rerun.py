@@ -5,6 +5,10 @@ until every item is stored, then runs the same batch again and reports what the 
 jobs, polls, downloads (from the emulator's own counters) and wall time. The Prefect server
 (``prefect_test_harness``) and the first run are not timed.
 
+Two reruns are timed: one straight after the first run, while the server (SQLite, on the same two
+cores) is still recording the first run's task runs from their events, and one once it has
+recorded them all (how long that took is printed). The target is for the second: a finished batch.
+
 Targets: 0 new jobs, polls and downloads; rerun <= 15 s for 100 videos.
 
 Usage:
@@ -17,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emulator_process, machine, quiet_prefect_home  # noqa: E402
+from _common import emulator_process, machine, quiet_prefect_home, recorded_task_runs  # noqa: E402
 
 quiet_prefect_home()
 
@@ -40,7 +44,13 @@ async def run_batch(base_url: str, out: Path, count: int, concurrency: int):
                           defaults={"model": "sora-2", "duration": 4, "aspect_ratio": "16:9"})
     provider = APIFrameCredentials(api_key=EMULATOR_API_KEY, base_url=base_url, poll_interval_seconds=0.5)
     return await generate_videos(source, provider=provider, storage=LocalVideoStorage(base_path=str(out)),
-                                 max_concurrency=concurrency)
+                                 max_concurrency=concurrency, return_state=True)
+
+
+def run_and_time(base_url: str, out: Path, count: int, concurrency: int):
+    started = time.monotonic()
+    state = asyncio.run(run_batch(base_url, out, count, concurrency))
+    return time.monotonic() - started, asyncio.run(state.aresult()), state.state_details.flow_run_id
 
 
 def main() -> None:
@@ -55,20 +65,22 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="videogen-bench-rerun-"))
     with emulator_process("apiframe", latency=args.latency, warm="1280x720x4") as emulator, \
             prefect_test_harness(server_startup_timeout=120):
-        started = time.monotonic()
-        first = asyncio.run(run_batch(emulator.base_url, out, args.videos, args.concurrency))
-        first_seconds = time.monotonic() - started
+        first_seconds, first, first_id = run_and_time(emulator.base_url, out, args.videos, args.concurrency)
         before = emulator.counters()
+        at_once_seconds, _, at_once_id = run_and_time(emulator.base_url, out, args.videos, args.concurrency)
         started = time.monotonic()
-        again = asyncio.run(run_batch(emulator.base_url, out, args.videos, args.concurrency))
-        rerun_seconds = time.monotonic() - started
+        for flow_run_id in (first_id, at_once_id):
+            asyncio.run(recorded_task_runs(flow_run_id, timeout=300))
+        settle_seconds = time.monotonic() - started
+        rerun_seconds, again, _ = run_and_time(emulator.base_url, out, args.videos, args.concurrency)
         after = emulator.counters()
-
     new = {name: after.get(name, 0) - before.get(name, 0) for name in CALLS}
     print(f"first run      {first_seconds:.1f} s, {first.counts}; provider calls "
           + ", ".join(f"{name} {before.get(name, 0)}" for name in CALLS))
+    print(f"rerun at once  {at_once_seconds:.1f} s (the server still recording the first run's task runs)")
+    print(f"server settled {settle_seconds:.1f} s later")
     print(f"rerun          {rerun_seconds:.1f} s, {again.counts}")
-    print("new calls      " + ", ".join(f"{name} {value}" for name, value in new.items()))
+    print("new calls      " + ", ".join(f"{name} {value}" for name, value in new.items()) + " (both reruns)")
     zero = not any(new.values())
     print(f"target         0 new provider calls: {'PASS' if zero else 'FAIL'}; "
           f"rerun <= 15 s: {'PASS' if rerun_seconds <= 15 else 'FAIL'} ({rerun_seconds / args.videos * 1000:.0f} ms per item)")
