@@ -15,7 +15,9 @@ The HTTP transport retries a 429 three times. With 30 % of creates answered 429,
 the same batch (the flow's resume: its manifest skips what is stored) picks it up. Which item draws
 which fault depends on the order concurrent requests reach the emulator, so the test does not
 pretend to know how many: it reruns until nothing is ``failed`` (bounded) and checks that every
-failure it saw was one worth a rerun. The quick variant runs in CI; the long one only with
+failure it saw was one worth a rerun. Each endpoint draws from its own seeded stream, so the n-th
+create request meets the same fault in every run however many polls and downloads came between
+(with seed 8, creates 18 and 41 are moderated: the quick run always has rejections to report). The quick variant runs in CI; the long one only with
 ``VIDEOGEN_LONG_FAULTS=1``.
 """
 

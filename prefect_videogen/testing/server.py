@@ -66,7 +66,10 @@ class FaultPlan:
     def __init__(self, seed: int = 0) -> None:
         self._queued: dict[str, deque[Fault]] = {}
         self._rates: dict[str, list[tuple[float, Fault]]] = {}
-        self._random = random.Random(seed)
+        self._seed = seed
+        # One random stream per endpoint: how many polls or downloads a run makes (timing) must not
+        # change which creates draw a fault.
+        self._random: dict[str, random.Random] = {}
         self._lock = threading.Lock()
 
     def add(self, endpoint: str, fault: Fault, *, times: int = 1) -> None:
@@ -83,8 +86,9 @@ class FaultPlan:
             queue = self._queued.get(endpoint)
             if queue:
                 return queue.popleft()
+            draw = self._random.setdefault(endpoint, random.Random(f"{self._seed}:{endpoint}")).random
             for probability, fault in self._rates.get(endpoint, []):
-                if self._random.random() < probability:
+                if draw() < probability:
                     return fault
         return None
 
