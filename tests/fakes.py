@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 
 
 class SleepRecorder:
@@ -29,3 +31,37 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
+
+
+class VirtualClock(FakeClock):
+    """Like FakeClock, but waits sleeping at the same time pass that time together.
+
+    FakeClock adds every sleep to the time, so ten waits sleeping 1 s each move it 10 s and each
+    wait's reads look 9 s staler than they are. Here each sleeper wakes at its own ``now + seconds``:
+    once the loop has had a real millisecond for what is not sleeping (loopback HTTP), time jumps to
+    the earliest wake-up and wakes everyone due by then.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        super().__init__(start)
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._driver: asyncio.Task[None] | None = None
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._sleepers, (self.now + seconds, next(self._order), woken))
+        if self._driver is None or self._driver.done():
+            self._driver = loop.create_task(self._drive())
+        await woken
+
+    async def _drive(self) -> None:
+        while self._sleepers:
+            await asyncio.sleep(0.001)
+            self.now = max(self.now, self._sleepers[0][0])
+            while self._sleepers and self._sleepers[0][0] <= self.now:
+                _, _, woken = heapq.heappop(self._sleepers)
+                if not woken.done():
+                    woken.set_result(None)
