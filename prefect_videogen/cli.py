@@ -84,7 +84,8 @@ def _prefect_settings(verbose: bool) -> Iterator[None]:
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 180,
     }
     if not verbose:
-        wanted[PREFECT_LOGGING_LEVEL] = "WARNING"  # Prefect sets up its logging on first use, inside this
+        # Prefect configures logging when a flow is first imported, which happens inside this context.
+        wanted[PREFECT_LOGGING_LEVEL] = "WARNING"
     with temporary_settings(updates={s: v for s, v in wanted.items() if s.name not in os.environ}):
         yield
 

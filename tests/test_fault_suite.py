@@ -17,7 +17,8 @@ which fault depends on the order concurrent requests reach the emulator, so the 
 pretend to know how many: it reruns until nothing is ``failed`` (bounded) and checks that every
 failure it saw was one worth a rerun. Each endpoint draws from its own seeded stream, so the n-th
 create request meets the same fault in every run however many polls and downloads came between
-(with seed 8, creates 18 and 41 are moderated: the quick run always has rejections to report). The quick variant runs in CI; the long one only with
+(with seed 8, creates 18 and 41 are moderated: the quick run always has rejections to report).
+The quick variant runs in CI; the long one only with
 ``VIDEOGEN_LONG_FAULTS=1``.
 """
 

@@ -93,6 +93,17 @@ def test_next_delay(calls, expected):
     assert delays == pytest.approx(expected)
 
 
+def test_near_finish_says_when_the_delay_aims_at_the_predicted_finish():
+    schedule = PollSchedule()
+    schedule.next_delay(None, progress=0.10, elapsed=10)
+    schedule.next_delay(None, progress=0.20, elapsed=20)  # 80 s left: far
+    assert not schedule.near_finish
+    schedule.next_delay(None, progress=0.95, elapsed=95)  # 5 s left: aims at the finish
+    assert schedule.near_finish
+    schedule.next_delay(None)  # no progress: no prediction
+    assert not schedule.near_finish
+
+
 def test_old_positional_signature_still_works():
     schedule = PollSchedule(0.5, 2, 3)
     assert [schedule.next_delay(None) for _ in range(4)] == [0.5, 1.0, 2.0, 3.0]

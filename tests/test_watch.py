@@ -15,7 +15,7 @@ from prefect_videogen.blocks.apiframe import APIFrameCredentials
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.models import JobStatus, VideoRequest
 from prefect_videogen.providers.apiframe import APIFrameVideoProvider
-from prefect_videogen.providers.base import PollSchedule, wait_for_job
+from prefect_videogen.providers.base import wait_for_job
 from prefect_videogen.providers.watch import LISTING_MIN_JOBS, JobWatcher
 from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY, APIFrameEmulator
 from prefect_videogen.testing.server import EmulatorServer, Fault
@@ -136,15 +136,6 @@ async def test_a_read_aimed_at_the_predicted_finish_reads_the_job_alone_and_fres
             assert emulator.counters["listings"] == swept["listings"]
             again = await watcher.read(jobs[2], max_age=1.0)  # the sweep is now too old: a new one
     assert again.status is JobStatus.SUCCEEDED and emulator.counters["listings"] > swept["listings"]
-
-
-async def test_wait_reads_alone_only_when_the_schedule_aims_at_the_finish():
-    schedule = PollSchedule()
-    schedule.next_delay(None, progress=0.10, elapsed=10)
-    schedule.next_delay(None, progress=0.20, elapsed=20)  # 80 s left: far
-    assert not schedule.near_finish
-    schedule.next_delay(None, progress=0.95, elapsed=95)  # 5 s left: aims at the finish
-    assert schedule.near_finish
 
 
 async def test_blocks_share_one_client_per_configuration_while_in_use():
