@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -20,7 +19,6 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.client.orchestration import get_client
-from prefect.concurrency.asyncio import concurrency
 from prefect.exceptions import ObjectNotFound
 from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel, Field
@@ -52,6 +50,7 @@ from prefect_videogen.flows.steps import (
 )
 from prefect_videogen.ledger import Ledger
 from prefect_videogen.manifest import ManifestItem, ManifestStore
+from prefect_videogen.slots import Bound
 from prefect_videogen.tasks.rewrite import rewrite_prompt
 
 DEFAULT_REWRITE_INSTRUCTION = (
@@ -111,7 +110,7 @@ def default_batch_id(provider: str, account_id: str, items: list[BatchItem]) -> 
     return f"batch-{digest.hexdigest()[:12]}"
 
 
-async def provider_bound(provider: str, limit_name: str | None, max_concurrency: int) -> tuple[str, Any]:
+async def provider_bound(provider: str, limit_name: str | None, max_concurrency: int) -> tuple[str, Bound]:
     """A Prefect global concurrency limit when one exists, else an in-process semaphore."""
     name = limit_name or f"videogen-{provider}"
     async with get_client() as client:
@@ -151,10 +150,6 @@ async def rewrite_items(
     return list(rewritten)
 
 
-def _slot(bound: Any) -> AbstractAsyncContextManager[Any]:
-    return concurrency(bound, occupy=1) if isinstance(bound, str) else bound
-
-
 def _status_for(error: BaseException) -> str:
     if isinstance(error, BudgetExceeded):
         return "refused"
@@ -170,7 +165,7 @@ async def _run_item(
     provider: VideoProviderBlock,
     run: RunSettings,
     manifest: ManifestStore,
-    bound: Any,
+    bound: Bound,
 ) -> BatchItemResult:
     logger = get_run_logger()
     entry = manifest.manifest.items[item.item_id]  # type: ignore[union-attr]
@@ -184,7 +179,7 @@ async def _run_item(
                                sidecar_uri=run.storage.uri(entry.sidecar_key or ""), cost_usd=entry.cost_usd)
     try:
         result = await produce_video(
-            plan, provider, run, item_id=item.item_id, estimated=estimated, slot=_slot(bound),
+            plan, provider, run, item_id=item.item_id, estimated=estimated, bound=bound,
             metadata={"batch_id": manifest.manifest.batch_id, "item_id": item.item_id,  # type: ignore[union-attr]
                       "row": item.row, "original_prompt": item.original_prompt,
                       "expanded_prompt": item.request.prompt, "variables": item.variables},

@@ -5,10 +5,8 @@ Shared by ``generate_video`` and ``generate_videos`` so both spend, cache and ac
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -35,6 +33,7 @@ from prefect_videogen.costs import (
 from prefect_videogen.errors import ApprovalDenied, ContentRejected, JobFailed, VideoGenError
 from prefect_videogen.ledger import Ledger, LedgerEntry
 from prefect_videogen.models import VideoJob, VideoResult
+from prefect_videogen.slots import Bound, ProviderSlot
 from prefect_videogen.storage.base import VideoStorage
 from prefect_videogen.tasks import download_video, submit_video, wait_for_video
 from prefect_videogen.tasks.caching import submit_key
@@ -127,12 +126,13 @@ async def produce_video(
     item_id: str = "",
     estimated: Cost | None = None,
     metadata: dict[str, Any] | None = None,
-    slot: AbstractAsyncContextManager[Any] | None = None,
+    bound: Bound = None,
 ) -> VideoResult:
     """Generate one planned video within the run's budget and record what it cost.
 
-    ``slot`` (the provider's concurrency bound) is held from submit until the job is done: the
-    download, verification and bookkeeping that follow no longer keep the next job waiting.
+    A slot of ``bound`` (the provider's concurrency bound) is held from submit until the wait task
+    sees the job done (:mod:`prefect_videogen.slots`): the end of the wait task, the download,
+    verification and bookkeeping that follow no longer keep the next job waiting.
 
     Raises:
         BudgetExceeded: before submitting, when the estimate does not fit; nothing is sent.
@@ -159,7 +159,7 @@ async def produce_video(
 
     # Reserve the larger of catalog estimate and provider quote: quotes and charges have disagreed.
     reserve_usd = max(estimated.usd or 0.0, (quoted.usd or 0.0) if quoted else 0.0)
-    async with slot or contextlib.nullcontext():
+    async with ProviderSlot(bound):
         with run.budget.reserve(reserve_usd) as reservation:
             state = await submit_video.with_options(**fresh)(plan, provider, idempotency_key, item_id, return_state=True)
             job = await state.aresult()

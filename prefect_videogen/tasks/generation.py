@@ -27,6 +27,7 @@ from prefect_videogen.errors import ProviderUnavailable, RateLimited, is_retryab
 from prefect_videogen.generation import store_video
 from prefect_videogen.models import VideoJob, VideoResult
 from prefect_videogen.providers.base import wait_for_job
+from prefect_videogen.slots import release_current_slot
 from prefect_videogen.storage.base import VideoStorage
 from prefect_videogen.tasks.caching import JobCachePolicy, submit_policy
 
@@ -102,11 +103,16 @@ async def submit_video(plan: VideoPlan, provider: VideoProviderBlock, idempotenc
     persist_result=True,
 )
 async def wait_for_video(job: VideoJob, provider: VideoProviderBlock, timeout_seconds: float = 1800.0) -> VideoJob:
-    """Poll ``job`` until it succeeds, updating a progress artifact; raises the typed error otherwise."""
+    """Poll ``job`` until it succeeds, updating a progress artifact; raises the typed error otherwise.
+
+    Frees the caller's provider slot (:mod:`prefect_videogen.slots`) as soon as the job ends.
+    """
     bar = await ProgressArtifact.create(f"{job.provider} {job.model} job {job.job_id}")
     shown = {"progress": -1.0}
 
     def on_update(current: VideoJob) -> None:
+        if current.status.is_terminal:
+            release_current_slot()  # the next job may start while this task winds up
         value = current.progress or 0.0
         progress.publish(progress.ProgressEvent("status", current.provider, current.job_id, value, current.raw_status))
         if value - shown["progress"] >= 0.05 or (current.status.is_terminal and shown["progress"] < 1.0):
