@@ -81,7 +81,8 @@ def start(provider: TimedProvider) -> VideoJob:
         pytest.param([(None, 0.0, 10), (None, 1.0, 20)], [1.0, 1.5], id="0-and-1-say-nothing"),
         pytest.param([(2.0, 0.1, 10), (2.0, 0.2, 20)], [2.0, 30.0], id="far-finish-stretches-hint"),
         pytest.param([(2.0, 0.90, 90), (2.0, 0.99, 99)], [2.0, 2.0], id="hint-is-the-floor-near-finish"),
-        pytest.param([(0.01, 0.2, 0.01), (0.01, 0.4, 0.02)], [0.01, 0.06], id="tiny-hint-tiny-job"),
+        pytest.param([(0.01, 0.2, 0.01), (0.01, 0.4, 0.02), (0.01, 0.7, 0.035)], [0.01, 0.01, 0.016],
+                     id="tiny-hint-tiny-job-samples-again-then-aims"),
         pytest.param([(None, 0.2, 10), (None, 0.3, 20), (None, 0.5, 25)], [1.0, 30.0, 6.25],
                      id="speed-up-uses-last-rate"),
         pytest.param([(None, 0.98, 0), (None, 0.999, 1)], [1.0, 1.0], id="initial-floors-a-crawl"),
@@ -102,6 +103,28 @@ def test_near_finish_says_when_the_delay_aims_at_the_predicted_finish():
     assert schedule.near_finish
     schedule.next_delay(None)  # no progress: no prediction
     assert not schedule.near_finish
+
+
+def test_an_old_sample_counts_from_when_it_was_read():
+    fresh, shared = PollSchedule(), PollSchedule()
+    for schedule in (fresh, shared):
+        schedule.next_delay(None, progress=0.80, elapsed=80)
+    # The same sample (95 % at 95 s: 5 s left), read now or by a shared sweep 2 s ago.
+    assert fresh.next_delay(None, progress=0.95, elapsed=95) == pytest.approx(5.25)
+    assert shared.next_delay(None, progress=0.95, elapsed=95, age=2.0) == pytest.approx(3.25)
+    assert shared.near_finish
+
+
+def test_a_short_sample_span_takes_one_more_sample_before_aiming():
+    schedule = PollSchedule(initial=0.5)
+    schedule.next_delay(0.5, progress=0.35, elapsed=1.0)
+    # 1.5 s left, measured over 0.5 s: one more poll at the interval rather than aiming at 3.0 s.
+    assert schedule.next_delay(0.5, progress=0.52, elapsed=1.5) == pytest.approx(0.5)
+    assert not schedule.near_finish
+    # 0.94 s left measured over 1 s: aims 2 % of the 2.94 s predicted (0.06 s) past the finish.
+    left = (1 - 0.685) / ((0.685 - 0.35) / 1.0)
+    assert schedule.next_delay(0.5, progress=0.685, elapsed=2.0) == pytest.approx(left + 0.02 * (2.0 + left))
+    assert schedule.near_finish
 
 
 def test_old_positional_signature_still_works():

@@ -123,14 +123,17 @@ async def test_a_read_aimed_at_the_predicted_finish_reads_the_job_alone_and_fres
         with contextlib.ExitStack() as stack:
             for job in jobs:
                 stack.enter_context(watcher.watching(job))
+            swept_at = clock()
             await watcher.read(jobs[0], max_age=1.0)  # a sweep: listings, no single reads of listed jobs
             swept = dict(emulator.counters)
             assert swept["listings"] >= 1
             await clock.sleep(0.5)
-            await watcher.read(jobs[3], max_age=1.0)  # the same sweep answers
+            _, read_at = await watcher.observe(jobs[3], max_age=1.0)  # the same sweep answers
             assert emulator.counters == swept
+            assert read_at == swept_at  # dated when the sweep read it, not when it was asked for
             await clock.sleep(1201)  # every job has finished since that sweep
-            fresh = await watcher.read(jobs[1], max_age=0)
+            fresh, read_at = await watcher.observe(jobs[1], max_age=0)
+            assert read_at == clock()
             assert fresh.status is JobStatus.SUCCEEDED
             assert emulator.counters["polls"] == swept.get("polls", 0) + 1  # that job alone, no sweep
             assert emulator.counters["listings"] == swept["listings"]

@@ -53,7 +53,7 @@ class JobWatcher:
         self.max_age = max_age
         self.listing = provider.lists_active_jobs
         self._watched: dict[str, tuple[VideoJob, int]] = {}  # job id -> (the job, number of waits on it)
-        self._snapshot: dict[str, dict[str, Any] | VideoJob] = {}
+        self._snapshot: dict[str, tuple[dict[str, Any] | VideoJob, float]] = {}  # job id -> (data, read at)
         self._swept_at = float("-inf")
         self._sweep: asyncio.Future[None] | None = None
         self.sweeps = 0
@@ -80,7 +80,11 @@ class JobWatcher:
                 self._watched[job.job_id] = (first, count - 1)
 
     async def read(self, job: VideoJob, *, max_age: float | None = None) -> VideoJob:
-        """The job's current status: from a sweep when one is worth it, else read alone.
+        """The job's current status: from a sweep when one is worth it, else read alone (see :meth:`observe`)."""
+        return (await self.observe(job, max_age=max_age))[0]
+
+    async def observe(self, job: VideoJob, *, max_age: float | None = None) -> tuple[VideoJob, float]:
+        """The job's current status and when (on the watcher's clock) it was read.
 
         Args:
             max_age: how old (seconds) a sweep may be to answer; at most the watcher's own
@@ -89,7 +93,7 @@ class JobWatcher:
                 read aimed at a job's predicted finish: 0 reads the job alone, now.
         """
         if not self.listing or len(self._watched) < LISTING_MIN_JOBS or max_age == 0:
-            return await self.provider.get_job(job)
+            return await self._read_alone(job)
         oldest = self.max_age if max_age is None else min(max_age, self.max_age)
         if self._sweep is None and self.clock() - self._swept_at > oldest:
             self._sweep = asyncio.ensure_future(self._run_sweep())
@@ -98,10 +102,13 @@ class JobWatcher:
             await asyncio.shield(self._sweep)
         found = self._snapshot.get(job.job_id)
         if found is None:
-            return await self.provider.get_job(job)
-        if isinstance(found, VideoJob):
-            return found
-        return self.provider.apply_listed(job, found)
+            return await self._read_alone(job)
+        data, read_at = found
+        return (data if isinstance(data, VideoJob) else self.provider.apply_listed(job, data)), read_at
+
+    async def _read_alone(self, job: VideoJob) -> tuple[VideoJob, float]:
+        read = await self.provider.get_job(job)
+        return read, self.clock()
 
     async def _run_sweep(self) -> None:
         started = self.clock()
@@ -119,10 +126,12 @@ class JobWatcher:
         self._snapshot, self._swept_at = snapshot, started
         self.sweeps += 1
 
-    async def _collect(self) -> dict[str, dict[str, Any] | VideoJob]:
+    async def _collect(self) -> dict[str, tuple[dict[str, Any] | VideoJob, float]]:
+        listed_at = self.clock()  # dated when asked for: within one request's time of the truth
         active, complete = await self.provider.list_active_jobs()
-        snapshot: dict[str, dict[str, Any] | VideoJob] = {job_id: data for job_id, data in active.items()
-                                                          if job_id in self._watched}
+        snapshot: dict[str, tuple[dict[str, Any] | VideoJob, float]] = {
+            job_id: (data, listed_at) for job_id, data in active.items() if job_id in self._watched
+        }
         if not complete:
             return snapshot  # the rest read on their own when due
         missing = [job for job_id, (job, _) in self._watched.items() if job_id not in snapshot]
@@ -131,7 +140,7 @@ class JobWatcher:
         async def one(job: VideoJob) -> None:
             async with gate:
                 try:
-                    snapshot[job.job_id] = await self.provider.get_job(job)
+                    snapshot[job.job_id] = await self._read_alone(job)
                 except ProviderError as exc:  # left out: that waiter reads (and raises) on its own
                     logger.info("%s job %s: %s", self.provider.name, job.job_id, exc)
 
