@@ -152,7 +152,7 @@ def main() -> None:
                                          ("flow", flow_seconds, flow_cpu, flow_counters)):
         print(f"{name:<14} {seconds:.1f} s, this process's CPU {cpu:.1f} s ({cpu / seconds:.0%} of a core); "
               f"jobs {counters.get('jobs_created', 0)}, polls {counters.get('polls', 0)}, "
-              f"downloads {counters.get('downloads', 0)}")
+              f"listings {counters.get('listings', 0)}, downloads {counters.get('downloads', 0)}")
     print(f"flow items     {counts}")
     print("flow tasks     " + ", ".join(f"{kind} {n} x {mean:.2f} s" for kind, (n, mean) in breakdown.items())
           + f"  (waits include the {args.latency:g} s job)")
