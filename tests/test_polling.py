@@ -127,6 +127,13 @@ def test_a_short_sample_span_takes_one_more_sample_before_aiming():
     assert schedule.near_finish
 
 
+def test_a_queued_job_stretches_a_short_hint_and_a_running_one_follows_it():
+    schedule = PollSchedule()
+    assert [schedule.next_delay(1.0, queued=True) for _ in range(4)] == pytest.approx([1.0, 1.5, 2.25, 3.375])
+    assert schedule.next_delay(1.0) == 1.0
+    assert schedule.next_delay(9.0, queued=True) == 6.0  # never past the cap
+
+
 def test_old_positional_signature_still_works():
     schedule = PollSchedule(0.5, 2, 3)
     assert [schedule.next_delay(None) for _ in range(4)] == [0.5, 1.0, 2.0, 3.0]
@@ -138,6 +145,8 @@ def test_old_positional_signature_still_works():
         pytest.param(linear, None, 9, 0.5, id="progress-from-start"),
         pytest.param(queued_then_percent, None, 16, 1.0, id="apiframe-queued-then-percent"),
         pytest.param(openai_like, 5.0, 14, 1.0, id="openai-hint-5s"),
+        # OpenAI's SDK default: a 1 s hint. Followed while running, stretched while queued (was 44 polls).
+        pytest.param(openai_like, 1.0, 20, 1.5, id="openai-hint-1s"),
         pytest.param(no_progress, None, 23, 6.0, id="no-progress-growing-interval"),
         pytest.param(no_progress, 2.0, 60, 2.0, id="hint-only"),
         pytest.param(misleading, None, 6, 30.0, id="misleading-progress-bounded-by-long-maximum"),

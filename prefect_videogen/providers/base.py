@@ -118,7 +118,8 @@ class PollSchedule:
 
     One schedule serves one wait (it remembers the progress it has seen). Without progress it is the
     plain growing interval: ``initial`` x ``factor`` per poll up to ``maximum``, or the provider's
-    hint (capped at ``maximum``) when it sends one.
+    hint (capped at ``maximum``) when it sends one; while the job is queued, a hint shorter than the
+    growing interval is stretched to it.
 
     Once progress (0..1) has moved between two polls, it estimates the time left from the rate of
     progress and sleeps ``share`` of it (at most ``long_maximum``) while the finish is more than
@@ -173,7 +174,13 @@ class PollSchedule:
         self._last: tuple[float, float] | None = None
 
     def next_delay(
-        self, hint: float | None, *, progress: float | None = None, elapsed: float | None = None, age: float = 0.0
+        self,
+        hint: float | None,
+        *,
+        progress: float | None = None,
+        elapsed: float | None = None,
+        age: float = 0.0,
+        queued: bool = False,
     ) -> float:
         """Seconds to sleep before the next poll.
 
@@ -186,11 +193,14 @@ class PollSchedule:
             age: how long ago that read was: a read shared with other waits
                 (:class:`~prefect_videogen.providers.watch.JobWatcher`) can be older than the poll
                 it answers, and dating it at the poll would make the job look slower than it is.
+            queued: the job is still waiting to start. A hint is then stretched to the growing
+                interval: a queued job cannot finish before it has started and reported progress,
+                and OpenAI's 1 s hint over a 36 s queue was 36 polls of a 44-poll wait.
         """
         growing = self._next
         self._next = min(self._next * self.factor, self.maximum)
         hinted = min(hint, self.maximum) if hint is not None and hint > 0 else None
-        interval = growing if hinted is None else hinted
+        interval = growing if hinted is None else max(hinted, growing) if queued else hinted
         # A hint is the earliest the server wants the next poll; without one, ``initial`` keeps a
         # job whose progress creeps towards 1.0 from being polled in a tight loop.
         floor = self.initial if hinted is None else hinted
@@ -287,7 +297,7 @@ async def _poll_until_done(
                 provider=job.provider, job_id=job.job_id, waited_seconds=now - started, last_status=job.raw_status
             )
         delay = schedule.next_delay(job.poll_after_seconds, progress=job.progress, elapsed=read_at - started,
-                                    age=now - read_at)
+                                    age=now - read_at, queued=job.status is JobStatus.QUEUED)
         delay = min(delay, max(deadline - now, 0.0))
         await sleep(delay)
         # Shared reads may be up to half a sleep old, except the one aimed at the predicted finish:
