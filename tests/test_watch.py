@@ -124,7 +124,7 @@ async def test_a_read_aimed_at_the_predicted_finish_reads_the_job_alone_and_fres
             for job in jobs:
                 stack.enter_context(watcher.watching(job))
             swept_at = clock()
-            await watcher.read(jobs[0], max_age=1.0)  # a sweep: listings, no single reads of listed jobs
+            await watcher.observe(jobs[0], max_age=1.0)  # a sweep: listings, no single reads of listed jobs
             swept = dict(emulator.counters)
             assert swept["listings"] >= 1
             await clock.sleep(0.5)
@@ -137,7 +137,7 @@ async def test_a_read_aimed_at_the_predicted_finish_reads_the_job_alone_and_fres
             assert fresh.status is JobStatus.SUCCEEDED
             assert emulator.counters["polls"] == swept.get("polls", 0) + 1  # that job alone, no sweep
             assert emulator.counters["listings"] == swept["listings"]
-            again = await watcher.read(jobs[2], max_age=1.0)  # the sweep is now too old: a new one
+            again, _ = await watcher.observe(jobs[2], max_age=1.0)  # the sweep is now too old: a new one
     assert again.status is JobStatus.SUCCEEDED and emulator.counters["listings"] > swept["listings"]
 
 

@@ -200,7 +200,12 @@ class PollSchedule:
         growing = self._next
         self._next = min(self._next * self.factor, self.maximum)
         hinted = min(hint, self.maximum) if hint is not None and hint > 0 else None
-        interval = growing if hinted is None else max(hinted, growing) if queued else hinted
+        if hinted is None:
+            interval = growing
+        elif queued:
+            interval = max(hinted, growing)
+        else:
+            interval = hinted
         # A hint is the earliest the server wants the next poll; without one, ``initial`` keeps a
         # job whose progress creeps towards 1.0 from being polled in a tight loop.
         floor = self.initial if hinted is None else hinted

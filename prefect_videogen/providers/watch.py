@@ -44,7 +44,7 @@ class JobWatcher:
     """Shares status reads among the waits of one provider client (see the module docstring).
 
     One watcher per provider object: ``JobWatcher.of(provider)``. Use :meth:`watching` around a
-    wait and :meth:`read` instead of ``provider.get_job``.
+    wait and :meth:`observe` instead of ``provider.get_job``.
     """
 
     def __init__(self, provider: VideoProvider, *, clock: Clock = time.monotonic, max_age: float = DEFAULT_MAX_AGE) -> None:
@@ -79,12 +79,9 @@ class JobWatcher:
             if count > 1:
                 self._watched[job.job_id] = (first, count - 1)
 
-    async def read(self, job: VideoJob, *, max_age: float | None = None) -> VideoJob:
-        """The job's current status: from a sweep when one is worth it, else read alone (see :meth:`observe`)."""
-        return (await self.observe(job, max_age=max_age))[0]
-
     async def observe(self, job: VideoJob, *, max_age: float | None = None) -> tuple[VideoJob, float]:
-        """The job's current status and when (on the watcher's clock) it was read.
+        """The job's current status, from a sweep when one is worth it, else read alone; and when
+        (on the watcher's clock) it was read.
 
         Args:
             max_age: how old (seconds) a sweep may be to answer; at most the watcher's own
