@@ -226,7 +226,7 @@ def expand(source: PromptSource, provider: str | None = None, *, policy: WorkerP
         variables = {str(k): "" if v is None else str(v) for k, v in {**row, **combo}.items()}
         missing = [name for name in fields if name not in variables]
         if missing:
-            if index < len(source.rows):
+            if index < len(source.rows) or not file_rows:
                 problems.append(f"row {number}: template variable(s) {', '.join(missing)} missing; "
                                 f"row has {sorted(variables)}")
             else:
