@@ -194,9 +194,12 @@ def _count_items(source: PromptSource, rows: int) -> int:
     return count
 
 
-def _value_text(field: str, value: Any) -> str:
+def _value_text(loc: tuple[Any, ...], value: Any) -> str:
+    """A bad value as shown in an error: prompts and long strings (possibly a rows file's text) by length only."""
     text = repr(value)
-    return f"<{len(value)} characters>" if isinstance(value, str) and (field == "prompt" or len(text) > 60) else text
+    if isinstance(value, str) and (loc[-1:] == ("prompt",) or len(text) > 60):
+        return f"<{len(value)} characters>"
+    return text
 
 
 def expand(source: PromptSource, provider: str | None = None, *, policy: WorkerPolicy | None = None) -> list[BatchItem]:
@@ -248,7 +251,7 @@ def expand(source: PromptSource, provider: str | None = None, *, policy: WorkerP
             request = VideoRequest(prompt=prompt, **{**source.defaults.model_dump(), **overrides})
         except ValidationError as exc:
             problems.extend(
-                f"row {number} ({item_id}): {'.'.join(map(str, e['loc']))}={_value_text(str(e['loc'][-1]) if e['loc'] else '', e.get('input'))}: {e['msg']}"
+                f"row {number} ({item_id}): {'.'.join(map(str, e['loc']))}={_value_text(e['loc'], e.get('input'))}: {e['msg']}"
                 for e in exc.errors()
             )
             continue

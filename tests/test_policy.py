@@ -562,3 +562,15 @@ def test_control_characters_are_refused(prompt):
 
 def test_newlines_tabs_and_unicode_text_are_fine():
     assert VideoRequest(prompt="a fox\n\tin snow, 雪の中の狐 🦊").prompt
+
+
+def test_policy_violations_survive_pickling():
+    """Prefect pickles task failures: the typed error and its message must come back intact."""
+    import pickle
+
+    error = PolicyViolation("rows_file", "/dev/zero", "it is not a regular file", "a regular file")
+    back = pickle.loads(pickle.dumps(error))
+    assert isinstance(back, PolicyViolation) and isinstance(back, InvalidVideoRequest)
+    assert str(back) == str(error) == ("rows_file='/dev/zero' is refused by the worker policy: it is not a regular "
+                                       "file; allowed: a regular file")
+    assert (back.field, back.rule) == ("rows_file", "it is not a regular file")
