@@ -449,8 +449,9 @@ def check_request_inputs(
     """Check what ``request`` makes the worker touch, before any quote, approval, upload or paid call.
 
     A local image passes the path policy and the content check (header only, nothing read whole);
-    an image URL must be http(s), and where the worker fetches it itself (Scenario) its destination
-    is checked too. URLs other providers fetch themselves are passed through unfetched.
+    an image URL must be http(s), and where the worker fetches it itself (Scenario) it is fetched
+    under the URL rules and checked by content too. URLs other providers fetch themselves are
+    passed through unfetched.
     """
     image = request.image
     if image is None:
@@ -462,6 +463,10 @@ def check_request_inputs(
         if urlsplit(image).scheme.lower() not in ("http", "https"):
             raise InvalidVideoRequest("image", image, "a local file path or an http(s) URL")
         if provider in WORKER_FETCHED_IMAGE_PROVIDERS:
-            check_url("image", image, policy, resolver=resolver)
+            # Fetched (guarded, capped) and checked by content now, so a redirect to a forbidden
+            # address or a non-image is refused before the quote; the submit fetches it again.
+            data = fetch_url("image", image, policy, max_bytes=policy.max_image_bytes,
+                             setting="PREFECT_VIDEOGEN_MAX_IMAGE_BYTES", resolver=resolver)
+            check_image_bytes("image", image, data, policy)
         return
     check_local_image("image", image, policy)

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -304,6 +306,49 @@ def big_grid(n_vars: int, n_values: int) -> dict:
             "grid": {f"v{i}": [f"value {j}" for j in range(n_values)] for i in range(n_vars)}}
 
 
+class _ImageHost(BaseHTTPRequestHandler):
+    """A loopback web server a Scenario image URL points at (the worker allows it explicitly per case)."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        routes = {"/to-metadata.png": (302, {"Location": "http://169.254.169.254/latest/meta-data/iam"}, b""),
+                  "/error.png": (500, {}, b"internal stack trace: DB_PASSWORD=hunter2"),
+                  "/page.png": (200, {"Content-Type": "image/png"}, b"<html>internal admin console</html>")}
+        status, headers, body = routes.get(self.path, (404, {}, b""))
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+_image_host: list[ThreadingHTTPServer] = []
+
+
+def image_host_url(path: str) -> str:
+    if not _image_host:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _ImageHost)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        _image_host.append(server)
+    return f"http://127.0.0.1:{_image_host[0].server_address[1]}{path}"
+
+
+def scenario_url_image(path: str) -> Run:
+    async def run(ctx: Ctx) -> Any:
+        previous = os.environ.get("PREFECT_VIDEOGEN_ALLOWED_URL_HOSTS")
+        os.environ["PREFECT_VIDEOGEN_ALLOWED_URL_HOSTS"] = "127.0.0.1"  # this worker trusts its loopback host
+        try:
+            return await one("scenario", image=image_host_url(path))(ctx)
+        finally:
+            if previous is None:
+                del os.environ["PREFECT_VIDEOGEN_ALLOWED_URL_HOSTS"]
+            else:
+                os.environ["PREFECT_VIDEOGEN_ALLOWED_URL_HOSTS"] = previous
+    return run
+
+
 CASES = [
     # --- durations, per provider and model (the catalog) ---------------------------------------
     Case("duration-apiframe", one("apiframe", model="sora-2", duration=5), InvalidVideoRequest,
@@ -469,6 +514,12 @@ CASES = [
          PolicyViolation, ("image=", "link-local address")),
     Case("image-url-loopback-scenario", lambda ctx: one("scenario", image=ctx.servers["openai"].base_url + "/x.png")(ctx),
          PolicyViolation, ("image=", "loopback address")),
+    Case("image-url-redirect-to-metadata-scenario", scenario_url_image("/to-metadata.png"), PolicyViolation,
+         ("image=", "169.254.169.254 resolves to a link-local address")),
+    Case("image-url-error-body-not-echoed-scenario", scenario_url_image("/error.png"), InvalidVideoRequest,
+         ("image=", "HTTP 500", "the answer is not shown"), hides=("hunter2", "stack trace")),
+    Case("image-url-not-an-image-scenario-no-quote", scenario_url_image("/page.png"), InvalidVideoRequest,
+         ("image=", "JPEG, PNG or WebP"), hides=("admin console",)),
     Case("image-data-url-apiframe", one("apiframe", image="data:image/png;base64,iVBORw0KGgo="), InvalidVideoRequest,
          ("image='data:image/png", "a local file path or an http(s) URL")),
     # --- worker policy: rows files ------------------------------------------------------------------
