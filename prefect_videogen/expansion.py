@@ -43,6 +43,8 @@ from prefect_videogen.storage.base import safe_part
 REQUEST_COLUMNS = ("model", "duration", "aspect_ratio", "resolution", "image")
 ID_COLUMNS = ("id", "item_id")
 MAX_ITEMS = 10_000
+# Columns per rows-file row: a wide header of a capped file could still make every row a huge dict.
+MAX_COLUMNS = 200
 
 
 class VideoDefaults(BaseModel):
@@ -108,12 +110,17 @@ def _parse_rows(text: str, name: str) -> list[dict[str, Any]]:
                     raise InvalidBatch([f"rows_file line {number}: not JSON ({exc.msg})"]) from None
                 if not isinstance(row, dict):
                     raise InvalidBatch([f"rows_file line {number}: not a JSON object of column: value"])
+                if len(row) > MAX_COLUMNS:
+                    raise InvalidBatch([f"rows_file line {number}: more than {MAX_COLUMNS} columns"])
                 rows.append(row)
                 if len(rows) > MAX_ITEMS:
                     break
         return rows
     try:
-        for row in csv.DictReader(io.StringIO(text)):
+        reader = csv.DictReader(io.StringIO(text))
+        if len(reader.fieldnames or ()) > MAX_COLUMNS:
+            raise InvalidBatch([f"rows_file: more than {MAX_COLUMNS} columns"])
+        for row in reader:
             rows.append({str(k): v for k, v in row.items()})
             if len(rows) > MAX_ITEMS:
                 break

@@ -9,6 +9,7 @@ that records every request proves none was sent.
 from __future__ import annotations
 
 import io
+import json
 import os
 import threading
 import time
@@ -504,6 +505,14 @@ def test_rows_file_row_count_is_capped(tmp_path):
     rows.write_text("prompt\n" + "".join(f"p{i}\n" for i in range(MAX_ITEMS + 1)))
     with pytest.raises(InvalidBatch, match=f"more than {MAX_ITEMS} rows"):
         expand(PromptSource(rows_file=str(rows)), policy=WorkerPolicy(allowed_roots=[str(tmp_path)]))
+
+
+@pytest.mark.parametrize(("name", "text"), [("wide.csv", ",".join(f"c{i}" for i in range(300)) + "\n" + "x," * 299 + "x\n"),
+                                           ("wide.jsonl", json.dumps({f"c{i}": "x" for i in range(300)}) + "\n")])
+def test_rows_file_columns_are_capped(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(InvalidBatch, match="more than 200 columns"):
+        expand(PromptSource(rows_file=str(tmp_path / name)), policy=WorkerPolicy(allowed_roots=[str(tmp_path)]))
 
 
 def test_csv_values_still_parse_as_numbers(tmp_path):
