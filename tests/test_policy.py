@@ -583,3 +583,56 @@ def test_policy_violations_survive_pickling():
     assert str(back) == str(error) == ("rows_file='/dev/zero' is refused by the worker policy: it is not a regular "
                                        "file; allowed: a regular file")
     assert (back.field, back.rule) == ("rows_file", "it is not a regular file")
+
+
+def _tls_files(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for ``name`` (its own CA) and its key, as PEM files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize(("served_name", "works"), [("files.test", True), ("other.test", False)])
+def test_https_to_the_pinned_address_still_verifies_the_host_name(tmp_path, served_name, works):
+    """The connection goes to the checked IP, yet TLS checks the certificate against the URL's name."""
+    import ssl
+
+    cert, key = _tls_files(tmp_path, served_name)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.seen = []  # type: ignore[attr-defined]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client_context = ssl.create_default_context(cafile=str(cert))  # trusts only the test's certificate
+        url = f"https://files.test:{server.server_address[1]}/ok"
+        resolver = stub_resolver({"files.test": ["127.0.0.1"]})
+        fetch = lambda: fetch_url("rows_file", url, WorkerPolicy(allowed_url_hosts=["files.test"]), max_bytes=MIB,  # noqa: E731
+                                  setting="X", resolver=resolver, transport=httpx.HTTPTransport(verify=client_context))
+        if works:
+            assert fetch().startswith(b"id,") and server.seen == [("/ok", f"files.test:{server.server_address[1]}")]
+        else:
+            with pytest.raises(InvalidVideoRequest, match="the fetch failed"):
+                fetch()
+    finally:
+        server.shutdown()
+        server.server_close()
