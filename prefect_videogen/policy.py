@@ -207,14 +207,20 @@ def open_local_file(
     except (OSError, RuntimeError):  # missing, a dangling or looping symlink, a component not a directory
         raise InvalidVideoRequest(param, value, missing) from None
     _under_roots(param, value, resolved, policy, extra_roots)
-    before = os.stat(resolved)
+    try:
+        before = os.stat(resolved)
+    except OSError:
+        raise InvalidVideoRequest(param, value, missing) from None
     if not stat.S_ISREG(before.st_mode):
         raise PolicyViolation(param, value, "it is not a regular file (a directory, FIFO, socket or device)",
                               "a regular file")
     if before.st_size > max_bytes:
         raise PolicyViolation(param, value, f"the file has {before.st_size} bytes",
                               f"a file of at most {_size_text(max_bytes)} ({setting})")
-    fd = os.open(resolved, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        fd = os.open(resolved, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:  # unreadable, or replaced by a symlink since it was resolved
+        raise InvalidVideoRequest(param, value, f"a file the worker can read ({type(exc).__name__})") from None
     handle = os.fdopen(fd, "rb")
     try:
         after = os.fstat(fd)
