@@ -4,6 +4,7 @@ Every error the package raises on purpose derives from :class:`VideoGenError`::
 
     VideoGenError
     ├── InvalidVideoRequest            bad input, found before any paid call (also a ValueError)
+    │   └── PolicyViolation            a run parameter asks for what the worker's policy does not allow
     ├── InvalidBatch                   bad batch rows, all listed by row, before any paid call
     ├── ProviderError                  the provider answered with an error (provider, status_code, request_id)
     │   ├── AuthError                  401/403: wrong or missing key, plan does not allow it; never retried
@@ -94,6 +95,21 @@ class InvalidVideoRequest(VideoGenError, ValueError):
         allowed_text = allowed if isinstance(allowed, str) else ", ".join(repr(a) for a in self.allowed)
         where = f" for {context}" if context else ""
         super().__init__(f"{field}={value!r} is not allowed{where}; allowed: {allowed_text}")
+
+
+class PolicyViolation(InvalidVideoRequest):
+    """A run parameter asks the worker for something its policy does not allow (a path outside the
+    allowed roots, a FIFO, a private address...). See :class:`prefect_videogen.policy.WorkerPolicy`.
+
+    The message names the parameter, the rule and what is allowed (including the setting that
+    changes it), never the content of a file or of an answer.
+    """
+
+    def __init__(self, field: str, value: Any, rule: str, allowed: str) -> None:
+        super().__init__(field, value, allowed)
+        self.rule = rule
+        self.message = redact(f"{field}={value!r} is refused by the worker policy: {rule}; allowed: {allowed}")
+        self.args = (self.message,)
 
 
 class InvalidBatch(VideoGenError, ValueError):

@@ -22,12 +22,17 @@ from prefect_videogen.catalog import VideoPlan, load_catalog
 from prefect_videogen.errors import VerificationFailed
 from prefect_videogen.media import mismatch, probe_video
 from prefect_videogen.models import VideoJob, VideoRequest, VideoResult
+from prefect_videogen.policy import WorkerPolicy, check_request_inputs
 from prefect_videogen.providers.base import VideoProvider, wait_for_job
 from prefect_videogen.storage.base import VideoStorage
 
 
-def plan_request(provider: str, request: VideoRequest) -> VideoPlan:
-    """Check ``request`` against the catalog for ``provider`` (raises InvalidVideoRequest)."""
+def plan_request(provider: str, request: VideoRequest, *, policy: WorkerPolicy | None = None) -> VideoPlan:
+    """Check ``request`` against the worker's policy, by content, then against the catalog for ``provider``.
+
+    Runs before any quote, approval, upload or paid call (raises InvalidVideoRequest / PolicyViolation).
+    """
+    check_request_inputs(request, policy, provider=provider)
     return load_catalog().plan(provider, request)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Literal
@@ -20,6 +21,39 @@ Resolution = Literal["standard", "high"]
 # The longest prompt any catalogued provider accepts (OpenAI: 1-32000 characters); each provider's
 # own, possibly smaller, limit is checked against the catalog.
 MAX_PROMPT_CHARS = 32_000
+
+
+# Characters that show nothing: controls, format characters (U+200B zero width space, U+FEFF...),
+# separators and unassigned code points. A prompt of only these is blank to a reader.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Cn"})
+
+
+def _is_control(ch: str) -> bool:
+    code = ord(ch)
+    return (code < 0x20 and ch not in "\n\t") or 0x7F <= code <= 0x9F  # C0 (but newline, tab), DEL, C1
+
+
+def check_prompt_text(value: str) -> str:
+    """Refuse control characters other than newline and tab, and prompts with no visible character."""
+    for position, ch in enumerate(value):
+        if _is_control(ch):
+            raise ValueError(
+                f"prompt contains control characters (U+{ord(ch):04X} at position {position}); "
+                "only newlines and tabs are allowed"
+            )
+    if all(unicodedata.category(ch) in _INVISIBLE_CATEGORIES for ch in value):
+        raise ValueError(
+            "prompt is blank (no visible character: only spaces or invisible characters such as U+200B); "
+            "write what the video should show"
+        )
+    return value
+
+
+def refuse_bool(field: str, value: Any) -> Any:
+    """Booleans are not numbers: pydantic would take ``true`` as 1."""
+    if isinstance(value, bool):
+        raise ValueError(f"{field}={value!r} is a boolean; give a whole number")
+    return value
 
 
 class VideoRequest(BaseModel):
@@ -61,11 +95,12 @@ class VideoRequest(BaseModel):
     @field_validator("prompt")
     @classmethod
     def _prompt_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("prompt is blank; write what the video should show")
-        if any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
-            raise ValueError("prompt contains control characters; only newlines and tabs are allowed")
-        return value
+        return check_prompt_text(value)
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration_not_bool(cls, value: Any) -> Any:
+        return refuse_bool("duration", value)
 
     @field_validator("image")
     @classmethod

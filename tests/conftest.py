@@ -12,6 +12,10 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_VIDEOGEN_LOCAL_JOBS", os.path.join(_home, "local-jobs"))
 # Prefect-level retries of wait/download happen at once in tests: no real backoff sleeps.
 os.environ.setdefault("PREFECT_VIDEOGEN_RETRY_DELAYS", "0,0")
+# The worker policy (prefect_videogen.policy) allows paths under the working directory only; tests
+# keep their files and storage under pytest's temporary directories, so the temp root is allowed too.
+# Tests of the policy itself build explicit WorkerPolicy objects or set narrower roots.
+os.environ.setdefault("PREFECT_VIDEOGEN_ALLOWED_ROOTS", os.pathsep.join([os.getcwd(), tempfile.gettempdir()]))
 
 import pytest  # noqa: E402
 

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from prefect.exceptions import ParameterTypeError
 from pydantic import ValidationError
 
@@ -35,6 +39,7 @@ from prefect_videogen.errors import (
     InvalidBatch,
     InvalidVideoRequest,
     ModelUnavailable,
+    PolicyViolation,
     StorageError,
     VideoGenError,
 )
@@ -100,6 +105,8 @@ class Case:
     sent: dict[str, dict[str, int]] = field(default_factory=dict)
     #: a known product bug: the case documents the behaviour we want and must fail until it is fixed.
     xfail: str | None = None
+    #: text the error must NOT contain (file contents, answer bodies).
+    hides: tuple[str, ...] = ()
 
 
 def one(provider: str, *, storage: Callable[[Ctx], Any] | None = None, **request: Any) -> Run:
@@ -150,6 +157,196 @@ def under_a_file(ctx: Ctx) -> LocalVideoStorage:
     blocker.write_text("x")
     blocker.chmod(stat.S_IRUSR)
     return LocalVideoStorage(base_path=str(blocker / "videos"))
+
+
+# --- worker policy helpers (issue 14): files and settings a run must not reach -------------------
+
+SECRET_LINE = "OPENAI_API_KEY=sk-proj-topsecret0123456789"
+
+
+@contextmanager
+def roots(*paths: Path) -> Iterator[None]:
+    """Narrow the worker's allowed roots for one case (the flow runs in this process)."""
+    previous = os.environ.get("PREFECT_VIDEOGEN_ALLOWED_ROOTS")
+    os.environ["PREFECT_VIDEOGEN_ALLOWED_ROOTS"] = os.pathsep.join(str(p) for p in paths)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["PREFECT_VIDEOGEN_ALLOWED_ROOTS"]
+        else:
+            os.environ["PREFECT_VIDEOGEN_ALLOWED_ROOTS"] = previous
+
+
+def write_png(path: Path, width: int = 1280, height: int = 720, fmt: str = "PNG") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (width, height), (30, 90, 160)).save(path, format=fmt)
+    return path
+
+
+def dotenv_link(ctx: Ctx) -> str:
+    env = ctx.tmp / ".env"
+    env.write_text(SECRET_LINE + "\n")
+    (ctx.tmp / "innocent.png").symlink_to(env)
+    return str(ctx.tmp / "innocent.png")
+
+
+def text_file(ctx: Ctx) -> str:
+    path = ctx.tmp / "notes.png"
+    path.write_text("meeting notes, not an image\n")
+    return str(path)
+
+
+def sparse_2gb(ctx: Ctx) -> str:
+    path = ctx.tmp / "huge.png"
+    with open(path, "wb") as handle:
+        handle.truncate(2 * 1024**3)  # sparse: costs no disk; a whole read would take 2 GB of memory
+    return str(path)
+
+
+def fifo(ctx: Ctx, name: str = "frame.png") -> str:
+    path = ctx.tmp / name
+    os.mkfifo(path)  # nobody writes: opening it for reading would block forever
+    return str(path)
+
+
+def directory(ctx: Ctx, name: str = "frame.png") -> str:
+    (ctx.tmp / name).mkdir()
+    return str(ctx.tmp / name)
+
+
+def image_case(provider: str, make: Callable[[Ctx], str], **request: Any) -> Run:
+    async def run(ctx: Ctx) -> Any:
+        return await one(provider, image=make(ctx), **request)(ctx)
+    return run
+
+
+def outside_roots(provider: str, make: Callable[[Ctx], str]) -> Run:
+    """The storage is allowed; the image lives (or resolves) outside the allowed roots."""
+    async def run(ctx: Ctx) -> Any:
+        image = make(ctx)
+        with roots(ctx.tmp / "videos", ctx.tmp / "inputs", ctx.jobs_dir):
+            return await one(provider, image=image)(ctx)
+    return run
+
+
+def private_png(ctx: Ctx) -> str:
+    return str(write_png(ctx.tmp / "private" / "frame.png"))
+
+
+def symlink_escape(ctx: Ctx) -> str:
+    target = write_png(ctx.tmp / "private" / "frame.png")
+    (ctx.tmp / "inputs").mkdir()
+    (ctx.tmp / "inputs" / "frame.png").symlink_to(target)
+    return str(ctx.tmp / "inputs" / "frame.png")
+
+
+def rows_from(make: Callable[[Ctx], str], template: str = "{prompt}", narrow: bool = False) -> Callable[[Ctx], dict]:
+    def build(ctx: Ctx) -> dict:
+        return {"template": template, "rows_file": make(ctx)}
+    return build
+
+
+def batch_in(provider: str, build: Callable[[Ctx], dict], *, narrow: bool = False) -> Run:
+    async def run(ctx: Ctx) -> Any:
+        src = build(ctx)
+        if not narrow:
+            return await generate_videos(PromptSource(**src), provider=ctx.provider(provider), storage=ctx.storage)
+        with roots(ctx.tmp / "videos", ctx.jobs_dir):
+            return await generate_videos(PromptSource(**src), provider=ctx.provider(provider), storage=ctx.storage)
+    return run
+
+
+def secret_rows(ctx: Ctx) -> str:
+    path = ctx.tmp / "config.csv"
+    path.write_text(SECRET_LINE + "\nAWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI\n")
+    return str(path)
+
+
+def outside_rows(ctx: Ctx) -> str:
+    path = ctx.tmp / "private" / "payroll.csv"
+    path.parent.mkdir()
+    path.write_text("prompt,salary\nalice,100000\n")
+    return str(path)
+
+
+def many_rows(ctx: Ctx) -> str:
+    path = ctx.tmp / "rows.csv"
+    path.write_text("prompt\n" + "".join(f"a fox number {i}\n" for i in range(10_001)))
+    return str(path)
+
+
+def latin1_rows(ctx: Ctx) -> str:
+    path = ctx.tmp / "rows.csv"
+    path.write_bytes("prompt\nun caf\xe9\n".encode("latin-1"))
+    return str(path)
+
+
+def storage_at(base: Callable[[Ctx], str]) -> Callable[[Ctx], Any]:
+    return lambda ctx: LocalVideoStorage(base_path=base(ctx))
+
+
+def narrowed_one(provider: str, storage: Callable[[Ctx], Any] | None = None, **request: Any) -> Run:
+    async def run(ctx: Ctx) -> Any:
+        with roots(ctx.tmp / "allowed"):
+            return await one(provider, storage=storage, **request)(ctx)
+    return run
+
+
+def jobs_dir_outside(ctx: Ctx) -> Any:
+    async def run() -> Any:
+        with roots(ctx.tmp / "videos"):
+            return await generate_video({"prompt": "a fox"}, provider=LocalRenderer(jobs_dir=str(ctx.tmp / "elsewhere")),
+                                        storage=ctx.storage)
+    return run()
+
+
+def big_grid(n_vars: int, n_values: int) -> dict:
+    return {"template": " ".join(f"{{v{i}}}" for i in range(n_vars)),
+            "grid": {f"v{i}": [f"value {j}" for j in range(n_values)] for i in range(n_vars)}}
+
+
+class _ImageHost(BaseHTTPRequestHandler):
+    """A loopback web server a Scenario image URL points at (the worker allows it explicitly per case)."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        routes = {"/to-metadata.png": (302, {"Location": "http://169.254.169.254/latest/meta-data/iam"}, b""),
+                  "/error.png": (500, {}, b"internal stack trace: DB_PASSWORD=hunter2"),
+                  "/page.png": (200, {"Content-Type": "image/png"}, b"<html>internal admin console</html>")}
+        status, headers, body = routes.get(self.path, (404, {}, b""))
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+_image_host: list[ThreadingHTTPServer] = []
+
+
+def image_host_url(path: str) -> str:
+    if not _image_host:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _ImageHost)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        _image_host.append(server)
+    return f"http://127.0.0.1:{_image_host[0].server_address[1]}{path}"
+
+
+def scenario_url_image(path: str) -> Run:
+    async def run(ctx: Ctx) -> Any:
+        previous = os.environ.get("PREFECT_VIDEOGEN_ALLOWED_URL_HOSTS")
+        os.environ["PREFECT_VIDEOGEN_ALLOWED_URL_HOSTS"] = "127.0.0.1"  # this worker trusts its loopback host
+        try:
+            return await one("scenario", image=image_host_url(path))(ctx)
+        finally:
+            if previous is None:
+                del os.environ["PREFECT_VIDEOGEN_ALLOWED_URL_HOSTS"]
+            else:
+                os.environ["PREFECT_VIDEOGEN_ALLOWED_URL_HOSTS"] = previous
+    return run
 
 
 CASES = [
@@ -265,6 +462,116 @@ CASES = [
         {"prompt": "a fox"}, provider=ctx.provider("apiframe"),
         storage=S3VideoStorage(bucket="videos", key_template="{nope}.mp4")), ValidationError,
          ("key_template='{nope}.mp4'", "placeholders {date}")),
+    # --- worker policy (issue 14): prompts and numbers ----------------------------------------------
+    Case("prompt-zero-width-only", one("apiframe", prompt="\u200b\u200b"), ParameterTypeError, ("prompt", "blank")),
+    Case("prompt-invisible-format-chars", one("openai", prompt="\u2060\ufeff \u200d"), ParameterTypeError,
+         ("prompt", "no visible character")),
+    Case("prompt-del", one("scenario", prompt="a fox\x7f"), ParameterTypeError, ("prompt", "control characters", "U+007F")),
+    Case("prompt-c1-nel", one("apiframe", prompt="a fox\x85in snow"), ParameterTypeError,
+         ("prompt", "control characters", "U+0085")),
+    Case("prompt-c1-csi", one("local", prompt="\x9b31m a fox"), ParameterTypeError, ("prompt", "control characters")),
+    Case("prompt-escape-sequence", one("openai", prompt="a fox \x1b[2J"), ParameterTypeError,
+         ("prompt", "control characters", "U+001B")),
+    Case("prompt-batch-invisible", batch("scenario", rows=[{"prompt": "\u200c"}]), InvalidBatch,
+         ("row 1", "prompt", "blank")),
+    Case("duration-true", one("apiframe", duration=True), ParameterTypeError, ("duration", "boolean")),
+    Case("duration-false-local", one("local", duration=False), ParameterTypeError, ("duration", "boolean")),
+    Case("duration-bool-batch-defaults", batch("openai", rows=[{"prompt": "a fox"}], defaults={"duration": True}),
+         ValidationError, ("duration", "boolean")),
+    Case("duration-bool-jsonl-row", batch("apiframe", build=csv_rows('{"prompt": "a fox", "duration": true}\n', ".jsonl")),
+         InvalidBatch, ("row 1", "duration=True", "boolean")),
+    # --- worker policy: local images, checked by content before any read, upload or quote ----------
+    Case("image-symlink-to-dotenv-scenario", image_case("scenario", dotenv_link), InvalidVideoRequest,
+         ("image=", "innocent.png", "an image file (JPEG, PNG or WebP)"), hides=("OPENAI_API_KEY", "topsecret")),
+    Case("image-symlink-to-dotenv-openai", image_case("openai", dotenv_link), InvalidVideoRequest,
+         ("image=", "an image file (JPEG, PNG or WebP)"), hides=("OPENAI_API_KEY", "topsecret")),
+    Case("image-symlink-to-dotenv-apiframe", image_case("apiframe", dotenv_link), InvalidVideoRequest,
+         ("image=", "an image file (JPEG, PNG or WebP)"), hides=("OPENAI_API_KEY", "topsecret")),
+    Case("image-not-an-image-scenario-no-quote", image_case("scenario", text_file), InvalidVideoRequest,
+         ("image=", "notes.png", "judged by its content"), hides=("meeting notes",)),
+    Case("image-not-an-image-local", image_case("local", text_file), InvalidVideoRequest,
+         ("image=", "an image file (JPEG, PNG or WebP)")),
+    Case("image-2gb-openai", image_case("openai", sparse_2gb), PolicyViolation,
+         ("image=", "huge.png", f"{2 * 1024**3} bytes", "PREFECT_VIDEOGEN_MAX_IMAGE_BYTES")),
+    Case("image-2gb-scenario", image_case("scenario", sparse_2gb), PolicyViolation,
+         ("image=", "at most 25 MB")),
+    Case("image-fifo-apiframe", image_case("apiframe", fifo), PolicyViolation,
+         ("image=", "not a regular file")),
+    Case("image-directory-openai", image_case("openai", directory), PolicyViolation,
+         ("image=", "not a regular file")),
+    Case("image-outside-roots-scenario", outside_roots("scenario", private_png), PolicyViolation,
+         ("image=", "outside the allowed roots", "PREFECT_VIDEOGEN_ALLOWED_ROOTS")),
+    Case("image-symlink-escapes-roots-openai", outside_roots("openai", symlink_escape), PolicyViolation,
+         ("image=", "inputs/frame.png", "outside the allowed roots (symlinks followed)")),
+    Case("image-too-wide-apiframe", image_case("apiframe", lambda ctx: str(write_png(ctx.tmp / "wide.png", 9000, 8))),
+         PolicyViolation, ("image=", "9000x8", "8192x8192", "PREFECT_VIDEOGEN_MAX_IMAGE_SIDE")),
+    Case("image-gif-scenario", image_case("scenario", lambda ctx: str(write_png(ctx.tmp / "frame.png", 64, 64, "GIF"))),
+         InvalidVideoRequest, ("image=", "JPEG, PNG or WebP")),
+    # --- worker policy: image URLs the worker would fetch itself (Scenario) ------------------------
+    Case("image-url-private-scenario", one("scenario", image="http://10.0.0.1/frame.png"), PolicyViolation,
+         ("image='http://10.0.0.1/frame.png'", "private address", "PREFECT_VIDEOGEN_ALLOWED_URL_HOSTS")),
+    Case("image-url-metadata-scenario", one("scenario", image="http://169.254.169.254/latest/meta-data/"),
+         PolicyViolation, ("image=", "link-local address")),
+    Case("image-url-loopback-scenario", lambda ctx: one("scenario", image=ctx.servers["openai"].base_url + "/x.png")(ctx),
+         PolicyViolation, ("image=", "loopback address")),
+    Case("image-url-redirect-to-metadata-scenario", scenario_url_image("/to-metadata.png"), PolicyViolation,
+         ("image=", "169.254.169.254 resolves to a link-local address")),
+    Case("image-url-error-body-not-echoed-scenario", scenario_url_image("/error.png"), InvalidVideoRequest,
+         ("image=", "HTTP 500", "the answer is not shown"), hides=("hunter2", "stack trace")),
+    Case("image-url-not-an-image-scenario-no-quote", scenario_url_image("/page.png"), InvalidVideoRequest,
+         ("image=", "JPEG, PNG or WebP"), hides=("admin console",)),
+    Case("image-data-url-apiframe", one("apiframe", image="data:image/png;base64,iVBORw0KGgo="), InvalidVideoRequest,
+         ("image='data:image/png", "a local file path or an http(s) URL")),
+    # --- worker policy: rows files ------------------------------------------------------------------
+    Case("rows-file-outside-roots", batch_in("apiframe", rows_from(outside_rows), narrow=True), PolicyViolation,
+         ("rows_file=", "payroll.csv", "outside the allowed roots", "PREFECT_VIDEOGEN_ALLOWED_ROOTS"),
+         hides=("salary", "alice")),
+    Case("rows-file-dev-zero", batch("openai", rows_file="/dev/zero"), PolicyViolation,
+         ("rows_file='/dev/zero'", "outside the allowed roots")),
+    Case("rows-file-fifo", batch_in("scenario", rows_from(lambda ctx: fifo(ctx, "rows.csv"))), PolicyViolation,
+         ("rows_file=", "not a regular file")),
+    Case("rows-file-directory", batch_in("local", rows_from(lambda ctx: directory(ctx, "rows.csv"))), PolicyViolation,
+         ("rows_file=", "not a regular file")),
+    Case("rows-file-url-off", lambda ctx: batch("apiframe", rows_file=ctx.servers["apiframe"].base_url + "/internal.csv")(ctx),
+         PolicyViolation, ("rows_file=", "rows files from URLs are off", "PREFECT_VIDEOGEN_ALLOW_URL_ROWS_FILES")),
+    Case("rows-file-s3", batch("openai", rows_file="s3://private-bucket/payroll.csv"), PolicyViolation,
+         ("rows_file='s3://private-bucket/payroll.csv'", "'s3' protocol is not read")),
+    Case("rows-file-memory", batch("scenario", rows_file="memory://rows.csv"), PolicyViolation,
+         ("rows_file='memory://rows.csv'", "'memory' protocol")),
+    Case("rows-file-2gb", batch_in("apiframe", rows_from(sparse_2gb)), PolicyViolation,
+         ("rows_file=", "PREFECT_VIDEOGEN_MAX_ROWS_FILE_BYTES")),
+    Case("rows-file-too-many-rows", batch_in("local", rows_from(many_rows)), InvalidBatch,
+         ("rows_file has more than 10000 rows",)),
+    Case("rows-file-first-line-not-echoed", batch_in("openai", rows_from(secret_rows, template="{zzz}")), InvalidBatch,
+         ("row 1", "zzz missing", "columns are not shown"), hides=("OPENAI_API_KEY", "topsecret", "wJalr")),
+    Case("rows-file-not-utf8", batch_in("apiframe", rows_from(latin1_rows)), InvalidBatch, ("rows_file", "not UTF-8")),
+    Case("rows-file-jsonl-not-object", batch("scenario", build=csv_rows('["a fox"]\n', ".jsonl")), InvalidBatch,
+         ("line 1", "not a JSON object")),
+    # --- worker policy: grids and templates ----------------------------------------------------------
+    Case("grid-8x10", batch("apiframe", **big_grid(8, 10)), InvalidBatch,
+         ("more than 10000 items", "grid 10 x 10 x 10 x 10 x 10 x 10 x 10 x 10")),
+    Case("rows-times-grid", batch("openai", template="{p} {q}", rows=[{"p": f"fox {i}"} for i in range(200)],
+                                  grid={"q": [f"at {h}h" for h in range(60)]}), InvalidBatch,
+         ("more than 10000 items", "200 row(s) x grid 60")),
+    Case("template-format-spec", batch("scenario", template="{p:>3000000000}", rows=[{"p": "a fox"}]), InvalidBatch,
+         ("template field {p:>3000000000}", "a format spec", "plain {name} placeholders")),
+    Case("template-conversion", batch("apiframe", template="{p!r}", rows=[{"p": "a fox"}]), InvalidBatch,
+         ("template field {p!r}", "a conversion")),
+    Case("template-attribute", batch("local", template="{p.__class__}", rows=[{"p": "a fox"}]), InvalidBatch,
+         ("template field {p.__class__}", "attribute or index access")),
+    Case("template-index", batch("openai", template="{p[0]}", rows=[{"p": "a fox"}]), InvalidBatch,
+         ("template field {p[0]}", "attribute or index access")),
+    Case("template-positional", batch("apiframe", template="a fox {}", rows=[{"p": "x"}]), InvalidBatch,
+         ("template field {}", "a positional placeholder")),
+    # --- worker policy: storage and renderer folders ---------------------------------------------------
+    Case("storage-s3-string", one("apiframe", storage=storage_at(lambda ctx: "s3://another-bucket/x")), ValidationError,
+         ("base_path='s3://another-bucket/x'", "not a local directory", "S3VideoStorage")),
+    Case("storage-memory-string", one("openai", storage=storage_at(lambda ctx: "memory://videos")), ValidationError,
+         ("base_path='memory://videos'", "not a local directory")),
+    Case("storage-outside-roots", narrowed_one("scenario", storage=storage_at(lambda ctx: str(ctx.tmp / "etc"))),
+         PolicyViolation, ("storage.base_path=", "outside the allowed roots", "PREFECT_VIDEOGEN_ALLOWED_ROOTS")),
+    Case("jobs-dir-outside-roots", jobs_dir_outside, PolicyViolation,
+         ("provider.jobs_dir=", "elsewhere", "outside the allowed roots")),
 ]
 
 
@@ -276,6 +583,7 @@ PARAMS = [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=
           for c in CASES]
 
 
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("case", PARAMS)
 async def test_bad_input_fails_before_any_paid_call(prefect_server, emulators, tmp_path, case):
     for server in emulators.values():
@@ -286,6 +594,8 @@ async def test_bad_input_fails_before_any_paid_call(prefect_server, emulators, t
     message = str(caught.value)
     for fragment in case.says:
         assert fragment in message, f"{fragment!r} not in: {message}"
+    for fragment in case.hides:
+        assert fragment not in message, f"{fragment!r} leaked into: {message}"
     counters = snapshot(emulators)
     for name, expected in case.sent.items():
         # Only the provider can tell a key is wrong: one refused request, not retried, no job.
@@ -293,11 +603,13 @@ async def test_bad_input_fails_before_any_paid_call(prefect_server, emulators, t
     for name, seen in counters.items():
         if name not in case.sent:
             assert not {k: v for k, v in seen.items() if k in PAID}, (name, seen)
+    if not case.sent:
+        assert counters == {name: {} for name in emulators}, counters  # no request of any kind
     assert not ctx.jobs_dir.exists() or not os.listdir(ctx.jobs_dir)  # the local renderer made no job
 
 
-def test_table_has_at_least_thirty_kinds():
-    assert len({c.id for c in CASES}) == len(CASES) >= 30
+def test_table_has_at_least_eighty_kinds():
+    assert len({c.id for c in CASES}) == len(CASES) >= 80
 
 
 async def test_retired_model_in_a_batch_fails_every_item_without_a_request(prefect_server, tmp_path):

@@ -141,7 +141,8 @@ async def test_deploy_and_run_on_postgres_with_a_process_worker(server, tmp_path
 
         log = open(tmp_path / "worker.log", "wb")
         # Only the worker knows where its checkout is: the pull step resolves the variable there.
-        worker_env = {**env, "PREFECT_VIDEOGEN_CHECKOUT": str(REPO_ROOT)}
+        # The worker's policy allows the storage folder the run names (a worker allows its working directory only).
+        worker_env = {**env, "PREFECT_VIDEOGEN_CHECKOUT": str(REPO_ROOT), "PREFECT_VIDEOGEN_ALLOWED_ROOTS": str(tmp_path)}
         worker = subprocess.Popen([*PREFECT, "worker", "start", "--pool", "videogen-local", "--run-once"],
                                   env=worker_env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:

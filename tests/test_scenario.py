@@ -355,8 +355,10 @@ async def test_image_to_video_from_a_local_file(client, emulator, tmp_path, png)
     assert emulator.counters["uploads"] == 1 and emulator.counters["jobs_created"] == 1
 
 
-async def test_image_to_video_from_a_url_is_fetched_without_the_key(client, server, emulator, tmp_path, png):
-    # A public image URL (here: one on the emulator's CDN, which rejects any Authorization header).
+async def test_image_to_video_from_a_url_is_fetched_without_the_key(client, server, emulator, tmp_path, png, monkeypatch):
+    # A public image URL (here: one on the emulator's CDN, which rejects any Authorization header);
+    # the worker policy fetches from loopback only when the worker allows that host explicitly.
+    monkeypatch.setenv("PREFECT_VIDEOGEN_ALLOWED_URL_HOSTS", "127.0.0.1")
     async with httpx.AsyncClient(base_url=server.base_url + "/v1", headers={"authorization": BASIC}) as raw:
         data_url = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
         asset = (await raw.post("assets", json={"image": data_url, "name": "frame.png"})).json()["asset"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from prefect_videogen.blocks.base import VideoProviderBlock
+from prefect_videogen.policy import check_directory
 from prefect_videogen.providers.local import LocalProvider
 
 
@@ -32,6 +33,8 @@ class LocalRenderer(VideoProviderBlock):
     )
 
     def get_client(self) -> LocalProvider:
+        if self.jobs_dir:  # a folder a run may name: the worker's policy decides (the default is the worker's own)
+            check_directory("provider.jobs_dir", self.jobs_dir)
         return LocalProvider(queue_delay_seconds=self.queue_delay_seconds, fps=self.fps, jobs_dir=self.jobs_dir)
 
     def account_id(self) -> str:

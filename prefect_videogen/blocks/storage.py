@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from prefect_videogen.blocks.base import DOCS_URL, LOGO_URL
 from prefect_videogen.errors import register_secret
+from prefect_videogen.policy import check_directory, has_scheme
 from prefect_videogen.storage.base import DEFAULT_KEY_TEMPLATE, DEFAULT_PART_SIZE, VideoStorage
 from prefect_videogen.storage.keys import check_key, validate_template
 
@@ -47,7 +48,19 @@ class LocalVideoStorage(Block):
         description="Object key template; placeholders: date, slug, job_id, provider, model, flow_run, item.",
     )
 
+    @field_validator("base_path")
+    @classmethod
+    def _local_base_path(cls, value: str) -> str:
+        if has_scheme(value) and not value.lower().startswith("file://"):
+            raise ValueError(
+                f"base_path={value!r} is not a local directory; other stores only through their own block "
+                "(S3VideoStorage for s3://), never through a path string"
+            )
+        return value
+
     def get_storage(self) -> VideoStorage:
+        """The storage, once the worker's policy allows ``base_path`` (under its allowed roots)."""
+        check_directory("storage.base_path", self.base_path)
         return VideoStorage(self.base_path, key_template=self.key_template)
 
 

@@ -28,11 +28,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import mimetypes
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -50,6 +48,7 @@ from prefect_videogen.errors import (
     register_secret,
 )
 from prefect_videogen.models import JobStatus, VideoJob
+from prefect_videogen.policy import check_local_image
 from prefect_videogen.providers.base import VideoProvider, map_status, raise_for_job
 from prefect_videogen.providers.http import (
     DEFAULT_TIMEOUT,
@@ -273,22 +272,15 @@ class APIFrameVideoProvider(VideoProvider):
             return image
         if "://" in image or scheme == "data":
             raise InvalidVideoRequest("image", image, "a local image file or an http(s) URL")
-        path = Path(image).expanduser()
-        if not path.is_file():
-            raise InvalidVideoRequest("image", image, "an existing local image file or an http(s) URL")
-        size = path.stat().st_size
-        if size > MAX_UPLOAD_BYTES:
-            raise InvalidVideoRequest(
-                "image", image, f"an image of at most 25 MB (APIFrame uploads); it has {size} bytes"
-            )
-        content_type = mimetypes.guess_type(path.name)[0] or ""
-        if not content_type.startswith("image/"):
-            raise InvalidVideoRequest("image", image, "an image file (.png, .jpg, .webp)")
-        data = await asyncio.to_thread(path.read_bytes)  # at most 25 MB, an image, not a video
+        # The worker's policy and the content check first; the bytes come from the same checked file.
+        checked = await asyncio.to_thread(
+            check_local_image, "image", image, read=True, max_bytes=MAX_UPLOAD_BYTES, limit_text="APIFrame uploads"
+        )
+        data, content_type = checked.data or b"", checked.mime
         digest = hashlib.sha256(data).hexdigest()
         if digest not in self._uploads:
             # Uploads are free, so the shared retries apply; a duplicate upload costs nothing.
-            answer = await self.http.json("POST", "/v2/uploads", files={"file": (path.name, data, content_type)})
+            answer = await self.http.json("POST", "/v2/uploads", files={"file": (checked.name, data, content_type)})
             url = answer.get("url") if isinstance(answer, dict) else None
             if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
                 raise ProviderUnavailable(

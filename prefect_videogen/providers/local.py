@@ -21,6 +21,7 @@ from prefect_videogen.catalog import VideoPlan
 from prefect_videogen.errors import InvalidRequest, InvalidVideoRequest
 from prefect_videogen.media import render_title_card
 from prefect_videogen.models import JobStatus, VideoJob
+from prefect_videogen.policy import check_local_image
 from prefect_videogen.providers.base import DOWNLOAD_CHUNK_BYTES, Clock, VideoProvider
 
 
@@ -55,8 +56,10 @@ class LocalProvider(VideoProvider):
 
     async def submit(self, plan: VideoPlan, *, idempotency_key: str | None = None) -> VideoJob:
         image = plan.request.image
-        if image is not None and "://" in image:  # plans already checked that local paths exist
+        if image is not None and "://" in image:
             raise InvalidVideoRequest("image", image, "a local file path (the local provider has no network)")
+        if image is not None:
+            check_local_image("image", image)  # the worker's policy and a header check before rendering reads it
         job_id = f"local_{idempotency_key or uuid.uuid4().hex}"
         record = {
             "job_id": job_id,

@@ -29,12 +29,10 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx
-from PIL import Image, UnidentifiedImageError
 
 from prefect_videogen.catalog import VideoPlan, ensure_available
 from prefect_videogen.errors import (
@@ -46,6 +44,7 @@ from prefect_videogen.errors import (
     register_secret,
 )
 from prefect_videogen.models import JobStatus, VideoJob
+from prefect_videogen.policy import check_local_image
 from prefect_videogen.providers.base import VideoProvider, map_status
 from prefect_videogen.providers.http import ErrorInfo, HttpTransport, Sleep
 from prefect_videogen.providers.retry import RetryPolicy
@@ -300,21 +299,18 @@ def _form_fields(fields: dict[str, Any]) -> dict[str, str]:
 
 
 def _reference_file(path_text: str, plan: VideoPlan) -> tuple[str, bytes, str]:
-    """Read a local image for upload, checking what OpenAI checks: type and exact size."""
-    path = Path(path_text).expanduser()
-    if not path.is_file():
-        raise InvalidVideoRequest("image", path_text, "an existing local image file or an http(s) URL")
-    data = path.read_bytes()  # an image, not a video: small enough to hold (and re-send on a 429)
-    try:
-        with Image.open(path) as image:
-            kind, size = image.format, image.size
-    except (UnidentifiedImageError, OSError):
-        kind, size = None, (0, 0)
-    if kind not in IMAGE_TYPES:
+    """Read a local image for upload, checking what OpenAI checks: type and exact size.
+
+    The worker's policy and the content check (magic bytes, header decode) come first; the bytes
+    (an image within the policy's cap, small enough to hold and re-send on a 429) are read from the
+    same checked file.
+    """
+    image = check_local_image("image", path_text, read=True)
+    if image.format not in IMAGE_TYPES:
         raise InvalidVideoRequest("image", path_text, "a JPEG, PNG or WebP image (OpenAI input_reference)")
-    if size != (plan.width, plan.height):
+    if (image.width, image.height) != (plan.width, plan.height):
         # OpenAI rejects a reference that does not match `size`; resizing would change the user's frame.
         raise InvalidVideoRequest(
-            "image", f"{path_text} ({size[0]}x{size[1]})", f"an image of exactly {plan.size}, the video's size"
+            "image", f"{path_text} ({image.width}x{image.height})", f"an image of exactly {plan.size}, the video's size"
         )
-    return path.name, data, IMAGE_TYPES[kind]
+    return image.name, image.data or b"", IMAGE_TYPES[image.format]

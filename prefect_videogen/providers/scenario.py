@@ -52,6 +52,7 @@ from prefect_videogen.errors import (
     register_secret,
 )
 from prefect_videogen.models import JobStatus, VideoJob
+from prefect_videogen.policy import check_image_bytes, check_local_image, fetch_url, has_scheme
 from prefect_videogen.providers.base import VideoProvider, map_status
 from prefect_videogen.providers.http import (
     DEFAULT_TIMEOUT,
@@ -321,22 +322,24 @@ class ScenarioVideoProvider(VideoProvider):
         return {**params, **options}
 
     async def _load_image(self, image: str) -> bytes:
+        """The image's bytes, checked by the worker's policy and by content before any upload.
+
+        A URL is fetched by the worker (its destination checked at every hop, the answer capped and
+        never echoed); a local file passes the path policy and a header check before it is read.
+        """
         if image.startswith(("http://", "https://")):
-            data = bytearray()
-            # A public image URL: fetched by the CDN client, so no Scenario key leaves for a third party.
-            async with self.http.stream(image, authenticated=False) as chunks:
-                async for chunk in chunks:
-                    data.extend(chunk)
-                    if len(data) > MAX_IMAGE_PAYLOAD:
-                        break
-            data = bytes(data)
-        elif "://" in image:
+            data = await asyncio.to_thread(
+                fetch_url, "image", image, max_bytes=MAX_IMAGE_PAYLOAD, setting="Scenario's 6 MB upload limit"
+            )
+            check_image_bytes("image", image, data)
+        elif has_scheme(image):
             raise InvalidVideoRequest("image", image, "a local file path or an http(s) URL")
         else:
-            path = Path(image).expanduser()
-            if not path.is_file():
-                raise InvalidVideoRequest("image", image, "an existing local image file")
-            data = await asyncio.to_thread(path.read_bytes)
+            checked = await asyncio.to_thread(
+                check_local_image, "image", image, read=True, max_bytes=MAX_IMAGE_PAYLOAD,
+                limit_text="Scenario's 6 MB upload limit",
+            )
+            data = checked.data or b""
         kind = _image_type(data)
         if kind is None:
             raise InvalidVideoRequest("image", image, "a PNG, JPEG or WEBP image")
