@@ -126,7 +126,8 @@ async def runs(prefect_server, tmp_path_factory):
 def assert_refused(run: dict[str, Any], parameter: str) -> None:
     state = run["state"]
     assert state.type == StateType.FAILED, (state, run["output"][-3000:])
-    assert "InlineBlockRefused" in state.message and f"{parameter}: a deployment run takes a saved block" in state.message
+    assert "InlineBlockRefused" in state.message
+    assert f"{parameter}: a deployment run takes a saved block" in state.message
     assert "pick it" in state.message
 
 
