@@ -278,7 +278,7 @@ async def _costs(args: argparse.Namespace) -> int:
 def _interrupted(submitted: list[Any]) -> int:
     """Ctrl-C: say which job was submitted, so that nobody pays for it twice by accident."""
     if not submitted:
-        print_error("interrupted before any job was submitted; nothing was created")
+        print_error("interrupted before any job was reported submitted")
         return 130
     for event in submitted:
         print_error(f"interrupted; {event.provider} job {event.job_id} was submitted and may still run (and bill)",
