@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     costs = commands.add_parser("costs", help="summarise the cost ledger kept next to the videos")
     costs.add_argument("--out", default="./videos", help="the storage that holds the ledger (default: ./videos)")
     costs.add_argument("--since", type=date.fromisoformat, help="only jobs recorded on or after this date (YYYY-MM-DD)")
-    costs.add_argument("--by", default="provider", choices=("provider", "model", "day"), help="group rows by this")
+    costs.add_argument("--by", default="provider", choices=("provider", "model", "day"))
     return parser
 
 
