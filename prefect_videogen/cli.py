@@ -204,9 +204,11 @@ def print_error(message: str, *, hint: str | None = None) -> None:
     """One ``error:`` line on stderr (and a ``hint:`` line): plain text, never rich markup.
 
     Messages carry user and provider text (``[moderation_blocked]``, an ``--aspect`` of ``[/x]``)
-    that markup would swallow or choke on.
+    that markup would swallow or choke on. Key-shaped text is redacted, as in the package's errors.
     """
-    print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
+    from prefect_videogen.errors import redact
+
+    print(f"error: {one_line(redact(message))}", file=sys.stderr, flush=True)
     if hint:
         print(f"hint: {hint}", file=sys.stderr, flush=True)
 

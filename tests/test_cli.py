@@ -115,10 +115,10 @@ def test_markup_in_values_is_printed_literally(tmp_path, capsys):
 def test_error_text_is_one_plain_line():
     stream = io.StringIO()
     with contextlib.redirect_stderr(stream):
-        print_error("openai job video_1 failed [moderation_blocked]: blocked [/x]\nsecond line \x1b[31mred",
-                    hint="a [bold]hint[/bold]")
+        print_error("openai job video_1 failed [moderation_blocked]: blocked [/x]\nsecond line \x1b[31mred "
+                    "Bearer sk-abcdefghijklmnop", hint="a [bold]hint[/bold]")
     assert stream.getvalue() == (
-        "error: openai job video_1 failed [moderation_blocked]: blocked [/x] second line  [31mred\n"
+        "error: openai job video_1 failed [moderation_blocked]: blocked [/x] second line  [31mred Bearer ***\n"
         "hint: a [bold]hint[/bold]\n"
     )
 
