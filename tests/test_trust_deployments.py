@@ -24,7 +24,7 @@ from prefect.deployments import run_deployment
 from prefect.deployments.runner import EntrypointType
 from prefect.settings import PREFECT_API_URL
 
-from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
+from prefect_videogen.blocks import APIFrameCredentials, LocalRenderer, LocalVideoStorage, OpenAICredentials
 from prefect_videogen.errors import InlineBlockRefused, InvalidVideoRequest
 from prefect_videogen.flows import generate_video, generate_videos
 from prefect_videogen.flows.params import in_deployment_run, require_saved_blocks
@@ -183,6 +183,15 @@ async def test_direct_calls_still_take_blocks_built_in_code(prefect_server, tmp_
     """No deployment: an object built in code is the caller's own choice."""
     result = await generate_videos(BATCH_PROMPTS, storage=LocalVideoStorage(base_path=str(tmp_path)), preview=True)
     assert result.counts == {"preview": 1}
+
+
+def test_a_reference_resolves_to_the_saved_class_within_the_union(prefect_server):
+    """What the engine does before the flow body: Flow.validate_parameters loads each $ref (Block.load_from_ref)."""
+    block_id = APIFrameCredentials(api_key=AFK).save(f"trust-apiframe-{uuid.uuid4().hex[:8]}")
+    resolved = generate_video.validate_parameters({"request": request(), "provider": ref(block_id)})["provider"]
+    assert type(resolved) is APIFrameCredentials and resolved._block_document_id == block_id
+    inline = generate_video.validate_parameters({"request": request(), "provider": {"api_key": AFK}})["provider"]
+    assert type(inline) is OpenAICredentials and inline._block_document_id is None  # why inline is refused
 
 
 def test_outside_a_run_nothing_is_refused():
