@@ -40,6 +40,7 @@ from prefect_videogen.blocks import (
 from prefect_videogen.errors import VerificationFailed, VideoGenError
 from prefect_videogen.expansion import PromptSource
 from prefect_videogen.flows import generate_videos
+from prefect_videogen.flows.params import require_saved_blocks
 from prefect_videogen.media import probe_video
 from prefect_videogen.storage.base import VideoStorage
 
@@ -203,6 +204,8 @@ async def montage_pipeline(
         print(result.uri)
         ```
     """
+    # Deployed, this flow passes its blocks on to a subflow, which is not a deployment run: check here.
+    require_saved_blocks(provider=(provider, ProviderBlocks), storage=(storage, StorageBlocks))
     provider = provider or LocalRenderer()
     storage = storage or LocalVideoStorage()
     batch = await generate_videos(prompts, provider=provider, storage=storage, max_cost_usd=max_cost_usd)

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import os
 import sys
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -48,11 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-cost-usd", type=float, help="refuse to submit if the estimate exceeds this")
     gen.add_argument("--refresh", action="store_true", help="generate again even if this request was done before")
     gen.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the job (default: 1800)")
-    gen.add_argument("--verbose", action="store_true", help="show Prefect's flow and task logs")
+    gen.add_argument("--verbose", action="store_true", help="show Prefect's flow and task logs, and tracebacks")
 
     emu = commands.add_parser("emulator", help="run a provider emulator on 127.0.0.1 for credit-free dry runs")
-    emu.add_argument("provider", choices=PROVIDERS[1:])
-    emu.add_argument("--port", type=int, default=8090)
+    emu.add_argument("provider", choices=PROVIDERS[1:], help="which provider's API to emulate")
+    emu.add_argument("--port", type=int, default=8090, help="port on 127.0.0.1 to listen on (default: 8090)")
     emu.add_argument("--latency", type=float, default=2.0, help="seconds a job takes (default: 2)")
 
     costs = commands.add_parser("costs", help="summarise the cost ledger kept next to the videos")
@@ -90,7 +91,7 @@ def _prefect_settings(verbose: bool) -> Iterator[None]:
         yield
 
 
-def provider_block(provider: str, *, block: str | None = None, base_url: str | None = None) -> Any:
+async def provider_block(provider: str, *, block: str | None = None, base_url: str | None = None) -> Any:
     """The credentials block for ``provider``: saved (``block``), or built from the environment."""
     from prefect_videogen.blocks import APIFrameCredentials, LocalRenderer, OpenAICredentials, ScenarioCredentials
     from prefect_videogen.errors import InvalidVideoRequest
@@ -99,7 +100,10 @@ def provider_block(provider: str, *, block: str | None = None, base_url: str | N
                "apiframe": APIFrameCredentials}
     cls = classes[provider]
     if block:
-        return cls.load(block)
+        try:
+            return await cls.aload(block)
+        except ValueError as exc:  # Prefect: no block document of that name (its text names type and name)
+            raise InvalidVideoRequest("block", block, f"a saved {cls.__name__} block ({exc})") from exc
     fields = {field: os.environ[var] for field, var in PROVIDER_ENV.get(provider, {}).items() if os.environ.get(var)}
     if base_url:
         fields["base_url"] = base_url
@@ -119,9 +123,11 @@ def storage_block(out: str) -> Any:
     return LocalVideoStorage(base_path=out)
 
 
-async def _generate(args: argparse.Namespace) -> int:
+async def _generate(args: argparse.Namespace, submitted: list[Any]) -> int:
+    """Run ``generate_video``; ``submitted`` collects the jobs it submits (for a Ctrl-C message)."""
     from pydantic import ValidationError
     from rich.console import Console
+    from rich.markup import escape as escape_markup
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from prefect_videogen import progress
@@ -130,28 +136,33 @@ async def _generate(args: argparse.Namespace) -> int:
     from prefect_videogen.generation import plan_request
     from prefect_videogen.models import VideoRequest
 
-    console = Console(stderr=True)
     try:
         request = VideoRequest(
             prompt=args.prompt, model=args.model, duration=args.duration, aspect_ratio=args.aspect,
             resolution=args.resolution, image=args.image,
         )
-        provider = provider_block(args.provider, block=args.block, base_url=args.base_url)
+        provider = await provider_block(args.provider, block=args.block, base_url=args.base_url)
         storage = storage_block(args.out)
         plan_request(provider.provider_name, request)  # fail fast, before a server starts
     except (ValidationError, VideoGenError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {_describe(exc)}")
+        print_error(_describe(exc))
         return 2
+    except Exception as exc:  # for example, the Prefect API cannot be reached to load --block
+        return _unexpected(exc, args.verbose)
 
+    failure: BaseException | None = None
+    console = Console(stderr=True)
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(), console=console, transient=True,
-    ) as bar:
+        TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal,
+    ) as bar, _quiet_prefect_console(args.verbose):
         task_id = bar.add_task("starting Prefect", total=1.0)
 
         def show(event: progress.ProgressEvent) -> None:
+            if event.kind == "submitted":
+                submitted.append(event)
             label = {"submitted": "submitted", "status": event.status or "", "stored": "stored"}.get(event.kind, "")
-            bar.update(task_id, description=f"{event.provider} {event.job_id[:20]} {label}",
+            bar.update(task_id, description=escape_markup(one_line(f"{event.provider} {event.job_id[:20]} {label}")),
                        completed=event.progress or 0.0)
 
         unsubscribe = progress.subscribe(show)
@@ -160,15 +171,73 @@ async def _generate(args: argparse.Namespace) -> int:
                 request, provider=provider, storage=storage, timeout_seconds=args.timeout,
                 max_cost_usd=args.max_cost_usd, refresh=args.refresh,
             )
-        except VideoGenError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            return 1
+        except Exception as exc:  # printed below, once the progress bar is gone
+            failure = exc
         finally:
             unsubscribe()
+    if isinstance(failure, VideoGenError):
+        print_error(str(failure))
+        return 1
+    if failure is not None:
+        return _unexpected(failure, args.verbose)
     print(f"video:   {result.video_uri}")
     print(f"sidecar: {result.sidecar_uri}")
     print(f"{result.resolution}, {result.duration_seconds:g} s, {result.bytes} bytes, sha256 {result.sha256}")
     return 0
+
+
+def _unexpected(exc: BaseException, verbose: bool) -> int:
+    """An error the package did not raise on purpose: one line, the traceback only with --verbose."""
+    if verbose:
+        traceback.print_exception(exc)
+    print_error(f"unexpected {type(exc).__name__}: {exc}",
+                hint=None if verbose else "run again with --verbose to see the traceback")
+    return 1
+
+
+def one_line(text: str) -> str:
+    """User or provider text as one line without control characters (no terminal escapes, no line breaks)."""
+    return "".join(ch if ch.isprintable() else " " for ch in " ".join(str(text).splitlines()))
+
+
+def print_error(message: str, *, hint: str | None = None) -> None:
+    """One ``error:`` line on stderr (and a ``hint:`` line): plain text, never rich markup.
+
+    Messages carry user and provider text (``[moderation_blocked]``, an ``--aspect`` of ``[/x]``)
+    that markup would swallow or choke on. Key-shaped text is redacted, as in the package's errors.
+    """
+    from prefect_videogen.errors import redact
+
+    print(f"error: {one_line(redact(message))}", file=sys.stderr, flush=True)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _quiet_prefect_console(verbose: bool) -> Iterator[None]:
+    """Without --verbose, keep errors and tracebacks of Prefect's logs off the terminal.
+
+    The CLI prints the failure itself, as one line; the logs still reach the Prefect API.
+    """
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR and not record.exc_info
+
+    handlers = [] if verbose else [
+        handler for logger in (logging.getLogger(), *logging.Logger.manager.loggerDict.values())
+        if isinstance(logger, logging.Logger) for handler in logger.handlers
+        if isinstance(handler, PrefectConsoleHandler)
+    ]
+    for handler in handlers:
+        handler.addFilter(keep)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(keep)
 
 
 def _emulator(args: argparse.Namespace) -> int:
@@ -208,6 +277,18 @@ async def _costs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted(submitted: list[Any]) -> int:
+    """Ctrl-C: say which job was submitted, so that nobody pays for it twice by accident."""
+    if not submitted:
+        print_error("interrupted before any job was reported submitted")
+        return 130
+    for event in submitted:
+        print_error(f"interrupted; {event.provider} job {event.job_id} was submitted and may still run (and bill)",
+                    hint="run the same command again to wait for that job: the submit is cached, "
+                         "no new job is created (unless --refresh)")
+    return 130
+
+
 def _describe(exc: Exception) -> str:
     from pydantic import ValidationError
 
@@ -222,7 +303,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with _prefect_settings(getattr(args, "verbose", False)):
         if args.command == "generate":
-            return asyncio.run(_generate(args))
+            submitted: list[Any] = []
+            try:
+                return asyncio.run(_generate(args, submitted))
+            except KeyboardInterrupt:
+                return _interrupted(submitted)
         if args.command == "costs":
             return asyncio.run(_costs(args))
         if args.command == "emulator":

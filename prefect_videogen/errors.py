@@ -4,7 +4,8 @@ Every error the package raises on purpose derives from :class:`VideoGenError`::
 
     VideoGenError
     ├── InvalidVideoRequest            bad input, found before any paid call (also a ValueError)
-    │   └── PolicyViolation            a run parameter asks for what the worker's policy does not allow
+    │   ├── PolicyViolation            a run parameter asks for what the worker's policy does not allow
+    │   └── InlineBlockRefused         a deployment run got block fields inline, not a saved block
     ├── InvalidBatch                   bad batch rows, all listed by row, before any paid call
     ├── ProviderError                  the provider answered with an error (provider, status_code, request_id)
     │   ├── AuthError                  401/403: wrong or missing key, plan does not allow it; never retried
@@ -300,3 +301,23 @@ class VerificationFailed(StorageError):
 def is_retryable(exc: BaseException) -> bool:
     """Tell whether ``exc`` is worth another attempt of the same, idempotent step."""
     return isinstance(exc, VideoGenError) and exc.retryable
+
+
+class InlineBlockRefused(InvalidVideoRequest):
+    """A deployment run was given a block's fields inline instead of a saved block. Nothing ran.
+
+    Prefect stores a run's parameters as given, so inline credentials would sit in the run's
+    parameters, and an inline storage or renderer could point the worker anywhere. The fields are
+    not echoed: they may hold a key.
+    """
+
+    def __init__(self, field: str, allowed: Iterable[str]) -> None:
+        self.field = field
+        self.value = None
+        self.allowed = list(allowed)
+        VideoGenError.__init__(
+            self,
+            f"{field}: a deployment run takes a saved block, not block fields given inline; save a "
+            f"{' or '.join(self.allowed)} block (Prefect UI: Blocks, or `.save(name)` in Python) and pick it "
+            f"for {field}, or leave {field} empty for the default",
+        )

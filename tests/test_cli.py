@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import uuid
 
-from prefect_videogen.cli import main
+import pytest
+from prefect.settings import PREFECT_API_URL
+
+from prefect_videogen.blocks import LocalRenderer
+from prefect_videogen.cli import main, print_error
 from prefect_videogen.media import probe_video
+from prefect_videogen.testing import EmulatorServer, Fault, OpenAIEmulator
 
 
 def test_cli_generates_in_process(prefect_server, tmp_path, capsys):
@@ -46,3 +57,160 @@ def test_console_script_on_an_ephemeral_server(tmp_path):
     assert video.startswith(str(tmp_path / "videos"))
     probe = probe_video(video)
     assert (probe.width, probe.height, probe.duration_seconds) == (720, 1280, 4.0)
+
+
+# -- failing cleanly (issue 14) ----------------------------------------------------------------------------
+
+def cli(args: list[str], cwd, *, env: dict[str, str] | None = None, timeout: float = 120,
+        ) -> tuple[subprocess.CompletedProcess, float]:
+    """The CLI in a subprocess on the session's Prefect server; (completed process, seconds it took)."""
+    started = time.monotonic()
+    completed = subprocess.run([sys.executable, "-m", "prefect_videogen.cli", *args], cwd=cwd, env=env or cli_env(),
+                               capture_output=True, text=True, timeout=timeout)
+    return completed, time.monotonic() - started
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "APIFRAME_", "SCENARIO_"))}
+    return {**env, "PREFECT_API_URL": str(PREFECT_API_URL.value()), **extra}
+
+
+def fresh(prompt: str) -> str:
+    """A prompt no earlier run made: a cached submit of another test must not answer it."""
+    return f"{prompt} {uuid.uuid4().hex[:8]}"
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def test_block_name_loads_the_saved_block(prefect_server, tmp_path, capsys):
+    name = f"cli-renderer-{uuid.uuid4().hex[:8]}"
+    LocalRenderer(jobs_dir=str(tmp_path / "jobs"), queue_delay_seconds=0).save(name)
+    code = main(["generate", fresh("a heron at dawn over a still lake"), "--provider", "local", "--block", name,
+                 "--duration", "2", "--out", str(tmp_path / "videos")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    video = next(line.split(None, 1)[1] for line in captured.out.splitlines() if line.startswith("video:"))
+    assert probe_video(video).duration_seconds == 2.0
+    assert any((tmp_path / "jobs").iterdir())  # the saved block's jobs folder, not the default one
+
+
+def test_an_unknown_block_name_is_one_error_line(prefect_server, tmp_path, capsys):
+    code = main(["generate", "a fox", "--provider", "openai", "--block", "no-such-block", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    [line] = err.splitlines()
+    assert line.startswith("error: block='no-such-block'") and "OpenAICredentials" in line
+
+
+def test_markup_in_values_is_printed_literally(tmp_path, capsys):
+    code = main(["generate", "a fox", "--aspect", "[/x]", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    [line] = err.splitlines()
+    assert line.startswith("error: aspect_ratio='[/x]'") and "'16:9' or '9:16'" in line
+
+
+def test_error_text_is_one_plain_line():
+    stream = io.StringIO()
+    with contextlib.redirect_stderr(stream):
+        print_error("openai job video_1 failed [moderation_blocked]: blocked [/x]\nsecond line \x1b[31mred "
+                    "Bearer sk-abcdefghijklmnop", hint="a [bold]hint[/bold]")
+    assert stream.getvalue() == (
+        "error: openai job video_1 failed [moderation_blocked]: blocked [/x] second line  [31mred Bearer ***\n"
+        "hint: a [bold]hint[/bold]\n"
+    )
+
+
+def test_a_non_image_file_is_one_error_line_without_traceback(prefect_server, tmp_path):
+    (tmp_path / "frame.png").write_text("this is not an image\n")
+    completed, _ = cli(["generate", fresh("a fox"), "--image", "frame.png", "--duration", "2", "--out", "videos"],
+                       tmp_path)
+    assert completed.returncode != 0
+    assert "Traceback" not in completed.stderr and "Traceback" not in completed.stdout
+    [line] = error_lines(completed.stderr)
+    assert "image" in line
+    assert len(completed.stderr.splitlines()) <= 2, completed.stderr  # the error line and at most a hint
+
+
+def test_moderation_code_keeps_its_brackets(prefect_server, tmp_path):
+    emulator = OpenAIEmulator(latency_seconds=0.05)
+    emulator.faults.add("create", Fault(reject="output"))
+    with EmulatorServer(emulator) as server:
+        completed, _ = cli(["generate", fresh("a fox"), "--provider", "openai", "--base-url", f"{server.base_url}/v1",
+                            "--out", "videos"], tmp_path, env=cli_env(OPENAI_API_KEY=emulator.api_key))
+    assert completed.returncode == 1
+    [line] = error_lines(completed.stderr)
+    assert "[moderation_blocked]" in line, completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: a connection to it is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_refused_connection_is_one_error_line(prefect_server, tmp_path):
+    """With the suite's instant task retries: whatever the HTTP layer raises is printed as one line."""
+    port = closed_port()
+    completed, _ = cli(["generate", fresh("a fox"), "--provider", "openai", "--base-url", f"http://127.0.0.1:{port}/v1",
+                        "--out", "videos"], tmp_path, env=cli_env(OPENAI_API_KEY="sk-emulator-key"))
+    assert completed.returncode == 1
+    [line] = error_lines(completed.stderr)
+    assert line.startswith("error: openai: ") and "Traceback" not in completed.stderr, completed.stderr
+
+
+# Failing within seconds, naming the URL and saying that nothing was created needs the HTTP layer to
+# fail a refused connection at once with that message (providers/http.py, helper "money-robust"). Until
+# then the default retries take minutes (the 30 s timeout fails this test) and APIFrame's error suggests
+# resubmitting with an idempotency key.
+@pytest.mark.xfail(strict=False, reason="needs money-robust's http.py change")
+def test_a_refused_connection_fails_within_seconds_naming_the_url(prefect_server, tmp_path):
+    port = closed_port()
+    url = f"http://127.0.0.1:{port}"
+    env = cli_env(APIFRAME_API_KEY="afk_emulator_refused_0001")
+    env.pop("PREFECT_VIDEOGEN_RETRY_DELAYS", None)  # the user's defaults, not the suite's instant retries
+    completed, seconds = cli(["generate", fresh("a fox"), "--provider", "apiframe", "--base-url", url,
+                              "--out", "videos"], tmp_path, env=env, timeout=30)
+    assert completed.returncode != 0
+    [line] = error_lines(completed.stderr)
+    assert f"127.0.0.1:{port}" in line and "nothing was created" in line, completed.stderr
+    assert "idempotency_key" not in completed.stderr and "Traceback" not in completed.stderr
+    assert seconds < 15  # a process start and a Prefect flow run; no retry of a refused connection
+
+
+def test_ctrl_c_exits_quickly_and_names_the_job_to_resume(prefect_server, tmp_path):
+    emulator = OpenAIEmulator(latency_seconds=600)
+    with EmulatorServer(emulator) as server:
+        args = ["generate", fresh("a fox"), "--provider", "openai", "--base-url", f"{server.base_url}/v1",
+                "--out", "videos"]
+        env = cli_env(OPENAI_API_KEY=emulator.api_key)
+        process = subprocess.Popen([sys.executable, "-m", "prefect_videogen.cli", *args], cwd=tmp_path, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while emulator.counters["polls"] < 1:  # polled: the submit has returned and was reported
+                assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+                time.sleep(0.05)
+            process.send_signal(signal.SIGINT)
+            interrupted = time.monotonic()
+            _, stderr = process.communicate(timeout=30)
+            seconds = time.monotonic() - interrupted
+        finally:
+            if process.poll() is None:
+                process.kill()
+        [job_id] = emulator.jobs
+        assert process.returncode == 130
+        assert seconds < 5
+        [line] = error_lines(stderr)
+        assert f"openai job {job_id} was submitted" in line
+        assert "Traceback" not in stderr and "run the same command again" in stderr
+
+        emulator.latency_seconds = 0.05  # the job finishes now: the rerun the message asks for waits for it
+        rerun, _ = cli(args, tmp_path, env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert emulator.counters["jobs_created"] == 1 and list(emulator.jobs) == [job_id]
+    assert any(line.startswith("video:") for line in rerun.stdout.splitlines())

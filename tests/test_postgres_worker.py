@@ -125,11 +125,16 @@ async def test_deploy_and_run_on_postgres_with_a_process_worker(server, tmp_path
         "prompts": {"template": "{subject} ({run})", "grid": {"run": [tmp_path.name]},
                     "rows": [{"subject": "a fox at dawn"}, {"subject": "an owl at dusk", "aspect_ratio": "9:16"}],
                     "defaults": {"duration": 1}},
-        "provider": {"queue_delay_seconds": 0},
-        "storage": {"base_path": str(videos)},
         "approval_threshold_usd": None,
     }
     async with PrefectClient(api=env["PREFECT_API_URL"]) as client:
+        # Deployment runs take saved blocks, referenced as the UI's block picker does.
+        from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
+
+        for name, block in (("provider", LocalRenderer(queue_delay_seconds=0)),
+                            ("storage", LocalVideoStorage(base_path=str(videos)))):
+            block_id = await block.asave(f"worker-test-{name}", client=client)
+            parameters[name] = {"$ref": {"block_document_id": str(block_id)}}
         deployments = {f"{d.name}": d for d in await client.read_deployments()}
         assert set(deployments) == {"daily", "adhoc"}
         daily = deployments["daily"]

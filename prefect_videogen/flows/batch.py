@@ -41,6 +41,7 @@ from prefect_videogen.errors import (
     VideoGenError,
 )
 from prefect_videogen.expansion import BatchItem, PromptSource, expand
+from prefect_videogen.flows.params import require_saved_blocks
 from prefect_videogen.flows.steps import (
     RunSettings,
     approve_if_needed,
@@ -263,6 +264,8 @@ async def generate_videos(
         ))
         ```
     """
+    require_saved_blocks(provider=(provider, ProviderBlocks), storage=(storage, StorageBlocks),
+                         rewrite=(rewrite, ChatCompletionsCredentials))
     logger = get_run_logger()
     provider = provider or LocalRenderer()
     video_storage = (storage or LocalVideoStorage()).get_storage()

@@ -15,6 +15,7 @@ from prefect_videogen.blocks import (
 )
 from prefect_videogen.budget import Budget
 from prefect_videogen.costs import estimate_cost
+from prefect_videogen.flows.params import require_saved_blocks
 from prefect_videogen.flows.steps import (
     RunSettings,
     approve_if_needed,
@@ -61,6 +62,7 @@ async def generate_video(
         print(result.video_uri)
         ```
     """
+    require_saved_blocks(provider=(provider, ProviderBlocks), storage=(storage, StorageBlocks))
     logger = get_run_logger()
     provider = provider or LocalRenderer()
     video_storage = (storage or LocalVideoStorage()).get_storage()
