@@ -409,27 +409,39 @@ class _Download:
         self.skip = self.received  # a whole body again: drop what we already have
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The body, in pieces of about ``chunk_size`` bytes, across as many reopened responses as needed.
+
+        Pieces are gathered here rather than by ``aiter_bytes(chunk_size)``, whose buffer is lost
+        when the connection drops: every byte received counts towards the resume offset.
+        """
+        buffer = bytearray()
         while True:
             assert self.response is not None
             skip, self.skip = self.skip, 0
+            problem: BaseException | None = None
             try:
-                async for chunk in self.response.aiter_bytes(self.chunk_size):
+                async for piece in self.response.aiter_bytes():
                     if skip:
-                        dropped = min(skip, len(chunk))
-                        chunk, skip = chunk[dropped:], skip - dropped
-                        if not chunk:
-                            continue
-                    self.received += len(chunk)
-                    yield chunk
-                if self.total is None or self.received >= self.total:
-                    return
-                problem: BaseException = ProviderUnavailable(
-                    f"download ended at byte {self.received} of {self.total}", provider=self.transport.provider
-                )
+                        dropped = min(skip, len(piece))
+                        piece, skip = piece[dropped:], skip - dropped
+                    self.received += len(piece)
+                    buffer += piece
+                    if len(buffer) >= self.chunk_size:
+                        yield bytes(buffer)
+                        buffer.clear()
             except httpx.TransportError as exc:
                 if not should_retry(exc, paid=False):
                     raise
                 problem = exc
+            if buffer:
+                yield bytes(buffer)
+                buffer.clear()
+            if problem is None:
+                if self.total is None or self.received >= self.total:
+                    return
+                problem = ProviderUnavailable(
+                    f"download ended at byte {self.received} of {self.total}", provider=self.transport.provider
+                )
             await self.response.aclose()
             await self._back_off(problem)
             await self.open()
