@@ -129,3 +129,45 @@ async def test_a_body_that_is_not_a_video_is_refused_naming_the_job(setup, tmp_p
     assert job.job_id in str(caught.value) and "billed" in str(caught.value) and "not a video" in str(caught.value)
     assert files(tmp_path) == []  # nothing published
     assert emulator.counters["jobs_created"] == 1
+
+
+async def test_a_resumed_download_into_s3_keeps_one_upload_open(servers, tmp_path):
+    """On S3 the resume happens inside the one chunk stream: the staging upload stays open across drops."""
+    import logging
+    import os
+    import uuid
+
+    boto3 = pytest.importorskip("boto3")
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] is needed for the S3 test")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}.items():
+            env.setenv(name, value)
+        moto = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        moto.start()
+        try:
+            host, port = moto.get_host_and_port()
+            endpoint = f"http://{host}:{port}"
+            s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+            bucket = f"videos-{uuid.uuid4().hex[:12]}"
+            s3.create_bucket(Bucket=bucket)
+            storage = VideoStorage(f"s3://{bucket}/videos", storage_options={"client_kwargs": {"endpoint_url": endpoint}})
+
+            server = servers["apiframe"]
+            server.emulator.reset()
+            client = make_client("apiframe", server, SleepRecorder())
+            plan = load_catalog().plan("apiframe", VideoRequest(prompt="resumed into s3", duration=4))
+            job = await wait_for_job(client, await client.submit(plan), timeout=20, sleep=_fast_sleep)
+            server.emulator.faults.add("download", Fault(drop_after_bytes=8_000), times=4)
+            result = await store_video(client, plan, job, storage)
+            await client.aclose()
+            keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+            assert sorted(k.rsplit(".", 1)[1] for k in keys) == ["json", "mp4"]  # no staging object left
+            assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+            video = s3.get_object(Bucket=bucket, Key=next(k for k in keys if k.endswith(".mp4")))["Body"].read()
+            assert len(video) == result.bytes and server.emulator.counters["download_bytes"] < 1.5 * result.bytes
+            assert server.emulator.counters["downloads"] == 5
+        finally:
+            moto.stop()

@@ -8,7 +8,13 @@ the connection was never established (``httpx.ConnectError``/``ConnectTimeout``)
 answered 429 (a documented refusal: no job is created). A timeout or 5xx after the body was sent
 may have created a job, so it is raised as ``ProviderUnavailable`` with ``maybe_created = True``
 and never re-sent. An adapter whose provider dedupes by ``Idempotency-Key`` sends with
-``paid=False`` plus the key.
+``paid=False`` plus the key. A connection that cannot be made at all is tried a couple of times,
+quickly, then raised as ``ProviderUnavailable(unreachable=True)`` naming the URL: nothing was sent.
+
+Every request goes through one retry loop (``HttpTransport._request``), and whether a failure is
+retried is decided by :func:`prefect_videogen.providers.retry.should_retry` alone, the same function
+the Prefect retry conditions use. Downloads resume with ``Range`` where they broke off
+(:class:`_Download`).
 """
 
 from __future__ import annotations
