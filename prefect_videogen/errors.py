@@ -187,8 +187,9 @@ class ProviderUnavailable(ProviderError):
     have created (and will bill) the job, so the submit is not retryable; look the job up instead.
 
     ``unreachable`` is True when no connection to the provider could be made at all (refused,
-    unknown host): nothing was sent, so nothing was created, and it is not retried beyond the
-    transport's few quick attempts (see :func:`prefect_videogen.providers.retry.should_retry`).
+    unknown host): nothing was sent, so nothing was created. A submit then fails after the
+    transport's few quick attempts; a wait or download of an existing job is retried within its
+    deadline (see :func:`prefect_videogen.providers.retry.should_retry`).
     """
 
     def __init__(self, message: str, *, maybe_created: bool = False, unreachable: bool = False, **kwargs: Any) -> None:
@@ -201,7 +202,7 @@ class ProviderUnavailable(ProviderError):
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
-        return not self.maybe_created and not getattr(self, "unreachable", False)
+        return not self.maybe_created
 
 
 class DownloadFailed(ProviderUnavailable):

@@ -101,7 +101,6 @@ def test_should_retry_transport_table(error, free, paid):
         (RateLimited("slow down", provider="p", status_code=429), True),
         (ProviderUnavailable("down", provider="p", status_code=503), True),
         (ProviderUnavailable("lost", provider="p", maybe_created=True), False),
-        (ProviderUnavailable("refused", provider="p", unreachable=True), False),
         (DownloadFailed("gave up", provider="p", job_id="j1"), False),
         (IdempotencyConflict("same key", provider="p", status_code=409), False),
         (AuthError("bad key", provider="p", status_code=401), False),
@@ -120,6 +119,12 @@ def test_should_retry_typed_errors(error, retried):
     assert should_retry(error, paid=True) is retried
     if error is not None:
         assert is_retryable(error) is retried
+
+
+def test_an_unreachable_endpoint_fails_a_paid_step_fast_and_a_free_one_retries():
+    refused = ProviderUnavailable("refused", provider="p", unreachable=True)
+    assert should_retry(refused, paid=True) is False  # a submit: a wrong base_url does not heal
+    assert should_retry(refused, paid=False) is True  # a wait/download of a paid job: bounded by its deadline
 
 
 def test_default_error_mapping_agrees_with_the_status_table():
@@ -291,4 +296,4 @@ async def test_refused_connection_fails_fast_naming_the_url(paid):
     assert base_url in str(error) and "no job was created" in str(error)
     assert error.unreachable and not error.maybe_created
     assert "idempotency" not in str(error).lower() and "may have created" not in str(error)
-    assert not should_retry(error, paid=paid)  # Prefect does not retry it either
+    assert not should_retry(error, paid=True)  # Prefect does not retry the submit either

@@ -54,12 +54,15 @@ def should_retry(error: BaseException | int | None, *, paid: bool = False) -> bo
           paid or not: nothing reached the server. Anything after sending (read timeout, dropped
           connection) is retried only for a free call.
         * typed errors: ``ProviderUnavailable`` is retried unless the job may exist
-          (``maybe_created``) or the endpoint is unreachable (``unreachable``: the transport
-          already retried the connection quickly; a wrong ``base_url`` or a stopped service does
-          not heal in minutes, and a slow retry made a refused connection take ~170 s). Every
+          (``maybe_created``). An unreachable endpoint (``unreachable``) is not retried for a
+          paid step: the transport already retried the connection quickly, a wrong ``base_url``
+          or a stopped service does not heal in minutes, and the slow retries made a refused
+          submit take ~170 s. For a free step (waiting on or downloading a job that exists and is
+          paid for) it is retried: the wait's deadline or the download budget bounds it. Every
           other error says it by its type (``JobTimedOut``, ``VerificationFailed``, ``JobFailed``,
-          auth and request errors are final; ``RateLimited`` and ``StorageError`` are not).
-          Anything that is not a :class:`VideoGenError` is a bug, not a transient fault.
+          ``DownloadFailed``, auth and request errors are final; ``RateLimited`` and
+          ``StorageError`` are not). Anything that is not a :class:`VideoGenError` is a bug, not
+          a transient fault.
     """
     if error is None:
         return False
@@ -69,8 +72,10 @@ def should_retry(error: BaseException | int | None, *, paid: bool = False) -> bo
         return is_retry_status(error, paid=paid)
     if isinstance(error, httpx.TransportError):
         return isinstance(error, NOT_SENT_ERRORS) or not paid
-    if isinstance(error, VideoGenError):  # ProviderUnavailable.retryable: not maybe_created, not unreachable
-        return bool(error.retryable)
+    if isinstance(error, VideoGenError):
+        if paid and getattr(error, "unreachable", False):
+            return False
+        return bool(error.retryable)  # ProviderUnavailable: not maybe_created
     return False
 
 
