@@ -171,3 +171,73 @@ async def test_a_resumed_download_into_s3_keeps_one_upload_open(servers, tmp_pat
             assert server.emulator.counters["downloads"] == 5
         finally:
             moto.stop()
+
+
+# -- the resume rules, on exact answers (httpx.MockTransport) --
+
+import httpx  # noqa: E402
+
+from prefect_videogen.providers.http import DownloadRestart, HttpTransport  # noqa: E402
+
+DATA = bytes(range(256)) * 4  # 1,024 bytes
+ETAG = '"v1"'
+
+
+class Dropping(httpx.AsyncByteStream):
+    def __init__(self, data: bytes, keep: int) -> None:
+        self.data, self.keep = data, keep
+
+    async def __aiter__(self):
+        yield self.data[: self.keep]
+        raise httpx.ReadError("connection reset")
+
+
+def first_answer_drops_at(keep: int) -> httpx.Response:
+    return httpx.Response(200, headers={"content-length": str(len(DATA)), "etag": ETAG, "content-type": "video/mp4"},
+                          stream=Dropping(DATA, keep))
+
+
+async def fetch(*answers: httpx.Response) -> tuple[bytes, list[httpx.Request]]:
+    queue, seen = list(answers), []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return queue.pop(0)
+
+    sleep = SleepRecorder()
+    transport = HttpTransport("testprov", "https://api.test/v1", transport=httpx.MockTransport(handler), sleep=sleep)
+    try:
+        async with transport.stream("https://cdn.test/v.mp4", authenticated=False, chunk_size=300) as chunks:
+            return b"".join([c async for c in chunks]), seen
+    finally:
+        await transport.aclose()
+
+
+async def test_a_206_with_our_offset_is_appended():
+    body, seen = await fetch(first_answer_drops_at(100), httpx.Response(
+        206, content=DATA[100:], headers={"content-range": f"bytes 100-1023/{len(DATA)}", "content-type": "video/mp4"}))
+    assert body == DATA
+    assert seen[1].headers["range"] == "bytes=100-" and seen[1].headers["if-range"] == ETAG
+    assert all(r.headers["accept-encoding"] == "identity" for r in seen)
+
+
+async def test_a_200_for_the_same_object_is_skipped_to_the_offset():
+    body, _ = await fetch(first_answer_drops_at(100), httpx.Response(
+        200, content=DATA, headers={"etag": ETAG, "content-type": "video/mp4"}))
+    assert body == DATA
+
+
+@pytest.mark.parametrize("answer", [
+    httpx.Response(206, content=DATA[50:], headers={"content-range": "bytes 50-1023/1024"}),  # not our offset
+    httpx.Response(206, content=DATA[100:], headers={"content-range": "bytes 100-2047/2048"}),  # another total
+    httpx.Response(200, content=DATA + b"x", headers={"etag": ETAG}),  # another length
+    httpx.Response(200, content=DATA, headers={"etag": '"v2"'}),  # another version
+])
+async def test_an_object_that_changed_restarts(answer):
+    with pytest.raises(DownloadRestart):
+        await fetch(first_answer_drops_at(100), answer)
+
+
+async def test_a_drop_after_the_last_byte_needs_no_resume():
+    body, seen = await fetch(first_answer_drops_at(len(DATA)))
+    assert body == DATA and len(seen) == 1

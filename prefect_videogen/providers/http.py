@@ -364,7 +364,8 @@ class _Download:
                 await self._back_off(exc)
 
     async def _open_once(self) -> httpx.Response:
-        headers = {}
+        # Identity encoding: Range offsets count the bytes on the wire, which must be the file's bytes.
+        headers = {"Accept-Encoding": "identity"}
         if self.received:
             headers["Range"] = f"bytes={self.received}-"
             if self.validator:
@@ -442,8 +443,10 @@ class _Download:
             if buffer:
                 yield bytes(buffer)
                 buffer.clear()
+            if self.total is not None and self.received >= self.total:
+                return  # every byte arrived; only the connection's end was lost
             if problem is None:
-                if self.total is None or self.received >= self.total:
+                if self.total is None:
                     return
                 problem = ProviderUnavailable(
                     f"download ended at byte {self.received} of {self.total}", provider=self.transport.provider
