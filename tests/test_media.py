@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from prefect_videogen.blocks import LocalVideoStorage
 from prefect_videogen.blocks.apiframe import APIFrameCredentials
@@ -62,7 +63,8 @@ def creds(server) -> APIFrameCredentials:
 async def test_an_output_at_another_size_is_stored_flagged_and_booked(prefect_server, tmp_path, apiframe_1792):
     request = VideoRequest(prompt=f"high but not 1080p {tmp_path.name}", model="sora-2-pro", resolution="high", duration=4)
     storage = LocalVideoStorage(base_path=str(tmp_path / "videos"))
-    result = await generate_video(request, provider=creds(apiframe_1792), storage=storage)
+    state = await generate_video(request, provider=creds(apiframe_1792), storage=storage, return_state=True)
+    result = await state.aresult()
 
     assert (result.width, result.height) == (1792, 1024) and result.resolution == "1792x1024"
     assert result.warnings and "1792x1024" in result.warnings[0] and "1920x1080" in result.warnings[0]
@@ -79,8 +81,10 @@ async def test_an_output_at_another_size_is_stored_flagged_and_booked(prefect_se
     assert apiframe_1792.emulator.counters["jobs_created"] == 1
 
     async with get_client() as client:
-        artifacts = await client.read_artifacts()
-    links = [a for a in artifacts if a.type == "link" and result.job_id in (a.description or "")]
+        artifacts = await client.read_artifacts(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    # Prefect 3.8 stores a link artifact as markdown.
+    links = [a for a in artifacts if a.type in ("link", "markdown") and result.job_id in (a.description or "")]
     assert links and "1792x1024" in links[-1].description and "Warnings" in links[-1].description
 
 
