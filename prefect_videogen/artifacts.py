@@ -170,6 +170,9 @@ async def publish_video_artifacts(
         f"{result.duration_seconds} s, {result.bytes} bytes, sha256 `{result.sha256}`\n\n"
         f"Key `{video_key}`{expiry}."
     )
+    if result.warnings:
+        # Kept because it is paid for, but not what was asked for: say so where the video is shown.
+        description += "\n\n**Warnings** (stored and kept):\n" + "\n".join(f"- {w}" for w in result.warnings)
     link_id = await acreate_link_artifact(
         link=url or storage.local_uri(video_key) or result.video_uri,
         link_text=result.prompt[:80],

@@ -14,7 +14,8 @@ Every error the package raises on purpose derives from :class:`VideoGenError`::
     │   │   └── ModelUnavailable       the model is unknown to, or retired by, this provider
     │   ├── InsufficientCredits        402: the account cannot pay for the job
     │   ├── IdempotencyConflict        409 on an idempotent submit: same key, different body
-    │   └── ProviderUnavailable        5xx, timeouts, dropped connections
+    │   └── ProviderUnavailable        5xx, timeouts, dropped connections, unreachable endpoints
+    │       └── DownloadFailed         a paid job's video could not be fetched in the download budget
     ├── JobFailed                      the job ran and failed (code, message)
     │   └── ContentRejected            moderation: never re-sent automatically
     ├── JobTimedOut                    no terminal status before the deadline (job_id)
@@ -23,8 +24,9 @@ Every error the package raises on purpose derives from :class:`VideoGenError`::
     └── StorageError                   the video could not be stored
         └── VerificationFailed         the stored bytes are not the video that was asked for
 
-``retryable`` is a property of the type (and, for a few, of the instance), so a Prefect
-``retry_condition_fn`` is one line: ``lambda task, run, state: is_retryable(state)``.
+``retryable`` is a property of the type (and, for a few, of the instance); the one decision over
+it, used by the HTTP transport and every Prefect ``retry_condition_fn``, is
+:func:`prefect_videogen.providers.retry.should_retry`.
 
 Messages never contain secrets: provider error bodies are reduced to their message text and
 every message passes through :func:`redact` before it is stored on an exception.
@@ -200,10 +202,16 @@ class ProviderUnavailable(ProviderError):
 
     ``maybe_created`` is True when a paid submit failed after its body was sent: the provider may
     have created (and will bill) the job, so the submit is not retryable; look the job up instead.
+
+    ``unreachable`` is True when no connection to the provider could be made at all (refused,
+    unknown host): nothing was sent, so nothing was created. A submit then fails after the
+    transport's few quick attempts; a wait or download of an existing job is retried within its
+    deadline (see :func:`prefect_videogen.providers.retry.should_retry`).
     """
 
-    def __init__(self, message: str, *, maybe_created: bool = False, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, maybe_created: bool = False, unreachable: bool = False, **kwargs: Any) -> None:
         self.maybe_created = maybe_created
+        self.unreachable = unreachable
         super().__init__(message, **kwargs)
         if maybe_created:
             self.message += "; the provider may have created the job, so it was not re-sent"
@@ -212,6 +220,24 @@ class ProviderUnavailable(ProviderError):
     @property
     def retryable(self) -> bool:  # type: ignore[override]
         return not self.maybe_created
+
+
+class DownloadFailed(ProviderUnavailable):
+    """A finished (and billed) job's video could not be downloaded within the download budget.
+
+    The job is kept: ``resume_command`` fetches it later without a new submit. Not retried by
+    Prefect: the transport already resumed and retried the download for its whole time budget.
+    """
+
+    def __init__(self, message: str, *, job_id: str, resume_command: str | None = None, **kwargs: Any) -> None:
+        self.job_id = job_id
+        self.resume_command = resume_command
+        hint = f"; run `{resume_command}` to fetch it without a new submit" if resume_command else ""
+        super().__init__(f"job {job_id} is paid and kept, but its video could not be downloaded: {message}{hint}", **kwargs)
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return False
 
 
 class JobFailed(VideoGenError):
@@ -254,9 +280,12 @@ class ContentRejected(JobFailed):
 
 
 class JobTimedOut(VideoGenError):
-    """No terminal status arrived before the deadline. The job may still finish: resume it."""
+    """No terminal status arrived before the deadline. The job may still finish: resume it.
 
-    retryable = True
+    Never retried: ``timeout_seconds`` bounds the whole wait, and a retry would wait past it.
+    """
+
+    retryable = False
 
     def __init__(self, *, provider: str, job_id: str, waited_seconds: float, last_status: str) -> None:
         self.provider = provider
@@ -299,8 +328,13 @@ class VerificationFailed(StorageError):
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Tell whether ``exc`` is worth another attempt of the same, idempotent step."""
-    return isinstance(exc, VideoGenError) and exc.retryable
+    """Tell whether ``exc`` is worth another attempt of the same, idempotent step.
+
+    The rule lives in :func:`prefect_videogen.providers.retry.should_retry`; this is its free-call form.
+    """
+    from prefect_videogen.providers.retry import should_retry  # retry imports this module
+
+    return should_retry(exc, paid=False)
 
 
 class InlineBlockRefused(InvalidVideoRequest):

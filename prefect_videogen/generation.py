@@ -19,11 +19,12 @@ import time
 from typing import Any
 
 from prefect_videogen.catalog import VideoPlan, load_catalog
-from prefect_videogen.errors import VerificationFailed
-from prefect_videogen.media import mismatch, probe_video
+from prefect_videogen.errors import DownloadFailed, ProviderUnavailable, VerificationFailed
+from prefect_videogen.media import Verdict, VideoProbe, judge, probe_video
 from prefect_videogen.models import VideoJob, VideoRequest, VideoResult
 from prefect_videogen.policy import WorkerPolicy, check_request_inputs
 from prefect_videogen.providers.base import VideoProvider, wait_for_job
+from prefect_videogen.providers.http import DownloadRestart
 from prefect_videogen.storage.base import VideoStorage
 
 
@@ -41,6 +42,10 @@ def sidecar_key(video_key: str) -> str:
     return f"{stem or video_key}.json"
 
 
+# Whole re-downloads after the video changed under a resumed one (a resume itself is not a restart).
+MAX_DOWNLOAD_RESTARTS = 2
+
+
 async def store_video(
     provider: VideoProvider,
     plan: VideoPlan,
@@ -53,9 +58,16 @@ async def store_video(
 ) -> VideoResult:
     """Stream the finished ``job``'s video into ``storage``, verify it, publish it and its sidecar.
 
+    A paid video is never thrown away for being other than the catalog expected: a different frame
+    size (or a slightly different duration) is stored and listed in ``VideoResult.warnings`` and the
+    sidecar's ``warnings``, with the real size recorded (:func:`prefect_videogen.media.judge`).
+    A dropped download resumes where it broke off (``HttpTransport.stream``).
+
     Raises:
-        VerificationFailed: the bytes are not a decodable video of the requested duration and size;
-            nothing is published.
+        VerificationFailed: the bytes are not a decodable video, or its duration is far off; the
+            message names the job, which stays billed at the provider. Nothing is published.
+        DownloadFailed: the video could not be fetched within the download budget; the message
+            names the job and the command that fetches it later without a new submit.
     """
     started = time.monotonic()
     key = storage.key_for(
@@ -65,22 +77,34 @@ async def store_video(
         model=plan.request.model or "",
         **(key_fields or {}),
     )
-    probes = []
+    probes: list[tuple[VideoProbe, Verdict]] = []
+    kept = f"{plan.provider} job {job.job_id} (billed by the provider; the job is kept)"
 
     def verify(fs: Any, path: str) -> None:
         try:
             with fs.open(path, "rb") as handle:
                 probe = probe_video(handle)
         except ValueError as exc:
-            raise VerificationFailed(f"{plan.provider} job {job.job_id}: {exc}") from exc
-        problem = mismatch(probe, duration=plan.request.duration, width=plan.width, height=plan.height)
-        if problem:
-            raise VerificationFailed(f"{plan.provider} job {job.job_id} returned the wrong video: {problem}")
-        probes.append(probe)
+            raise VerificationFailed(f"{kept} returned a body that is not a video: {exc}; nothing was stored") from exc
+        verdict = judge(probe, duration=plan.request.duration, width=plan.width, height=plan.height)
+        if verdict.refusal:
+            raise VerificationFailed(f"{kept} returned the wrong video: {verdict.refusal}; nothing was stored")
+        probes.append((probe, verdict))
 
-    async with provider.stream_video(job) as chunks:
-        stored = await storage.write_stream(key, chunks, verify=verify)
-    probe = probes[0]
+    for attempt in range(1, MAX_DOWNLOAD_RESTARTS + 2):
+        try:
+            async with provider.stream_video(job) as chunks:
+                stored = await storage.write_stream(key, chunks, verify=verify)
+            break
+        except DownloadRestart as exc:
+            if attempt <= MAX_DOWNLOAD_RESTARTS:
+                continue  # the object changed under a resumed download: fetch it whole again
+            raise _download_failed(plan, job, storage, exc) from exc
+        except DownloadFailed:
+            raise
+        except ProviderUnavailable as exc:
+            raise _download_failed(plan, job, storage, exc) from exc
+    probe, verdict = probes[0]
     timings = {**(timings or {}), "download_seconds": round(time.monotonic() - started, 3)}
     result_sidecar_key = sidecar_key(key)
     result = VideoResult(
@@ -97,6 +121,7 @@ async def store_video(
         resolution=f"{probe.width}x{probe.height}",
         prompt=plan.request.prompt,
         timings=timings,
+        warnings=verdict.warnings,
     )
     sidecar = {
         "video_key": key,
@@ -108,6 +133,8 @@ async def store_video(
         "size": stored.size,
         "sha256": stored.sha256,
         "video": {"duration_seconds": result.duration_seconds, "width": probe.width, "height": probe.height, "codec": probe.codec},
+        "expected": {"duration_seconds": plan.request.duration, "width": plan.width, "height": plan.height},
+        "warnings": verdict.warnings,
         "reported_cost": {"amount": job.reported_cost, "unit": job.reported_cost_unit},
         "timings": timings,
         "created_at": result.created_at.isoformat(),
@@ -115,6 +142,13 @@ async def store_video(
     }
     await storage.write_json(result_sidecar_key, sidecar)
     return result
+
+
+def _download_failed(plan: VideoPlan, job: VideoJob, storage: VideoStorage, exc: ProviderUnavailable) -> DownloadFailed:
+    return DownloadFailed(
+        exc.detail, provider=plan.provider, job_id=job.job_id, status_code=exc.status_code,
+        resume_command=f"prefect-videogen resume --out {storage.uri('')}",
+    )
 
 
 async def generate(

@@ -13,11 +13,15 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-# Stated tolerance of verify_video: providers round durations to whole frames and encoders pad
-# dimensions to macroblocks (1080 -> 1088), so exact equality would reject good videos.
+# Tolerances of what a stored video is compared with: providers round durations to whole frames and
+# encoders pad dimensions to macroblocks (1080 -> 1088), so exact equality would flag good videos.
 DURATION_TOLERANCE_SECONDS = 0.5
 SIZE_TOLERANCE_FRACTION = 0.02
-
+# A paid video is refused only when it cannot be what was asked for: its duration is off by more
+# than max(1 s, 25 % of the requested duration). A different frame size is the provider's choice
+# (APIFrame sora-2-pro "high" is 1792x1024 where the catalog guesses 1920x1080): kept and flagged.
+REFUSE_DURATION_MIN_SECONDS = 1.0
+REFUSE_DURATION_FRACTION = 0.25
 
 @dataclass(frozen=True)
 class VideoProbe:
@@ -60,17 +64,41 @@ def probe_video(source: str | Path | IO[bytes]) -> VideoProbe:
         raise ValueError(f"not a decodable video: {exc}") from exc
 
 
-def mismatch(probe: VideoProbe, *, duration: float, width: int, height: int) -> str | None:
-    """Describe how ``probe`` differs from what was asked for, beyond the stated tolerance."""
-    problems = []
-    if abs(probe.duration_seconds - duration) > DURATION_TOLERANCE_SECONDS:
-        problems.append(
-            f"duration {probe.duration_seconds:.2f} s, expected {duration} s ± {DURATION_TOLERANCE_SECONDS} s"
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with a decodable video: refuse it (``refusal``) or keep it with ``warnings``."""
+
+    refusal: str | None
+    warnings: list[str]
+
+
+def judge(probe: VideoProbe, *, duration: float, width: int, height: int) -> Verdict:
+    """Compare ``probe`` with what was asked for.
+
+    Rules: a duration off by more than ``max(REFUSE_DURATION_MIN_SECONDS, REFUSE_DURATION_FRACTION
+    * duration)`` refuses the video; a smaller duration difference beyond
+    ``DURATION_TOLERANCE_SECONDS``, and any width or height beyond ``SIZE_TOLERANCE_FRACTION``, are
+    warnings: the video is paid for and usable, so it is kept and its real size recorded.
+    """
+    warnings = []
+    off = abs(probe.duration_seconds - duration)
+    refuse_beyond = max(REFUSE_DURATION_MIN_SECONDS, REFUSE_DURATION_FRACTION * duration)
+    if off > refuse_beyond:
+        return Verdict(
+            f"duration {probe.duration_seconds:.2f} s, expected {duration} s (refused beyond ± {refuse_beyond:.2f} s)",
+            [],
         )
-    for name, got, want in (("width", probe.width, width), ("height", probe.height, height)):
-        if abs(got - want) > want * SIZE_TOLERANCE_FRACTION:
-            problems.append(f"{name} {got}, expected {want} ± {SIZE_TOLERANCE_FRACTION:.0%}")
-    return "; ".join(problems) or None
+    if off > DURATION_TOLERANCE_SECONDS:
+        warnings.append(f"duration {probe.duration_seconds:.2f} s, expected {duration} s ± {DURATION_TOLERANCE_SECONDS} s")
+    if any(abs(got - want) > want * SIZE_TOLERANCE_FRACTION for got, want in ((probe.width, width), (probe.height, height))):
+        warnings.append(f"size {probe.width}x{probe.height}, expected {width}x{height} ± {SIZE_TOLERANCE_FRACTION:.0%}")
+    return Verdict(None, warnings)
+
+
+def mismatch(probe: VideoProbe, *, duration: float, width: int, height: int) -> str | None:
+    """Describe every way ``probe`` differs from what was asked for beyond the stated tolerances (strict)."""
+    verdict = judge(probe, duration=duration, width=width, height=height)
+    return "; ".join([*([verdict.refusal] if verdict.refusal else []), *verdict.warnings]) or None
 
 
 def _background(width: int, height: int, image: str | None) -> np.ndarray:

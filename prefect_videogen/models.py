@@ -165,3 +165,7 @@ class VideoResult(BaseModel):
     prompt: str
     created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds spent per step.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="How the stored video differs from what was asked for (kept: it is paid for), e.g. its size.",
+    )

@@ -13,6 +13,7 @@ from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
 from prefect_videogen.errors import InvalidBatch
 from prefect_videogen.expansion import PromptSource, expand
 from prefect_videogen.flows import generate_videos
+from prefect_videogen.manifest import load_manifest
 from prefect_videogen.media import probe_video
 
 GRID = {"subject": ["a fox", "an owl", "a cat"], "time_of_day": ["dawn", "dusk"]}
@@ -68,7 +69,7 @@ async def test_batch_stores_every_item_and_a_rerun_pays_nothing(prefect_server, 
         sidecar = json.loads(open(item.sidecar_uri).read())
         assert sidecar["metadata"]["original_prompt"] == item.original_prompt
         assert sidecar["metadata"]["item_id"] == item.item_id
-    manifest = json.loads(open(first.manifest_uri).read())
+    manifest = load_manifest(first.manifest_uri).model_dump(mode="json")  # per-item records, assembled
     assert {i["status"] for i in manifest["items"].values()} == {"stored"}
     assert all(i["job_id"] and i["video_key"] and "://" not in i["video_key"] for i in manifest["items"].values())
     assert len(jobs(tmp_path)) == 6

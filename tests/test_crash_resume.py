@@ -24,7 +24,7 @@ import pytest
 
 from prefect_videogen.blocks import LocalVideoStorage
 from prefect_videogen.ledger import Ledger
-from prefect_videogen.manifest import Manifest
+from prefect_videogen.manifest import Manifest, load_manifest
 from prefect_videogen.media import mismatch, probe_video
 from prefect_videogen.testing.server import free_port
 
@@ -103,7 +103,7 @@ def run_to_completion(args: dict, stderr_path: Path) -> dict:
 
 def check_stored(storage_dir: Path, width: int, height: int) -> Manifest:
     """Every item of the manifest is stored, its file exists and PyAV reads the video asked for."""
-    manifest = Manifest.model_validate_json((storage_dir / "manifests" / "crash-resume.json").read_text())
+    manifest = load_manifest(str(storage_dir / "manifests" / "crash-resume.json"))
     assert len(manifest.items) == ITEMS
     for item in manifest.items.values():
         assert item.status == "stored" and item.video_key and item.sidecar_key, item

@@ -72,7 +72,7 @@ async def test_wrong_video_is_refused(tmp_path):
     rendered = await provider.submit(load_catalog().plan("local", VideoRequest(prompt="a fox", duration=2)))
     # Ask for 4 s 9:16 but the provider hands back its 2 s 16:9 job.
     plan = load_catalog().plan("local", VideoRequest(prompt="a fox", duration=4, aspect_ratio="9:16"))
-    with pytest.raises(VerificationFailed, match="duration 2.00 s, expected 4 s.*width 1280, expected 720"):
+    with pytest.raises(VerificationFailed, match="duration 2.00 s, expected 4 s"):  # the size alone would be kept
         await store_video(provider, plan, rendered, VideoStorage(str(tmp_path / "v")))
     assert [p for p in (tmp_path / "v").rglob("*") if p.is_file()] == []
 

@@ -181,3 +181,89 @@ async def test_a_stretched_wait_still_stops_at_the_deadline():
     assert clock.now == pytest.approx(40)
     assert max(clock.slept) > 6  # the estimate did stretch a wait, and the deadline cut the last one
     assert caught.value.job_id == "j1"
+
+
+# -- timeout_seconds bounds the whole wait of a flow, on the emulators (real time: the jobs never finish) --
+
+STUCK_TIMEOUT = 8.0
+MAX_POLL_INTERVAL = PollSchedule().maximum
+
+
+@pytest.fixture(scope="module")
+def stuck_servers():
+    from prefect_videogen.testing import EmulatorServer
+    from prefect_videogen.testing.apiframe_emulator import APIFrameEmulator
+    from prefect_videogen.testing.openai_emulator import OpenAIEmulator
+    from prefect_videogen.testing.scenario_emulator import ScenarioEmulator
+
+    hour = 3600.0  # the jobs stay queued/processing for the whole test
+    servers = {
+        "openai": EmulatorServer(OpenAIEmulator(api_key="sk-emulator-key", latency_seconds=hour)).start(),
+        "scenario": EmulatorServer(ScenarioEmulator(api_key="stuck-key", api_secret="stuck-secret",
+                                                    latency_seconds=hour)).start(),
+        "apiframe": EmulatorServer(APIFrameEmulator(latency_seconds=hour)).start(),
+    }
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+def stuck_credentials(name, server):
+    from prefect_videogen.blocks import APIFrameCredentials, OpenAICredentials, ScenarioCredentials
+    from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY
+
+    if name == "openai":
+        return OpenAICredentials(api_key="sk-emulator-key", base_url=server.base_url + "/v1")
+    if name == "scenario":
+        return ScenarioCredentials(api_key="stuck-key", api_secret="stuck-secret", base_url=server.base_url + "/v1")
+    return APIFrameCredentials(api_key=EMULATOR_API_KEY, base_url=server.base_url)
+
+
+async def test_a_stuck_job_ends_the_flow_at_timeout_seconds_without_a_retry(prefect_server, tmp_path, stuck_servers):
+    """``--timeout 8`` on a job that never finishes polled for 58 s (JobTimedOut was retried twice)."""
+    import asyncio
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    from prefect_videogen.blocks import LocalVideoStorage
+    from prefect_videogen.flows import generate_video
+    from prefect_videogen.models import VideoRequest
+
+    async def run(name, server):
+        started = time.monotonic()
+        state = await generate_video(
+            VideoRequest(prompt=f"stuck {name} {tmp_path.name}", duration=4), provider=stuck_credentials(name, server),
+            storage=LocalVideoStorage(base_path=str(tmp_path / name)), timeout_seconds=STUCK_TIMEOUT,
+            return_state=True,
+        )
+        elapsed = time.monotonic() - started
+        return name, state, elapsed, await state.aresult(raise_on_failure=False)
+
+    outcomes = await asyncio.gather(*(run(name, server) for name, server in stuck_servers.items()))
+    async with get_client() as client:
+        task_runs = await client.read_task_runs()
+    for name, state, elapsed, error in outcomes:
+        assert isinstance(error, JobTimedOut), (name, error)
+        assert error.job_id in str(error)  # the job stays resumable by its id
+        waits = [r for r in task_runs if r.flow_run_id == state.state_details.flow_run_id and r.name.startswith("wait ")]
+        assert len(waits) == 1 and waits[0].run_count == 1, (name, [(w.name, w.run_count) for w in waits])
+        # Within one poll interval of the deadline (plus the submit and Prefect's own overhead).
+        wait_seconds = waits[0].total_run_time.total_seconds()
+        assert STUCK_TIMEOUT - 0.5 <= wait_seconds <= STUCK_TIMEOUT + MAX_POLL_INTERVAL, (name, wait_seconds)
+        assert elapsed < STUCK_TIMEOUT + MAX_POLL_INTERVAL + 10, (name, elapsed)
+        assert stuck_servers[name].emulator.counters["jobs_created"] >= 1
+
+
+async def test_a_retried_wait_only_waits_for_what_is_left(monkeypatch):
+    """A wait task retried for another reason (a poll outage) keeps the first attempt's deadline."""
+    from prefect_videogen.tasks import generation as tasks
+
+    run_id = "run-1"
+    monkeypatch.setattr(tasks.task_run, "id", run_id, raising=False)
+    tasks._wait_started[run_id] = __import__("time").time() - 100.0  # the first attempt started 100 s ago
+    job = VideoJob(provider="timed", model="m", job_id="j9", status=JobStatus.RUNNING, raw_status="running")
+    with pytest.raises(JobTimedOut) as caught:
+        await tasks.wait_for_video.fn(job, provider=None, timeout_seconds=60.0)
+    assert caught.value.job_id == "j9" and caught.value.waited_seconds >= 100
+    assert run_id not in tasks._wait_started  # final: the start is forgotten

@@ -8,7 +8,6 @@ missing; deselect with ``-m "not postgres"``. Takes about a minute; every wait i
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from prefect_videogen.manifest import load_manifest
 from prefect_videogen.media import probe_video
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(240)]
@@ -168,5 +168,5 @@ async def test_deploy_and_run_on_postgres_with_a_process_worker(server, tmp_path
     assert sorted((probe_video(p).width, probe_video(p).height, probe_video(p).duration_seconds) for p in stored) == [
         (720, 1280, 1.0), (1280, 720, 1.0)]
     [manifest_file] = (videos / "manifests").glob("batch-*.json")
-    manifest = json.loads(manifest_file.read_text())
+    manifest = load_manifest(str(manifest_file)).model_dump(mode="json")
     assert {item["status"] for item in manifest["items"].values()} == {"stored"}

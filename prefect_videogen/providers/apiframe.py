@@ -173,6 +173,8 @@ class APIFrameVideoProvider(VideoProvider):
                 "within 24 h to get the same job", provider=self.name,
             ) from exc
         except ProviderUnavailable as exc:
+            if exc.unreachable:
+                raise  # nothing was sent: there is no job to get back with the key
             raise ProviderUnavailable(
                 f"{exc.detail}; resubmit with idempotency_key={key!r} within 24 h to get the same job "
                 "instead of paying for a new one",

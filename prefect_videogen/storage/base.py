@@ -5,6 +5,13 @@ name, so nothing partial ever sits there: a local rename is atomic, and on S3 an
 only once its upload (or server-side copy) is complete. On S3 the staging object is written as a
 multipart upload of ``part_size`` parts, so memory stays bounded by about one part whatever the
 video's size. A failed write aborts the multipart upload and removes its staging object.
+
+A dropped download does not reach this module: the transport resumes it with HTTP ``Range`` inside
+the one chunk stream it hands to :meth:`VideoStorage.write_stream` (``providers/http.py``), so the
+staging file, or the open multipart upload on S3, simply receives the rest of the bytes. An S3
+object cannot be appended to once closed, and staging the whole video in a local temporary file
+first would double the disk traffic on local storage and need scratch space as large as the
+video; keeping the one handle open across resumes needs neither, and memory stays about one part.
 """
 
 from __future__ import annotations

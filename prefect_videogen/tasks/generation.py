@@ -23,17 +23,18 @@ from prefect_videogen import progress
 from prefect_videogen.artifacts import ProgressArtifact, publish_video_artifacts
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.catalog import VideoPlan
-from prefect_videogen.errors import ProviderUnavailable, RateLimited, is_retryable
+from prefect_videogen.errors import JobTimedOut
 from prefect_videogen.generation import store_video
 from prefect_videogen.models import VideoJob, VideoResult
 from prefect_videogen.providers.base import wait_for_job
+from prefect_videogen.providers.retry import should_retry
 from prefect_videogen.slots import release_current_slot
 from prefect_videogen.storage.base import VideoStorage
 from prefect_videogen.tasks.caching import JobCachePolicy, submit_policy
 
 
-async def retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Prefect ``retry_condition_fn``: retry only errors whose type says another try can help.
+async def _failure(state: State[Any]) -> BaseException | None:
+    """The exception a failed task run raised, None when it did not fail.
 
     Async on purpose: inside an async task run ``state.result()`` returns a coroutine instead of
     raising, which would make every failure look final. Prefect awaits an async condition.
@@ -41,23 +42,22 @@ async def retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: Sta
     try:
         await state.aresult()
     except Exception as exc:
-        return is_retryable(exc)
-    return False
+        return exc
+    return None
+
+
+async def retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Prefect ``retry_condition_fn`` of the free steps (wait, download): :func:`should_retry` decides."""
+    return should_retry(await _failure(state), paid=False)
 
 
 async def retry_if_refused(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """``retry_condition_fn`` of the paid submit: retry only when the provider provably created nothing.
+    """``retry_condition_fn`` of the paid submit: :func:`should_retry` with ``paid=True`` decides.
 
-    A 429, or a request that never connected, created no job; an ambiguous failure after the body
-    was sent (``maybe_created``) is never retried: it could pay twice.
+    A 429 created no job; an ambiguous failure after the body was sent (``maybe_created``) could pay
+    twice, and an unreachable endpoint was already retried quickly by the transport.
     """
-    try:
-        await state.aresult()
-    except (RateLimited, ProviderUnavailable) as exc:
-        return not getattr(exc, "maybe_created", False)
-    except Exception:
-        return False
-    return False
+    return should_retry(await _failure(state), paid=True)
 
 
 def _retry_delays(default: list[float]) -> list[float]:
@@ -94,6 +94,11 @@ async def submit_video(plan: VideoPlan, provider: VideoProviderBlock, idempotenc
     return job
 
 
+# Wall-clock start of each wait task run, by task run id: Prefect retries a task run in the same
+# process under the same id, so a retry waits only for what is left of ``timeout_seconds``.
+_wait_started: dict[Any, float] = {}
+
+
 @task(
     task_run_name="wait {job.provider}/{job.model} {job.job_id}",
     retries=2,
@@ -105,8 +110,18 @@ async def submit_video(plan: VideoPlan, provider: VideoProviderBlock, idempotenc
 async def wait_for_video(job: VideoJob, provider: VideoProviderBlock, timeout_seconds: float = 1800.0) -> VideoJob:
     """Poll ``job`` until it succeeds, updating a progress artifact; raises the typed error otherwise.
 
-    Frees the caller's provider slot (:mod:`prefect_videogen.slots`) as soon as the job ends.
+    ``timeout_seconds`` bounds the whole wait, Prefect retries included (they happen after a poll
+    failed for another reason: the deadline is computed once, from the first attempt's start), and
+    ``JobTimedOut`` itself is never retried. Frees the caller's provider slot
+    (:mod:`prefect_videogen.slots`) as soon as the job ends.
     """
+    run_id = task_run.id
+    started = _wait_started.setdefault(run_id, time.time()) if run_id else time.time()
+    left = timeout_seconds - (time.time() - started)
+    if left <= 0:
+        _wait_started.pop(run_id, None)
+        raise JobTimedOut(provider=job.provider, job_id=job.job_id, waited_seconds=time.time() - started,
+                          last_status=job.raw_status)
     bar = await ProgressArtifact.create(f"{job.provider} {job.model} job {job.job_id}")
     shown = {"progress": -1.0}
 
@@ -121,7 +136,14 @@ async def wait_for_video(job: VideoJob, provider: VideoProviderBlock, timeout_se
 
     try:
         async with provider.shared_client() as client:
-            return await wait_for_job(client, job, timeout=timeout_seconds, on_update=on_update)
+            done = await wait_for_job(client, job, timeout=left, on_update=on_update)
+    except Exception as exc:
+        if not should_retry(exc):
+            _wait_started.pop(run_id, None)  # final: no retry will look the start up
+        raise
+    else:
+        _wait_started.pop(run_id, None)
+        return done
     finally:
         await bar.aclose()
 

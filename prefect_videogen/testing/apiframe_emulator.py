@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from prefect_videogen.testing.server import DroppedDownload, EmulatorState, Fault, video_bytes
+from prefect_videogen.testing.server import EmulatorState, Fault, video_bytes, video_download
 
 EMULATOR_API_KEY = "afk_emulator_0123456789abcdef"
 MODELS = ("sora-2", "sora-2-pro")
@@ -414,9 +414,7 @@ class APIFrameEmulator(EmulatorState):
         if fault and fault.status:
             return self._fault_response(fault)
         data = video_bytes(job["width"], job["height"], job["duration"])
-        if fault and fault.drop_after_bytes is not None:
-            return DroppedDownload(data, fault.drop_after_bytes)
-        return Response(data, media_type="video/mp4")
+        return video_download(self, request, data, fault)  # type: ignore[no-any-return]
 
 
 def _multipart_fields(body: bytes, boundary: bytes) -> dict[str, tuple[bytes, str | None]]:

@@ -45,10 +45,10 @@ from prefect_videogen.testing.openai_shape import (
     refuse,
 )
 from prefect_videogen.testing.server import (
-    DroppedDownload,
     EmulatorState,
     Fault,
     video_bytes,
+    video_download,
 )
 
 STANDARD_SIZES = ("720x1280", "1280x720")
@@ -400,6 +400,4 @@ class OpenAIEmulator(EmulatorState):
         if variant != "video":
             image_format, media_type = ("WEBP", "image/webp") if variant == "thumbnail" else ("JPEG", "image/jpeg")
             return Response(first_frame_image(io.BytesIO(data), image_format=image_format), media_type=media_type)
-        if fault.drop_after_bytes is not None:
-            return DroppedDownload(data, fault.drop_after_bytes)
-        return Response(data, media_type="video/mp4")
+        return video_download(self, request, data, fault)

@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from prefect_videogen.testing.server import DroppedDownload, EmulatorState, Fault, video_bytes
+from prefect_videogen.testing.server import EmulatorState, Fault, video_bytes, video_download
 
 DURATIONS = (4, 8, 12, 16, 20)
 ASPECTS = ("16:9", "9:16")
@@ -335,8 +335,6 @@ class ScenarioEmulator(EmulatorState):
         self.count("downloads")
         fault = self.faults.take("download")
         payload = video_bytes(job["width"], job["height"], job["duration"])
-        if fault and fault.drop_after_bytes is not None:
-            return DroppedDownload(payload, fault.drop_after_bytes)  # type: ignore[return-value]
         if fault and fault.status:
             return self._fault_response(fault)
-        return Response(payload, media_type="video/mp4")
+        return video_download(self, request, payload, fault)  # type: ignore[no-any-return]

@@ -14,8 +14,10 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import re
 import socket
 import tempfile
 import threading
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.responses import Response
 
 from prefect_videogen.media import render_title_card
 
@@ -49,6 +52,10 @@ class Fault:
             ("prompt", "image" or "output").
         fail_on_create: the create response itself already reports the job failed.
         after_create: apply ``status`` only after the job was really created (an ambiguous 5xx).
+        payload: for downloads, serve these bytes as ``video/mp4`` instead of the video (for
+            example a JSON error body: a paid job whose output is not a video).
+        ignore_range: for downloads, answer a ``Range`` request with the whole body (200), as
+            servers without range support do.
     """
 
     status: int | None = None
@@ -58,6 +65,8 @@ class Fault:
     reject: str | None = None
     fail_on_create: bool = False
     after_create: bool = False
+    payload: bytes | None = None
+    ignore_range: bool = False
 
 
 class FaultPlan:
@@ -158,14 +167,47 @@ class DroppedDownload:
     """An ASGI response that announces the whole body (Content-Length), sends ``keep`` bytes, then
     fails, so uvicorn aborts the connection: the client sees a download dropped midway."""
 
-    def __init__(self, data: bytes, keep: int, *, media_type: str = "video/mp4") -> None:
-        self.data, self.keep, self.media_type = data, keep, media_type
+    def __init__(self, data: bytes, keep: int, *, media_type: str = "video/mp4", status: int = 200,
+                 headers: dict[str, str] | None = None) -> None:
+        self.data, self.keep, self.media_type, self.status = data, keep, media_type, status
+        self.headers = headers or {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", self.media_type.encode()), (b"content-length", str(len(self.data)).encode())]})
+        headers = [(b"content-type", self.media_type.encode()), (b"content-length", str(len(self.data)).encode()),
+                   *((k.lower().encode(), v.encode()) for k, v in self.headers.items())]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.data[: self.keep], "more_body": True})
         raise ConnectionAbortedError("emulated connection drop mid-download")
+
+
+_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+def video_download(state: EmulatorState, request: Any, data: bytes, fault: Fault | None) -> Any:
+    """The ASGI answer to a video download, as a CDN gives it: ``Range`` honoured (206 with
+    ``Content-Range``; 416 past the end), an ``ETag``, and the fault's drop or payload applied.
+
+    Counts ``download_bytes``: the body bytes actually served, so tests can prove a resumed
+    download fetched the file about once.
+    """
+    if fault and fault.payload is not None:
+        data = fault.payload
+    headers = {"accept-ranges": "bytes", "etag": f'"{hashlib.sha256(data).hexdigest()[:32]}"'}
+    status, body = 200, data
+    match = _RANGE.match(request.headers.get("range", ""))
+    if_range = request.headers.get("if-range")
+    if match and not (fault and fault.ignore_range) and (if_range is None or if_range == headers["etag"]):
+        start = int(match[1])
+        end = min(int(match[2]), len(data) - 1) if match[2] else len(data) - 1
+        if start >= len(data) or end < start:
+            return Response(status_code=416, headers={"content-range": f"bytes */{len(data)}"})
+        status, body = 206, data[start : end + 1]
+        headers["content-range"] = f"bytes {start}-{end}/{len(data)}"
+    if fault and fault.drop_after_bytes is not None:
+        state.count("download_bytes", min(fault.drop_after_bytes, len(body)))
+        return DroppedDownload(body, fault.drop_after_bytes, status=status, headers=headers)
+    state.count("download_bytes", len(body))
+    return Response(body, status_code=status, media_type="video/mp4", headers=headers)
 
 
 def free_port() -> int:
