@@ -163,11 +163,6 @@ def test_a_refused_connection_is_one_error_line(prefect_server, tmp_path):
     assert line.startswith("error: openai: ") and "Traceback" not in completed.stderr, completed.stderr
 
 
-# Failing within seconds, naming the URL and saying that nothing was created needs the HTTP layer to
-# fail a refused connection at once with that message (providers/http.py, helper "money-robust"). Until
-# then the default retries take minutes (the 30 s timeout fails this test) and APIFrame's error suggests
-# resubmitting with an idempotency key.
-@pytest.mark.xfail(strict=False, reason="needs money-robust's http.py change")
 def test_a_refused_connection_fails_within_seconds_naming_the_url(prefect_server, tmp_path):
     port = closed_port()
     url = f"http://127.0.0.1:{port}"
@@ -177,7 +172,7 @@ def test_a_refused_connection_fails_within_seconds_naming_the_url(prefect_server
                               "--out", "videos"], tmp_path, env=env, timeout=30)
     assert completed.returncode != 0
     [line] = error_lines(completed.stderr)
-    assert f"127.0.0.1:{port}" in line and "nothing was created" in line, completed.stderr
+    assert f"127.0.0.1:{port}" in line and "no job was created" in line, completed.stderr
     assert "idempotency_key" not in completed.stderr and "Traceback" not in completed.stderr
     assert seconds < 15  # a process start and a Prefect flow run; no retry of a refused connection
 
