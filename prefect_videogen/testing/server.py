@@ -49,6 +49,8 @@ class Fault:
             ("prompt", "image" or "output").
         fail_on_create: the create response itself already reports the job failed.
         after_create: apply ``status`` only after the job was really created (an ambiguous 5xx).
+        answer_delay_seconds: for job creation, create the job, then wait this long before
+            answering (a client that times out or dies meanwhile never learns the job id).
     """
 
     status: int | None = None
@@ -58,6 +60,7 @@ class Fault:
     reject: str | None = None
     fail_on_create: bool = False
     after_create: bool = False
+    answer_delay_seconds: float = 0.0
 
 
 class FaultPlan:
