@@ -97,6 +97,8 @@ class JobClaim(BaseModel):
     estimated: dict[str, Any] | None = Field(default=None, description="The catalog estimate (a Cost).")
     job_id: str | None = None
     job_at: datetime | None = None
+    gave_up_at: datetime | None = Field(
+        default=None, description="Its owner stopped waiting for the answer (an ambiguous failure): an orphan now.")
     adopted_by: list[str] = Field(default_factory=list)
 
     def age_seconds(self, now: datetime | None = None) -> float:
@@ -120,7 +122,7 @@ class JobClaim(BaseModel):
         """No job id, and its owner is gone (same host) or it is older than ``fresh_for`` seconds."""
         if self.job_id:
             return False
-        if self.owner_alive() is False:
+        if self.gave_up_at is not None or self.owner_alive() is False:
             return True
         return self.age_seconds() > (fresh_seconds() if fresh_for is None else fresh_for)
 
@@ -341,9 +343,16 @@ async def claimed_submit(
                     await ledger.forget_claim(claim.provider, claim.key)
                     await store.release(claim)
                     raise
-                if not isinstance(exc, ProviderUnavailable):
-                    raise  # kept: the claim (no job id) and its pending line say a job may exist
-                job = await find_orphan(client, plan, claim, store, f"the submit failed ambiguously ({exc.message})")
+                # Kept: the claim (no job id) and its pending line say a job may exist. Marked as
+                # given up, so the next claimant looks it up at once instead of waiting for it.
+                try:
+                    if not isinstance(exc, ProviderUnavailable):
+                        raise
+                    job = await find_orphan(client, plan, claim, store,
+                                            f"the submit failed ambiguously ({exc.message})")
+                except VideoGenError:
+                    await store.write(claim.model_copy(update={"gave_up_at": datetime.now(timezone.utc)}))
+                    raise
                 return await adopt(claim, job)
             await store.set_job(claim, job.job_id)
             await book(claim, job.job_id)
