@@ -236,7 +236,7 @@ class ClaimStore:
                 with self.storage.fs.open(path, "rb") as handle:
                     claims.append(JobClaim.model_validate_json(handle.read()))
             except (ValidationError, OSError):
-                unreadable.append(path if self.storage.is_local else f"s3://{path}")
+                unreadable.append(path if self.storage.is_local else f"{self.storage.uri('').split('://')[0]}://{path}")
         return claims, unreadable
 
     async def wait_for_job(

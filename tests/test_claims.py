@@ -319,3 +319,25 @@ async def test_batch_keeps_job_id_and_charge_when_the_download_fails(prefect_ser
     manifest = await ManifestStore(storage.get_storage(), "keeps-charges").load(batch_id="keeps-charges", provider="openai")
     assert {i.job_id for i in manifest.items.values()} == set(emulator.charges)
     assert {i.charge_status for i in manifest.items.values()} == {"billed"}
+
+
+def test_resume_command_finishes_a_pending_job(prefect_server, tmp_path, monkeypatch, capsys):
+    from prefect_videogen.cli import main
+
+    now = [0.0]
+    with EmulatorServer(OpenAIEmulator(latency_seconds=100.0, clock=lambda: now[0])) as server:
+        emulator = server.emulator
+        creds = credentials("openai", server.base_url)
+        storage = LocalVideoStorage(base_path=str(tmp_path / "videos"))
+        request = VideoRequest(prompt=f"a slow stork {tmp_path.name}", model="sora-2", duration=4)
+        with pytest.raises(Exception, match="still"):
+            asyncio.run(generate_video(request, provider=creds, storage=storage, timeout_seconds=0.2))
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-emulator-key")
+        args = ["resume", "--provider", "openai", "--base-url", server.base_url + "/v1", "--out", str(tmp_path / "videos")]
+        assert main([*args, "--timeout", "0.2"]) == 1  # still running: reported as pending, nothing submitted
+        assert "pending" in capsys.readouterr().out
+        now[0] = 200.0
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        assert "stored" in out and "resumed: {'stored': 1}" in out
+        assert emulator.counters["jobs_created"] == 1 and emulator.counters["create_requests"] == 1

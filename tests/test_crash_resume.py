@@ -114,9 +114,18 @@ def check_stored(storage_dir: Path, width: int, height: int) -> Manifest:
 
 
 def ledger_lines(storage_dir: Path, provider: str) -> dict[str, int]:
-    """Job id -> number of lines in its ledger file (one line = one recorded charge)."""
-    files = (storage_dir / "ledger" / provider).glob("*.jsonl")
-    return {f.stem: len([line for line in f.read_text().splitlines() if line.strip()]) for f in files}
+    """Job id -> number of charges recorded in its ledger file.
+
+    The ``pending`` lines booked when the submit was claimed (under the claim, then under the job id)
+    are not charges; every other line is one.
+    """
+    counts = {}
+    for f in (storage_dir / "ledger" / provider).glob("*.jsonl"):
+        charges = [line for line in f.read_text().splitlines()
+                   if line.strip() and json.loads(line)["charge_status"] != "pending"]
+        if charges or not f.stem.startswith("claim-"):
+            counts[f.stem] = len(charges)
+    return counts
 
 
 @pytest.mark.parametrize("kill_after", ["submitted", "stored"])
