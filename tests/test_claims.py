@@ -341,3 +341,28 @@ def test_resume_command_finishes_a_pending_job(prefect_server, tmp_path, monkeyp
         out = capsys.readouterr().out
         assert "stored" in out and "resumed: {'stored': 1}" in out
         assert emulator.counters["jobs_created"] == 1 and emulator.counters["create_requests"] == 1
+
+
+async def test_batch_rerun_survives_a_damaged_ledger(prefect_server, tmp_path, caplog):
+    from prefect_videogen.blocks import LocalRenderer
+
+    storage = LocalVideoStorage(base_path=str(tmp_path / "videos"))
+    provider = LocalRenderer(jobs_dir=str(tmp_path / "jobs"), queue_delay_seconds=0, fps=6)
+    source = PromptSource(template="a wren {n} {tag}", grid={"n": ["1", "2"], "tag": [tmp_path.name]},
+                          defaults={"duration": 1})
+    first = await generate_videos(source, provider=provider, storage=storage, batch_name="damaged")
+    assert first.counts == {"stored": 2}
+    job_files = sorted((tmp_path / "videos" / "ledger" / "local").glob("local_*.jsonl"))
+    assert len(job_files) == 2
+    job_files[0].write_bytes(job_files[0].read_bytes() + b'{"provider": "local", "job_id": "tru\n')
+    job_files[1].write_bytes(job_files[1].read_bytes() + b"\xff\xfe\x80 not utf-8\n")
+    for manifest in (tmp_path / "videos" / "manifests").glob("*"):
+        manifest.unlink()  # the rerun goes through every step again, and books every job again
+    with caplog.at_level(logging.WARNING, logger="prefect_videogen.ledger"):
+        again = await generate_videos(source, provider=provider, storage=storage, batch_name="damaged")
+    assert again.counts == {"stored": 2}
+    assert {i.job_id for i in again.items} == {i.job_id for i in first.items}  # no new job
+    assert f"{job_files[0].name}:" in caplog.text and f"{job_files[1].name}:" in caplog.text
+    ledger = Ledger(storage.get_storage())
+    entries = await ledger.entries()
+    assert len(entries) == 2 and {e.charge_status for e in entries} == {ChargeStatus.BILLED}
