@@ -60,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     costs.add_argument("--out", default="./videos", help="the storage that holds the ledger (default: ./videos)")
     costs.add_argument("--since", type=date.fromisoformat, help="only jobs recorded on or after this date (YYYY-MM-DD)")
     costs.add_argument("--by", default="provider", choices=("provider", "model", "day"))
+
+    resume = commands.add_parser("resume", help="wait for, store and book pending jobs of a storage (no new submit)")
+    resume.add_argument("--provider", default="local", choices=PROVIDERS, help="provider the jobs were submitted to")
+    resume.add_argument("--block", help="name of a saved credentials block of that provider (instead of environment keys)")
+    resume.add_argument("--base-url", help="API root of a gateway, proxy or emulator")
+    resume.add_argument("--out", default="./videos", help="the storage of the runs (default: ./videos)")
+    resume.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for each job (default: 1800)")
+    resume.add_argument("--verbose", action="store_true", help="show Prefect's flow and task logs")
     return parser
 
 
@@ -266,14 +274,25 @@ async def _costs(args: argparse.Namespace) -> int:
     ledger = Ledger(storage_block(args.out).get_storage())
     rows = summarize(await ledger.entries(since=args.since), by=args.by)
     table = Table(title=f"video costs by {args.by}" + (f" since {args.since}" if args.since else ""))
-    for column in (args.by, "jobs", "billed", "usd", "units"):
+    # pending: jobs still running or unanswered; unknown: ended without the provider saying whether
+    # it billed. Their estimates are money that may be spent, shown apart from what is billed.
+    for column in (args.by, "jobs", "billed", "usd", "units", "pending", "pending usd", "unknown", "unknown usd"):
         table.add_column(column, justify="left" if column in (args.by, "units") else "right")
     for row in rows:
         units = ", ".join(f"{amount:g} {unit}" for unit, amount in row["units"].items())
-        table.add_row(row[args.by], str(row["jobs"]), str(row["billed_jobs"]), f"{row['usd']:.4f}", units)
+        table.add_row(row[args.by], str(row["jobs"]), str(row["billed_jobs"]), f"{row['usd']:.4f}", units,
+                      str(row["pending_jobs"]), f"{row['pending_usd']:.4f}", str(row["unknown_jobs"]),
+                      f"{row['unknown_usd']:.4f}")
     table.add_row("TOTAL", str(sum(r["jobs"] for r in rows)), str(sum(r["billed_jobs"] for r in rows)),
-                  f"{sum(r['usd'] for r in rows):.4f}", "")
-    Console().print(table)
+                  f"{sum(r['usd'] for r in rows):.4f}", "", str(sum(r["pending_jobs"] for r in rows)),
+                  f"{sum(r['pending_usd'] for r in rows):.4f}", str(sum(r["unknown_jobs"] for r in rows)),
+                  f"{sum(r['unknown_usd'] for r in rows):.4f}")
+    console = Console()
+    console.print(table)
+    if ledger.skipped:
+        console.print(f"skipped {len(ledger.skipped)} damaged ledger line(s):", style="yellow")
+        for line in ledger.skipped:
+            console.print(f"  {line}", style="yellow", soft_wrap=True)
     return 0
 
 
@@ -287,6 +306,25 @@ def _interrupted(submitted: list[Any]) -> int:
                     hint="run the same command again to wait for that job: the submit is cached, "
                          "no new job is created (unless --refresh)")
     return 130
+
+
+async def _resume(args: argparse.Namespace) -> int:
+    from prefect_videogen.errors import VideoGenError
+    from prefect_videogen.flows import resume_jobs
+
+    try:
+        result = await resume_jobs(provider=provider_block(args.provider, block=args.block, base_url=args.base_url),
+                                   storage=storage_block(args.out), timeout_seconds=args.timeout)
+    except VideoGenError as exc:
+        print_error(str(exc))
+        return 1
+    for job in result.jobs:
+        detail = job.video_uri or job.error or ""
+        print(f"{job.status:9} {job.job_id or '-'} {job.item_id or ''} {job.charge or ''} {detail}".rstrip())
+    print(f"resumed: {result.counts or 'nothing pending'}")
+    for uri in result.unreadable_claims:
+        print(f"unreadable claim: {uri}", file=sys.stderr)
+    return 0 if not ({"uncertain", "pending"} & set(result.counts)) else 1
 
 
 def _describe(exc: Exception) -> str:
@@ -310,6 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _interrupted(submitted)
         if args.command == "costs":
             return asyncio.run(_costs(args))
+        if args.command == "resume":
+            return asyncio.run(_resume(args))
         if args.command == "emulator":
             return _emulator(args)
     return 2

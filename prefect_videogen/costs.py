@@ -42,6 +42,16 @@ class ChargeStatus(str, Enum):
     FAILED_BUT_BILLED = "failed_but_billed"
     REFUNDED = "refunded"
     NOT_CHARGED = "not_charged"
+    #: The job may exist (claimed, submitted, or still running); its charge is not known yet.
+    PENDING = "pending"
+    #: The job ended, but neither the provider's report nor its documented rule says whether it was billed.
+    UNKNOWN = "unknown"
+
+
+#: Statuses whose charged amount counts as spent.
+BILLED_STATUSES = frozenset({ChargeStatus.BILLED, ChargeStatus.FAILED_BUT_BILLED})
+#: Statuses whose estimate is money that may be spent: shown apart from what is billed.
+OPEN_STATUSES = frozenset({ChargeStatus.PENDING, ChargeStatus.UNKNOWN})
 
 
 def _usd(plan: VideoPlan, amount: float, unit: str) -> float | None:
@@ -98,12 +108,17 @@ def charge_status(job: VideoJob, reported: Cost | None) -> ChargeStatus:
     moderation after rendering is billed): billed, or refunded when a charge had been announced
     (Scenario reports creativeUnitsCost at submit and reimburses failed jobs). Failed with no flag:
     billed when the provider reports a positive charge (APIFrame creditCost), else not charged.
+    A moderation failure whose billing the provider leaves open (no stage, no ``charged``: a
+    Scenario moderation message naming no input) is ``unknown``: a price announced at submit is
+    not a report that the failed job was billed.
     """
     if job.status is JobStatus.SUCCEEDED:
         return ChargeStatus.BILLED
     rejection = job.provider_data.get("rejection") or {}
     charged = rejection.get("charged", job.provider_data.get("charged"))
     announced = reported is not None and reported.amount > 0
+    if charged is None and rejection and announced:
+        return ChargeStatus.UNKNOWN
     if charged is True or (charged is None and announced):
         return ChargeStatus.FAILED_BUT_BILLED
     if charged is False and announced:

@@ -19,6 +19,7 @@ Every error the package raises on purpose derives from :class:`VideoGenError`::
     ├── JobFailed                      the job ran and failed (code, message)
     │   └── ContentRejected            moderation: never re-sent automatically
     ├── JobTimedOut                    no terminal status before the deadline (job_id)
+    ├── SubmitUncertain                a paid submit may have created a job nobody can find (claim_uri)
     ├── BudgetExceeded                 a submit would take the run over its budget
     ├── ApprovalDenied                 the run's estimate needed approval and did not get it
     └── StorageError                   the video could not be stored
@@ -295,6 +296,27 @@ class JobTimedOut(VideoGenError):
         super().__init__(
             f"{provider} job {job_id} still {last_status!r} after {waited_seconds:.0f} s; "
             "it may still finish: wait for the same job id again instead of submitting anew"
+        )
+
+
+class SubmitUncertain(VideoGenError):
+    """A paid submit may have created a job, and the provider offers no way to find it for us.
+
+    Raised instead of submitting again: the claim (``claim_uri``) records the request and when it
+    was sent. Check the provider's dashboard for a job created then; rerun with ``refresh`` to pay
+    for a new one once you know there is none (or to accept paying twice).
+    """
+
+    def __init__(self, reason: str, *, provider: str, claim_uri: str, item_id: str | None = None) -> None:
+        self.provider = provider
+        self.claim_uri = claim_uri
+        self.item_id = item_id
+        self.job_id = None
+        item = f" (item {item_id})" if item_id else ""
+        super().__init__(
+            f"{provider} submit{item} may have created a job that cannot be looked up: {reason}. Its claim is "
+            f"{claim_uri}. Check the {provider} dashboard for a job created at the claim's created_at; "
+            "if there is none (or to pay for another), rerun with refresh"
         )
 
 

@@ -12,7 +12,6 @@ import sys
 import time
 import uuid
 
-import pytest
 from prefect.settings import PREFECT_API_URL
 
 from prefect_videogen.blocks import LocalRenderer

@@ -84,7 +84,8 @@ async def test_ledger_is_idempotent_by_provider_and_job(tmp_path):
     assert [e.charge_status for e in await ledger.entries() if e.job_id == "j1"] == [ChargeStatus.REFUNDED]
     assert await ledger.entries(since=date(2999, 1, 1)) == []
     summary = summarize(await ledger.entries(), by="provider")
-    assert summary == [{"provider": "apiframe", "jobs": 2, "billed_jobs": 0, "usd": 0.0, "units": {"credits": 0.0}}]
+    assert summary == [{"provider": "apiframe", "jobs": 2, "billed_jobs": 0, "usd": 0.0, "units": {"credits": 0.0},
+                        "pending_jobs": 0, "pending_usd": 0.0, "unknown_jobs": 0, "unknown_usd": 0.0}]
 
 
 async def test_budget_holds_under_twenty_concurrent_submits():

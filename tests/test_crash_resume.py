@@ -114,9 +114,18 @@ def check_stored(storage_dir: Path, width: int, height: int) -> Manifest:
 
 
 def ledger_lines(storage_dir: Path, provider: str) -> dict[str, int]:
-    """Job id -> number of lines in its ledger file (one line = one recorded charge)."""
-    files = (storage_dir / "ledger" / provider).glob("*.jsonl")
-    return {f.stem: len([line for line in f.read_text().splitlines() if line.strip()]) for f in files}
+    """Job id -> number of charges recorded in its ledger file.
+
+    The ``pending`` lines booked when the submit was claimed (under the claim, then under the job id)
+    are not charges; every other line is one.
+    """
+    counts = {}
+    for f in (storage_dir / "ledger" / provider).glob("*.jsonl"):
+        charges = [line for line in f.read_text().splitlines()
+                   if line.strip() and json.loads(line)["charge_status"] != "pending"]
+        if charges or not f.stem.startswith("claim-"):
+            counts[f.stem] = len(charges)
+    return counts
 
 
 @pytest.mark.parametrize("kill_after", ["submitted", "stored"])
@@ -167,3 +176,100 @@ async def test_local_batch_killed_and_rerun_renders_each_job_once(prefect_server
     manifest = check_stored(storage_dir, 1280, 720)
     assert {f"{i.job_id}.json" for i in manifest.items.values()} == set(jobs)
     assert ledger_lines(storage_dir, "local") == {Path(j).stem: 1 for j in jobs}
+
+
+# -- in-flight creates and concurrent processes, for every paid provider ----------------------------
+# The emulator runs in this process (a loopback server thread), so its faults and counters are at hand;
+# the batches run in subprocesses that share only the storage (no Redis).
+
+PAID = ["openai", "scenario", "apiframe"]
+
+
+def emulator_of(provider: str):
+    from prefect_videogen.testing import APIFrameEmulator, OpenAIEmulator, ScenarioEmulator
+
+    return {"openai": OpenAIEmulator, "scenario": ScenarioEmulator, "apiframe": APIFrameEmulator}[provider](
+        latency_seconds=0.3)
+
+
+def wait_until(condition, what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` (an emulator counter the subprocess moves); bounded."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def finished(process: subprocess.Popen, stderr_path: Path) -> tuple[dict, list[dict]]:
+    out, _ = process.communicate(timeout=RUN_TIMEOUT)
+    assert process.returncode == 0, stderr_path.read_text()[-3000:]
+    lines = out.splitlines()
+    counts = json.loads(next(line for line in reversed(lines) if line.startswith("result ")).removeprefix("result "))
+    items = json.loads(next(line for line in reversed(lines) if line.startswith("items ")).removeprefix("items "))
+    return counts, items
+
+
+@pytest.mark.parametrize("provider", PAID)
+async def test_sigkill_during_in_flight_creates_then_rerun_pays_each_job_once(prefect_server, tmp_path, provider):
+    from prefect_videogen.testing import EmulatorServer, Fault
+
+    storage_dir = tmp_path / "videos"
+    stderr = tmp_path / "runner.log"
+    with EmulatorServer(emulator_of(provider)) as server:
+        emulator = server.emulator
+        # Every create is made at once and answered 5 s later: the kill lands while 4 answers are in flight.
+        emulator.faults.rate("create", 1.0, Fault(answer_delay_seconds=5.0))
+        args = {"provider": provider, "base_url": server.base_url, "storage": str(storage_dir),
+                "tag": f"{provider}-{tmp_path.name}", "items": ITEMS, "concurrency": 4}
+        process = start_runner(args, stderr)
+        wait_until(lambda: emulator.counters["jobs_created"] >= 4, "four jobs in flight")
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=RUN_TIMEOUT)
+        in_flight = emulator.counters["jobs_created"]
+        assert in_flight == 4  # the provider bound holds the other items back
+        claims = list((storage_dir / "claims" / provider).glob("*.json"))
+        assert len(claims) == 4 and all(json.loads(c.read_text())["job_id"] is None for c in claims)
+        emulator.faults.clear()
+
+        counts, items = finished(start_runner(args, stderr), stderr)
+        print(f"\n{provider} after rerun: {dict(emulator.counters)} {counts}")
+        assert emulator.counters["jobs_created"] == ITEMS  # the orphans were adopted or refused, never repaid
+        entries = await Ledger(LocalVideoStorage(base_path=str(storage_dir)).get_storage()).entries()
+        billed = sum(e.charged_amount for e in entries if e.charge_status.value == "billed")
+        pending = [e for e in entries if e.charge_status.value == "pending"]
+        if provider == "scenario":
+            # No jobs listing is documented: the four orphans fail as SubmitUncertain, zero new jobs for them,
+            # and their estimates stay in the books as pending.
+            assert counts == {"stored": ITEMS - 4, "failed": 4}
+            assert all("SubmitUncertain" in (i["error"] or "") or "cannot be looked up" in (i["error"] or "")
+                       for i in items if i["status"] == "failed")
+            assert len(pending) == 4
+            assert billed + sum(e.estimated.amount for e in pending) == sum(emulator.charges.values())
+        else:
+            assert counts == {"stored": ITEMS}
+            assert pending == [] and len(entries) == ITEMS
+            assert billed == pytest.approx(sum(emulator.charges.values()))
+
+
+@pytest.mark.parametrize("provider", PAID)
+async def test_two_processes_run_the_same_batch_at_once_without_redis(prefect_server, tmp_path, provider):
+    from prefect_videogen.testing import EmulatorServer, Fault
+
+    storage_dir = tmp_path / "videos"
+    with EmulatorServer(emulator_of(provider)) as server:
+        emulator = server.emulator
+        # A slow answer widens the window in which both processes want the same item.
+        emulator.faults.rate("create", 1.0, Fault(answer_delay_seconds=0.3))
+        args = {"provider": provider, "base_url": server.base_url, "storage": str(storage_dir),
+                "tag": f"{provider}-{tmp_path.name}", "items": 6, "concurrency": 3}
+        env = {k: v for k, v in runner_env().items() if k != "PREFECT_VIDEOGEN_REDIS_URL"}
+        processes = [subprocess.Popen([sys.executable, str(RUNNER), json.dumps(args)], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=(tmp_path / f"runner{i}.log").open("a"))
+                     for i in range(2)]
+        results = [finished(p, tmp_path / f"runner{i}.log") for i, p in enumerate(processes)]
+        print(f"\n{provider} two processes: {dict(emulator.counters)} {[r[0] for r in results]}")
+        assert emulator.counters["jobs_created"] == 6
+        assert all(counts == {"stored": 6} for counts, _ in results)
+        assert {i["job_id"] for i in results[0][1]} == {i["job_id"] for i in results[1][1]} == set(emulator.jobs)
+        entries = await Ledger(LocalVideoStorage(base_path=str(storage_dir)).get_storage()).entries()
+        assert len(entries) == 6 and {e.charge_status.value for e in entries} == {"billed"}

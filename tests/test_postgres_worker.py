@@ -170,3 +170,77 @@ async def test_deploy_and_run_on_postgres_with_a_process_worker(server, tmp_path
     [manifest_file] = (videos / "manifests").glob("batch-*.json")
     manifest = load_manifest(str(manifest_file)).model_dump(mode="json")
     assert {item["status"] for item in manifest["items"].values()} == {"stored"}
+
+
+async def test_two_workers_run_the_same_batch_at_once_against_s3(server, tmp_path):
+    """Two flow runs of one 10-item batch, each on its own worker, storage on S3 (moto server), no Redis:
+    the claims in the bucket make it 10 provider jobs and 10 ledger entries."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+    from prefect.client.orchestration import PrefectClient
+
+    from prefect_videogen.ledger import Ledger
+    from prefect_videogen.storage import VideoStorage
+    from prefect_videogen.testing import EmulatorServer, Fault, OpenAIEmulator
+
+    env = server
+    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
+           "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    bucket = f"twins-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+    emulator = OpenAIEmulator(latency_seconds=0.3)
+    emulator.faults.rate("create", 1.0, Fault(answer_delay_seconds=0.3))  # both runs want each item at once
+    workers, logs = [], []
+    try:
+        with EmulatorServer(emulator) as api:
+            prefect_cli(env, "work-pool", "create", "videogen-twins", "--type", "process")
+            prefect_cli(env, "deploy", "prefect_videogen/flows/batch.py:generate_videos", "--name", "twins",
+                        "--pool", "videogen-twins", timeout=120)
+            parameters = {
+                "prompts": {"template": "a heron, take {n} ({run})", "grid": {"n": [str(i) for i in range(10)],
+                                                                         "run": [tmp_path.name]},
+                            "defaults": {"model": "sora-2", "duration": 4}},
+                "provider": {"api_key": "sk-emulator-key", "base_url": api.base_url + "/v1"},
+                # The slug picks the S3 block out of the storage union (LocalVideoStorage ignores unknown keys).
+                "storage": {"block_type_slug": "videogen-s3-storage", "bucket": bucket, "prefix": "videos", "endpoint_url": endpoint, "region_name": "us-east-1",
+                            "aws_access_key_id": "testing", "aws_secret_access_key": "testing"},
+                "batch_name": "twins",
+                "max_concurrency": 5,
+            }
+            async with PrefectClient(api=env["PREFECT_API_URL"]) as client:
+                [deployment] = [d for d in await client.read_deployments() if d.name == "twins"]
+                runs = [await client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+                        for _ in range(2)]
+                for i in range(2):
+                    logs.append(open(tmp_path / f"worker{i}.log", "wb"))
+                    workers.append(subprocess.Popen(
+                        [*PREFECT, "worker", "start", "--pool", "videogen-twins", "--limit", "1"],
+                        env={**env, **aws}, cwd=tmp_path, stdout=logs[i], stderr=subprocess.STDOUT,
+                        start_new_session=True))
+                deadline = time.monotonic() + 180
+                while True:
+                    runs = [await client.read_flow_run(r.id) for r in runs]
+                    if all(r.state is not None and r.state.is_final() for r in runs) or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(1)  # separate worker processes: poll their flow runs' states
+            worker_logs = "\n".join((tmp_path / f"worker{i}.log").read_text()[-3000:] for i in range(2))
+            assert all(r.state is not None and r.state.is_completed() for r in runs), (
+                [r.state for r in runs], worker_logs)
+            assert emulator.counters["jobs_created"] == 10, worker_logs
+        storage = VideoStorage(f"s3://{bucket}/videos", storage_options={
+            "key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": endpoint}})
+        entries = await Ledger(storage).entries()
+        assert len(entries) == 10 and {e.charge_status.value for e in entries} == {"billed"}
+        assert {e.job_id for e in entries} == set(emulator.jobs)
+    finally:
+        for worker in workers:
+            stop(worker)
+        for log in logs:
+            log.close()
+        moto.stop()

@@ -187,9 +187,16 @@ async def _run_item(
         )
     except VideoGenError as exc:
         status = _status_for(exc)
-        job_id = getattr(exc, "job_id", None)
-        cost = next((e.charged_usd for e in run.entries if e.job_id == job_id), None) if job_id else None
-        await manifest.update(item.item_id, status=status, error=str(exc), job_id=job_id, cost_usd=cost)
+        # The item's own ledger entry, whatever failed after the job was billed (download, verification):
+        # an error type without a job id (StorageError) must not lose the job or its charge.
+        booked = next((e for e in reversed(run.entries) if e.item_id == item.item_id), None)
+        job_id = getattr(exc, "job_id", None) or (booked.job_id if booked else None)
+        if booked is not None and booked.job_id == job_id:
+            cost, charge = booked.charged_usd, booked.charge_status.value
+        else:
+            cost, charge = None, ("pending" if job_id else None)  # e.g. timed out: the job may still bill
+        await manifest.update(item.item_id, status=status, error=str(exc), job_id=job_id, cost_usd=cost,
+                              charge_status=charge)
         logger.warning("item %s (row %s) %s: %s", item.item_id, item.row, status, exc)
         return BatchItemResult(**base, status=status, job_id=job_id, error=str(exc), cost_usd=cost)
     ledger_entry = next(e for e in reversed(run.entries) if e.job_id == result.job_id)

@@ -36,7 +36,7 @@ from prefect_videogen.models import VideoJob, VideoResult
 from prefect_videogen.slots import Bound, ProviderSlot
 from prefect_videogen.storage.base import VideoStorage
 from prefect_videogen.tasks import download_video, submit_video, wait_for_video
-from prefect_videogen.tasks.caching import submit_key
+from prefect_videogen.tasks.caching import provider_base_url, submit_key
 
 
 class CostApproval(RunInput):
@@ -97,6 +97,7 @@ async def record_cost(
     item_id: str = "",
     video_uri: str | None = None,
     quoted: Cost | None = None,
+    claim_key: str | None = None,
 ) -> LedgerEntry:
     """Classify what the provider charged for ``job`` and append it to the ledger (idempotent)."""
     reported = reported_cost(plan, job)
@@ -112,6 +113,7 @@ async def record_cost(
         item_id=item_id or None,
         flow_run_id=str(flow_run.get_id() or "") or None,
         video_uri=video_uri,
+        claim_key=claim_key,
     )
     if not await ledger.record(entry):
         get_run_logger().info("ledger already has %s job %s as %s", job.provider, job.job_id, entry.charge_status.value)
@@ -142,12 +144,14 @@ async def produce_video(
     account_id = provider.account_id()
     quoted = await quote_video(plan, provider, account_id) if provider.offers_quote else None
     nonce = uuid.uuid4().hex if run.refresh else ""
-    idempotency_key = submit_key(provider.provider_name, account_id, plan.request.fingerprint(), nonce)
+    idempotency_key = submit_key(provider.provider_name, account_id, plan.request.fingerprint(), nonce,
+                                 base_url=provider_base_url(provider))
     fresh: dict[str, Any] = {"refresh_cache": True} if run.refresh else {}
     started = time.monotonic()
 
     async def account_failure(failed_job: VideoJob, failure: VideoGenError, code: str | None) -> None:
-        entry = await record_cost(plan, failed_job, estimated, run.ledger, account_id, item_id, quoted=quoted)
+        entry = await record_cost(plan, failed_job, estimated, run.ledger, account_id, item_id, quoted=quoted,
+                                  claim_key=idempotency_key)
         run.entries.append(entry)
         emit_video_event("failed", provider=failed_job.provider, job_id=failed_job.job_id, model=failed_job.model,
                          item_id=item_id, payload={
@@ -161,7 +165,8 @@ async def produce_video(
     reserve_usd = max(estimated.usd or 0.0, (quoted.usd or 0.0) if quoted else 0.0)
     async with ProviderSlot(bound):
         with run.budget.reserve(reserve_usd) as reservation:
-            state = await submit_video.with_options(**fresh)(plan, provider, idempotency_key, item_id, return_state=True)
+            state = await submit_video.with_options(**fresh)(plan, provider, idempotency_key, item_id, run.storage,
+                                                             estimated, return_state=True)
             job = await state.aresult()
         if state.name == "Cached":
             reservation.release()  # an earlier run paid for this job; nothing is spent now
@@ -182,7 +187,8 @@ async def produce_video(
         # (the download kept failing, or the bytes failed verification): the ledger must still show it.
         await account_failure(job, failure, "not_stored")
         raise
-    entry = await record_cost(plan, job, estimated, run.ledger, account_id, item_id, result.video_uri, quoted)
+    entry = await record_cost(plan, job, estimated, run.ledger, account_id, item_id, result.video_uri, quoted,
+                              idempotency_key)
     run.entries.append(entry)
     emit_video_event("completed", provider=job.provider, job_id=job.job_id, model=job.model, item_id=item_id,
                      payload={"uri": result.video_uri, "sidecar_uri": result.sidecar_uri,

@@ -60,6 +60,8 @@ from prefect_videogen.providers.retry import RetryPolicy
 
 DEFAULT_BASE_URL = "https://api.apiframe.ai"
 MAX_IDEMPOTENCY_KEY_CHARS = 255
+# "replay within 24 h returns the original job" (APIFrame docs-v2).
+IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 GENERATE_PATH = "/v2/videos/generate"
 
@@ -195,6 +197,17 @@ class APIFrameVideoProvider(VideoProvider):
             # The create answer can already be failed; its error text and cost are on the job.
             job = await self.get_job(job)
         return job
+
+    async def find_job(self, plan: VideoPlan, claim: Any) -> VideoJob | None:
+        """The job an unanswered submit created: the same request under the claim's Idempotency-Key.
+
+        APIFrame documents that a replay within 24 h returns the original job (and bills nothing
+        more); when the first request never arrived, this is the first and only payment. After
+        24 h the key no longer dedupes, so None (the caller then fails with SubmitUncertain).
+        """
+        if claim.age_seconds() >= IDEMPOTENCY_WINDOW_SECONDS:
+            return None
+        return await self.submit(plan, idempotency_key=claim.key)
 
     async def get_job(self, job: VideoJob) -> VideoJob:
         data = await self.http.json("GET", f"/v2/jobs/{quote(job.job_id, safe='')}")

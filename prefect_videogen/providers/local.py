@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from prefect_videogen.catalog import VideoPlan
 from prefect_videogen.errors import InvalidRequest, InvalidVideoRequest
@@ -80,6 +81,10 @@ class LocalProvider(VideoProvider):
             tmp.write_text(json.dumps(record))
             os.replace(tmp, path)
         return self._job(self._read(job_id))
+
+    async def find_job(self, plan: VideoPlan, claim: Any) -> VideoJob | None:
+        """The job of an unanswered submit: the same key replays the original job, as APIFrame's does."""
+        return await self.submit(plan, idempotency_key=claim.key)
 
     async def get_job(self, job: VideoJob) -> VideoJob:
         return self._job(self._read(job.job_id))

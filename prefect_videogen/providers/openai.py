@@ -52,6 +52,8 @@ from prefect_videogen.providers.retry import RetryPolicy
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 OFFICIAL_HOST = "api.openai.com"
 POLL_HINT_HEADER = "openai-poll-after-ms"
+# A job found for an unanswered submit may carry a created_at this much before the claim's.
+LOOKUP_SKEW_SECONDS = 120
 
 # The documented Video.status vocabulary. Anything else is "still running" (map_status).
 STATUS_TABLE: dict[str, JobStatus] = {
@@ -194,6 +196,45 @@ class OpenAIVideoProvider(VideoProvider):
             ) from exc
         video = _video_body(response, self.name, maybe_created=True)
         return self._job(video, response, model=request.model or plan.spec.provider_model_id)
+
+    async def find_job(self, plan: VideoPlan, claim: Any, *, max_pages: int = 20) -> VideoJob | None:
+        """The job an unanswered submit created, from ``GET /videos`` (newest first), or None.
+
+        Matches the claimed request (prompt, model, size, seconds) among the videos created from
+        ``LOOKUP_SKEW_SECONDS`` before the claim on (clock skew between us and the provider); the
+        one created closest to the claim wins. Used for a claim without a job id (a crash or an
+        ambiguous failure mid-submit), never to decide to pay again.
+        """
+        request, claimed_at = plan.request, claim.created_at.timestamp()
+        wanted = {"prompt": request.prompt, "model": plan.spec.provider_model_id, "size": plan.size,
+                  "seconds": str(request.duration)}
+        since = claimed_at - LOOKUP_SKEW_SECONDS
+        params: dict[str, Any] = {"limit": 100, "order": "desc"}
+        found: list[dict[str, Any]] = []
+        for _ in range(max_pages):
+            page = await self._http.json("GET", "videos", params=params)
+            videos = page.get("data") if isinstance(page, dict) else None
+            if not isinstance(videos, list):
+                break
+            older = False
+            for video in videos:
+                created = video.get("created_at") if isinstance(video, dict) else None
+                if not isinstance(created, (int, float)):
+                    continue
+                if created < since:
+                    older = True
+                    continue
+                if all(str(video.get(name)) == value for name, value in wanted.items()) and video.get("id"):
+                    found.append(video)
+            if older or not page.get("has_more") or not page.get("last_id"):
+                break
+            params["after"] = page["last_id"]
+        if not found:
+            return None
+        best = min(found, key=lambda video: abs(video["created_at"] - claimed_at))
+        placeholder = VideoJob(provider=self.name, job_id=str(best["id"]), model=request.model or "",
+                               status=JobStatus.QUEUED, raw_status="found")
+        return await self.get_job(placeholder)
 
     async def get_job(self, job: VideoJob) -> VideoJob:
         response = await self._http.send("GET", f"videos/{job.job_id}")

@@ -1,16 +1,17 @@
 """Cache policies that make "never pay twice" hold across flow runs.
 
-* Submit is keyed on the normalised request's fingerprint, the provider and a NON-secret account id
-  (never the secret, never the task's source code: a refactor must not pay again), and runs under
-  SERIALIZABLE isolation so concurrent submits with the same key run once.
+* Submit is keyed on the normalised request's fingerprint, the provider, a NON-secret account id
+  and the provider's ``base_url`` (a gateway's job is not the direct API's; never the secret, never
+  the task's source code: a refactor must not pay again), and runs under SERIALIZABLE isolation so
+  concurrent submits with the same key run once.
 * Wait and download are keyed on the provider job id (and, for download, the storage target).
 
 Locks: ``MemoryLockManager`` serialises same-key submits within one flow process (a batch's
 concurrent items); set ``PREFECT_VIDEOGEN_REDIS_URL`` (``pip install prefect-videogen[redis]``) to
 serialise across processes and machines with ``RedisLockManager``. Prefect 3.8's
 ``FileSystemLockManager`` is not used: concurrent same-key acquisitions in one event loop read its
-half-written lock file and fail. Across processes without Redis, the provider-side idempotency key
-(APIFrame, local) still dedupes.
+half-written lock file and fail. Across processes and machines the job claim in the run's storage
+(:mod:`prefect_videogen.claims`) is what guarantees one submit; the locks only save waiting.
 """
 
 from __future__ import annotations
@@ -29,20 +30,26 @@ REDIS_URL_ENV = "PREFECT_VIDEOGEN_REDIS_URL"
 _MEMORY_LOCKS = MemoryLockManager()
 
 
-def submit_key(provider_name: str, account_id: str, fingerprint: str, nonce: str = "") -> str:
-    """The cache key of a paid submit; with a ``nonce`` (a refresh), a fresh idempotency key."""
-    return hash_objects("videogen-submit-v1", provider_name, account_id, fingerprint, nonce) or ""
+def submit_key(provider_name: str, account_id: str, fingerprint: str, nonce: str = "", base_url: str = "") -> str:
+    """The cache key of a paid submit (also its claim's and idempotency key); a ``nonce`` (a refresh) makes a new one."""
+    return hash_objects("videogen-submit-v2", provider_name, account_id, base_url.rstrip("/"), fingerprint, nonce) or ""
+
+
+def provider_base_url(provider: Any) -> str:
+    """The block's API root ("" for the local renderer): part of every submit key."""
+    return str(getattr(provider, "base_url", "") or "")
 
 
 @dataclass
 class SubmitCachePolicy(CachePolicy):
-    """Key = provider + non-secret account id + request fingerprint."""
+    """Key = provider + non-secret account id + base_url + request fingerprint."""
 
     def compute_key(
         self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
     ) -> str | None:
         provider, plan = inputs["provider"], inputs["plan"]
-        return submit_key(provider.provider_name, provider.account_id(), plan.request.fingerprint())
+        return submit_key(provider.provider_name, provider.account_id(), plan.request.fingerprint(),
+                          base_url=provider_base_url(provider))
 
 
 @dataclass

@@ -23,6 +23,8 @@ from prefect_videogen import progress
 from prefect_videogen.artifacts import ProgressArtifact, publish_video_artifacts
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.catalog import VideoPlan
+from prefect_videogen.claims import JobClaim, claimed_submit
+from prefect_videogen.costs import Cost, estimate_cost
 from prefect_videogen.errors import JobTimedOut
 from prefect_videogen.generation import store_video
 from prefect_videogen.models import VideoJob, VideoResult
@@ -30,7 +32,7 @@ from prefect_videogen.providers.base import wait_for_job
 from prefect_videogen.providers.retry import should_retry
 from prefect_videogen.slots import release_current_slot
 from prefect_videogen.storage.base import VideoStorage
-from prefect_videogen.tasks.caching import JobCachePolicy, submit_policy
+from prefect_videogen.tasks.caching import JobCachePolicy, provider_base_url, submit_policy
 
 
 async def _failure(state: State[Any]) -> BaseException | None:
@@ -81,15 +83,39 @@ def _submit_run_name() -> str:
     cache_policy=submit_policy(),
     persist_result=True,
 )
-async def submit_video(plan: VideoPlan, provider: VideoProviderBlock, idempotency_key: str, item_id: str = "") -> VideoJob:
+async def submit_video(
+    plan: VideoPlan,
+    provider: VideoProviderBlock,
+    idempotency_key: str,
+    item_id: str = "",
+    storage: VideoStorage | None = None,
+    estimated: Cost | None = None,
+) -> VideoJob:
     """Create the provider job for ``plan`` (paid: retried only when refused; cached across runs).
 
     ``idempotency_key`` is sent where the provider honours one (APIFrame, local): derived from the
     same fingerprint as the cache key, it dedupes even a crash between the provider accepting the job
     and this task committing. A refresh sends a fresh key and overwrites the cache record.
+
+    With ``storage`` (what the flows pass), the submit is claimed there first under the same key
+    (:func:`prefect_videogen.claims.claimed_submit`): another process or machine running the same
+    item adopts the claimed job instead of paying again, and the ledger books the job as pending
+    from the moment it may exist. The task's cache still answers first when it hits.
     """
     async with provider.shared_client() as client:
-        job = await client.submit(plan, idempotency_key=idempotency_key)
+        if storage is None:
+            job = await client.submit(plan, idempotency_key=idempotency_key)
+        else:
+            estimated = estimated or estimate_cost(plan)
+            claim = JobClaim(
+                key=idempotency_key, provider=provider.provider_name, account_id=provider.account_id(),
+                base_url=provider_base_url(provider), fingerprint=plan.request.fingerprint(),
+                model=plan.request.model or plan.spec.provider_model_id, item_id=item_id or None,
+                request=plan.request.model_dump(mode="json"), estimated=estimated.model_dump(mode="json"),
+            )
+            job, adopted = await claimed_submit(client, plan, claim, storage, estimated=estimated)
+            if adopted:
+                get_run_logger().info("adopted claimed %s job %s instead of submitting again", job.provider, job.job_id)
     progress.publish(progress.ProgressEvent("submitted", job.provider, job.job_id, job.progress, job.raw_status))
     return job
 

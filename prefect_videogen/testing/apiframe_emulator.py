@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -318,6 +319,8 @@ class APIFrameEmulator(EmulatorState):
                 self.idempotency[key] = (fingerprint, job_id, self.clock())
             self.counters["jobs_created"] += 1
             status = self._view(self.jobs[job_id])["status"]
+        if fault and fault.answer_delay_seconds:
+            await asyncio.sleep(fault.answer_delay_seconds)  # the job exists; its answer is late
         if fault.status:  # after_create: the job exists, the answer says otherwise (ambiguous)
             return self._fault_response(fault)
         return JSONResponse({"jobId": job_id, "status": status}, status_code=202)

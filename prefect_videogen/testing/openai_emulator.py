@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
@@ -179,6 +180,8 @@ class OpenAIEmulator(EmulatorState):
                 self.count("uploads")
         except Refusal as refusal:
             return refusal.response
+        if fault and fault.answer_delay_seconds:
+            await asyncio.sleep(fault.answer_delay_seconds)  # the job exists; its answer is late
         if fault.status and fault.after_create:
             return self._fault_response(fault)  # the job exists (and will bill): an ambiguous failure
         return JSONResponse(self._video(job))

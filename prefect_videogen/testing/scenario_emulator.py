@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import uuid
@@ -234,6 +235,8 @@ class ScenarioEmulator(EmulatorState):
             self.counters["jobs_created"] += 1
             if "dryRun" in body:
                 self.counters["body_dry_runs_billed"] += 1
+        if fault and fault.answer_delay_seconds:
+            await asyncio.sleep(fault.answer_delay_seconds)  # the job exists; its answer is late
         if fault and fault.status and fault.after_create:
             return self._fault_response(fault)  # the job exists and is billed; the client cannot know
         return JSONResponse({"job": self._job_view(job), "creativeUnitsCost": units})

@@ -56,6 +56,8 @@ class Fault:
             example a JSON error body: a paid job whose output is not a video).
         ignore_range: for downloads, answer a ``Range`` request with the whole body (200), as
             servers without range support do.
+        answer_delay_seconds: for job creation, create the job, then wait this long before
+            answering (a client that times out or dies meanwhile never learns the job id).
     """
 
     status: int | None = None
@@ -67,6 +69,7 @@ class Fault:
     after_create: bool = False
     payload: bytes | None = None
     ignore_range: bool = False
+    answer_delay_seconds: float = 0.0
 
 
 class FaultPlan:
