@@ -337,8 +337,25 @@ def _describe(exc: Exception) -> str:
     return str(exc)
 
 
+def _allow_command_line_paths(args: argparse.Namespace) -> None:
+    """Add the local paths typed on this command line to the worker policy's allowed roots.
+
+    The policy (:mod:`prefect_videogen.policy`) guards a worker against what a run's parameters name;
+    whoever types ``--out`` or ``--image`` here is the machine's user, who may read and write those
+    paths anyway. Runs of deployments never pass through here, so their parameters stay confined.
+    """
+    from prefect_videogen.policy import WorkerPolicy
+
+    paths = [getattr(args, "out", None), getattr(args, "image", None)]
+    local = [os.path.abspath(path) for path in paths if path and "://" not in path]
+    if local:
+        roots = [*WorkerPolicy().allowed_roots, *local]
+        os.environ["PREFECT_VIDEOGEN_ALLOWED_ROOTS"] = os.pathsep.join(dict.fromkeys(roots))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _allow_command_line_paths(args)
     with _prefect_settings(getattr(args, "verbose", False)):
         if args.command == "generate":
             submitted: list[Any] = []

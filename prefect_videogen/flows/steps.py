@@ -193,7 +193,7 @@ async def produce_video(
     emit_video_event("completed", provider=job.provider, job_id=job.job_id, model=job.model, item_id=item_id,
                      payload={"uri": result.video_uri, "sidecar_uri": result.sidecar_uri,
                               "duration_seconds": result.duration_seconds, "resolution": result.resolution,
-                              "sha256": result.sha256, "cost_usd": entry.charged_usd,
+                              "sha256": result.sha256, "cost_usd": entry.charged_usd, "warnings": result.warnings,
                               "cost": {"amount": entry.charged_amount, "unit": entry.charged_unit}})
     if state.name != "Cached":
         reservation.settle(entry.charged_usd or estimated.usd or 0.0)
