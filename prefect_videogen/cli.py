@@ -313,7 +313,7 @@ async def _resume(args: argparse.Namespace) -> int:
     from prefect_videogen.flows import resume_jobs
 
     try:
-        result = await resume_jobs(provider=provider_block(args.provider, block=args.block, base_url=args.base_url),
+        result = await resume_jobs(provider=await provider_block(args.provider, block=args.block, base_url=args.base_url),
                                    storage=storage_block(args.out), timeout_seconds=args.timeout)
     except VideoGenError as exc:
         print_error(str(exc))

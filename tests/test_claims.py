@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -355,8 +356,7 @@ async def test_batch_rerun_survives_a_damaged_ledger(prefect_server, tmp_path, c
     assert len(job_files) == 2
     job_files[0].write_bytes(job_files[0].read_bytes() + b'{"provider": "local", "job_id": "tru\n')
     job_files[1].write_bytes(job_files[1].read_bytes() + b"\xff\xfe\x80 not utf-8\n")
-    for manifest in (tmp_path / "videos" / "manifests").glob("*"):
-        manifest.unlink()  # the rerun goes through every step again, and books every job again
+    shutil.rmtree(tmp_path / "videos" / "manifests")  # the rerun goes through every step again, and books every job again
     with caplog.at_level(logging.WARNING, logger="prefect_videogen.ledger"):
         again = await generate_videos(source, provider=provider, storage=storage, batch_name="damaged")
     assert again.counts == {"stored": 2}

@@ -206,14 +206,21 @@ async def test_two_workers_run_the_same_batch_at_once_against_s3(server, tmp_pat
                 "prompts": {"template": "a heron, take {n} ({run})", "grid": {"n": [str(i) for i in range(10)],
                                                                          "run": [tmp_path.name]},
                             "defaults": {"model": "sora-2", "duration": 4}},
-                "provider": {"api_key": "sk-emulator-key", "base_url": api.base_url + "/v1"},
-                # The slug picks the S3 block out of the storage union (LocalVideoStorage ignores unknown keys).
-                "storage": {"block_type_slug": "videogen-s3-storage", "bucket": bucket, "prefix": "videos", "endpoint_url": endpoint, "region_name": "us-east-1",
-                            "aws_access_key_id": "testing", "aws_secret_access_key": "testing"},
                 "batch_name": "twins",
                 "max_concurrency": 5,
             }
             async with PrefectClient(api=env["PREFECT_API_URL"]) as client:
+                # Deployment runs take saved blocks, referenced as the UI's block picker does.
+                from prefect_videogen.blocks import OpenAICredentials, S3VideoStorage
+
+                for name, block in (
+                    ("provider", OpenAICredentials(api_key="sk-emulator-key", base_url=api.base_url + "/v1")),
+                    ("storage", S3VideoStorage(bucket=bucket, prefix="videos", endpoint_url=endpoint,
+                                               region_name="us-east-1", aws_access_key_id="testing",
+                                               aws_secret_access_key="testing")),
+                ):
+                    block_id = await block.asave(f"twins-{name}", client=client, overwrite=True)
+                    parameters[name] = {"$ref": {"block_document_id": str(block_id)}}
                 [deployment] = [d for d in await client.read_deployments() if d.name == "twins"]
                 runs = [await client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
                         for _ in range(2)]
