@@ -28,7 +28,7 @@ from prefect_videogen.blocks import (
     OpenAICredentials,
     ScenarioCredentials,
 )
-from prefect_videogen.expansion import PromptSource
+from prefect_videogen.batch.expansion import PromptSource
 from prefect_videogen.flows import generate_videos
 from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY
 

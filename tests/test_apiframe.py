@@ -27,7 +27,7 @@ from prefect_videogen.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from prefect_videogen.generation import generate, store_video
+from prefect_videogen.pipeline import generate, store_video
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import JobStatus, VideoJob, VideoRequest
 from prefect_videogen.providers.apiframe import APIFrameVideoProvider, classify_rejection

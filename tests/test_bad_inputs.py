@@ -43,7 +43,7 @@ from prefect_videogen.errors import (
     StorageError,
     VideoGenError,
 )
-from prefect_videogen.expansion import PromptSource
+from prefect_videogen.batch.expansion import PromptSource
 from prefect_videogen.flows import generate_video, generate_videos
 from prefect_videogen.models import VideoRequest
 from prefect_videogen.testing import APIFrameEmulator, EmulatorServer, OpenAIEmulator, ScenarioEmulator

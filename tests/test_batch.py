@@ -11,9 +11,9 @@ from prefect_helpers import task_states
 
 from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
 from prefect_videogen.errors import InvalidBatch
-from prefect_videogen.expansion import PromptSource, expand
+from prefect_videogen.batch.expansion import PromptSource, expand
 from prefect_videogen.flows import generate_videos
-from prefect_videogen.manifest import load_manifest
+from prefect_videogen.batch.manifest import load_manifest
 from prefect_videogen.media import probe_video
 
 GRID = {"subject": ["a fox", "an owl", "a cat"], "time_of_day": ["dawn", "dusk"]}

@@ -16,13 +16,13 @@ import httpx
 import pytest
 
 from prefect_videogen.blocks import APIFrameCredentials, LocalVideoStorage, OpenAICredentials, ScenarioCredentials
-from prefect_videogen.claims import ClaimStore, JobClaim
-from prefect_videogen.costs import ChargeStatus, charge_status, estimate_cost, reported_cost
+from prefect_videogen.spend.claims import ClaimStore, JobClaim
+from prefect_videogen.spend.costs import ChargeStatus, charge_status, estimate_cost, reported_cost
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.errors import SubmitUncertain
 from prefect_videogen.flows import generate_video, generate_videos, resume_jobs
-from prefect_videogen.expansion import PromptSource
-from prefect_videogen.ledger import Ledger, LedgerEntry, summarize
+from prefect_videogen.batch.expansion import PromptSource
+from prefect_videogen.spend.ledger import Ledger, LedgerEntry, summarize
 from prefect_videogen.models import JobStatus, VideoJob, VideoRequest
 from prefect_videogen.providers.scenario import classify_rejection
 from prefect_videogen.storage import VideoStorage
@@ -99,7 +99,7 @@ async def test_ledger_skips_and_counts_damaged_lines(tmp_path, caplog):
     (folder / "j1.jsonl").write_text((folder / "j1.jsonl").read_text() + "{garbage\n")
     (folder / "j2.jsonl").write_text(good.model_copy(update={"job_id": "j2"}).model_dump_json()[:40] + "\n")
     (folder / "j3.jsonl").write_bytes(b"\xff\xfe not utf-8 \x80\n")
-    with caplog.at_level(logging.WARNING, logger="prefect_videogen.ledger"):
+    with caplog.at_level(logging.WARNING, logger="prefect_videogen.spend.ledger"):
         entries = await ledger.entries()
     assert [e.job_id for e in entries] == ["j1"]  # the good line of j1 still counts
     assert len(ledger.skipped) == 3
@@ -313,7 +313,7 @@ async def test_batch_keeps_job_id_and_charge_when_the_download_fails(prefect_ser
     assert result.counts == {"failed": 2}
     assert {i.job_id for i in result.items} == set(emulator.charges)  # every billed job named
     assert [i.cost_usd for i in result.items] == [0.4, 0.4] and result.total_cost_usd == pytest.approx(0.8)
-    from prefect_videogen.manifest import ManifestStore
+    from prefect_videogen.batch.manifest import ManifestStore
 
     manifest = await ManifestStore(storage.get_storage(), "keeps-charges").load(batch_id="keeps-charges", provider="openai")
     assert {i.job_id for i in manifest.items.values()} == set(emulator.charges)
@@ -357,7 +357,7 @@ async def test_batch_rerun_survives_a_damaged_ledger(prefect_server, tmp_path, c
     job_files[1].write_bytes(job_files[1].read_bytes() + b"\xff\xfe\x80 not utf-8\n")
     for manifest in (tmp_path / "videos" / "manifests").glob("*"):
         manifest.unlink()  # the rerun goes through every step again, and books every job again
-    with caplog.at_level(logging.WARNING, logger="prefect_videogen.ledger"):
+    with caplog.at_level(logging.WARNING, logger="prefect_videogen.spend.ledger"):
         again = await generate_videos(source, provider=provider, storage=storage, batch_name="damaged")
     assert again.counts == {"stored": 2}
     assert {i.job_id for i in again.items} == {i.job_id for i in first.items}  # no new job

@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from prefect_videogen.blocks import LocalVideoStorage
-from prefect_videogen.ledger import Ledger
-from prefect_videogen.manifest import Manifest, load_manifest
+from prefect_videogen.spend.ledger import Ledger
+from prefect_videogen.batch.manifest import Manifest, load_manifest
 from prefect_videogen.media import mismatch, probe_video
 from prefect_videogen.testing.server import free_port
 

@@ -15,7 +15,7 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.schedules import Cron
 from prefect.utilities.callables import parameter_schema
 
-from prefect_videogen.expansion import PromptSource, expand
+from prefect_videogen.batch.expansion import PromptSource, expand
 from prefect_videogen.flows import generate_video, generate_videos
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ import pytest
 
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.errors import DownloadFailed, VerificationFailed
-from prefect_videogen.generation import store_video
+from prefect_videogen.pipeline import store_video
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import VideoRequest
 from prefect_videogen.providers.apiframe import APIFrameVideoProvider

@@ -17,7 +17,7 @@ from prefect_videogen.blocks import (
     LocalVideoStorage,
 )
 from prefect_videogen.errors import VideoGenError
-from prefect_videogen.expansion import PromptSource
+from prefect_videogen.batch.expansion import PromptSource
 from prefect_videogen.media import probe_video
 from prefect_videogen.testing.apiframe_emulator import (
     EMULATOR_API_KEY,

@@ -24,7 +24,7 @@ from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.errors import ApprovalDenied, BudgetExceeded
 from prefect_videogen.flows import generate_video
-from prefect_videogen.ledger import Ledger
+from prefect_videogen.spend.ledger import Ledger
 from prefect_videogen.models import VideoRequest
 
 

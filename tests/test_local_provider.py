@@ -9,7 +9,7 @@ from fakes import FakeClock
 
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.errors import InvalidVideoRequest, JobTimedOut
-from prefect_videogen.generation import generate
+from prefect_videogen.pipeline import generate
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import JobStatus, VideoRequest
 from prefect_videogen.providers import LocalProvider, PollSchedule, wait_for_job

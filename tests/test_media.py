@@ -13,7 +13,7 @@ from prefect_videogen.blocks import LocalVideoStorage
 from prefect_videogen.blocks.apiframe import APIFrameCredentials
 from prefect_videogen.errors import VerificationFailed
 from prefect_videogen.flows import generate_video
-from prefect_videogen.ledger import Ledger
+from prefect_videogen.spend.ledger import Ledger
 from prefect_videogen.media import VideoProbe, judge, mismatch, probe_video
 from prefect_videogen.models import VideoRequest
 from prefect_videogen.testing import EmulatorServer, Fault

@@ -26,7 +26,7 @@ from prefect_videogen.errors import (
     ModelUnavailable,
     ProviderUnavailable,
 )
-from prefect_videogen.generation import generate, store_video
+from prefect_videogen.pipeline import generate, store_video
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import JobStatus, VideoJob, VideoRequest
 from prefect_videogen.providers.base import raise_for_job, wait_for_job

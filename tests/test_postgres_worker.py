@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from prefect_videogen.manifest import load_manifest
+from prefect_videogen.batch.manifest import load_manifest
 from prefect_videogen.media import probe_video
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(240)]
@@ -179,7 +179,7 @@ async def test_two_workers_run_the_same_batch_at_once_against_s3(server, tmp_pat
     from moto.server import ThreadedMotoServer
     from prefect.client.orchestration import PrefectClient
 
-    from prefect_videogen.ledger import Ledger
+    from prefect_videogen.spend.ledger import Ledger
     from prefect_videogen.storage import VideoStorage
     from prefect_videogen.testing import EmulatorServer, Fault, OpenAIEmulator
 

@@ -28,7 +28,7 @@ from prefect_videogen.errors import (
     RateLimited,
     is_retryable,
 )
-from prefect_videogen.generation import generate, store_video
+from prefect_videogen.pipeline import generate, store_video
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import JobStatus, VideoRequest
 from prefect_videogen.providers.base import raise_for_job, wait_for_job

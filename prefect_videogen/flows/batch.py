@@ -31,16 +31,16 @@ from prefect_videogen.blocks import (
 )
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.blocks.chat import ChatCompletionsCredentials
-from prefect_videogen.budget import Budget
+from prefect_videogen.spend.budget import Budget
 from prefect_videogen.catalog import VideoPlan, load_catalog
-from prefect_videogen.costs import Cost, estimate_cost
+from prefect_videogen.spend.costs import Cost, estimate_cost
 from prefect_videogen.errors import (
     BudgetExceeded,
     ContentRejected,
     InvalidBatch,
     VideoGenError,
 )
-from prefect_videogen.expansion import BatchItem, PromptSource, expand
+from prefect_videogen.batch.expansion import BatchItem, PromptSource, expand
 from prefect_videogen.flows.params import require_saved_blocks
 from prefect_videogen.flows.steps import (
     RunSettings,
@@ -49,9 +49,9 @@ from prefect_videogen.flows.steps import (
     publish_cost_table,
     tag_flow_run,
 )
-from prefect_videogen.ledger import Ledger
-from prefect_videogen.manifest import ManifestItem, ManifestStore
-from prefect_videogen.slots import Bound
+from prefect_videogen.spend.ledger import Ledger
+from prefect_videogen.batch.manifest import ManifestItem, ManifestStore
+from prefect_videogen.tasks.slots import Bound
 from prefect_videogen.tasks.rewrite import rewrite_prompt
 
 DEFAULT_REWRITE_INSTRUCTION = (
@@ -262,7 +262,7 @@ async def generate_videos(
 
     Example:
         ```python
-        from prefect_videogen.expansion import PromptSource
+        from prefect_videogen.batch.expansion import PromptSource
         from prefect_videogen.flows import generate_videos
 
         result = await generate_videos(PromptSource(

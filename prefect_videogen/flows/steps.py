@@ -21,9 +21,9 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from prefect_videogen.blocks.base import VideoProviderBlock
-from prefect_videogen.budget import Budget
+from prefect_videogen.spend.budget import Budget
 from prefect_videogen.catalog import VideoPlan
-from prefect_videogen.costs import (
+from prefect_videogen.spend.costs import (
     Cost,
     charge_status,
     estimate_cost,
@@ -31,9 +31,9 @@ from prefect_videogen.costs import (
     reported_cost,
 )
 from prefect_videogen.errors import ApprovalDenied, ContentRejected, JobFailed, VideoGenError
-from prefect_videogen.ledger import Ledger, LedgerEntry
+from prefect_videogen.spend.ledger import Ledger, LedgerEntry
 from prefect_videogen.models import VideoJob, VideoResult
-from prefect_videogen.slots import Bound, ProviderSlot
+from prefect_videogen.tasks.slots import Bound, ProviderSlot
 from prefect_videogen.storage.base import VideoStorage
 from prefect_videogen.tasks import download_video, submit_video, wait_for_video
 from prefect_videogen.tasks.caching import provider_base_url, submit_key
@@ -133,7 +133,7 @@ async def produce_video(
     """Generate one planned video within the run's budget and record what it cost.
 
     A slot of ``bound`` (the provider's concurrency bound) is held from submit until the wait task
-    sees the job done (:mod:`prefect_videogen.slots`): the end of the wait task, the download,
+    sees the job done (:mod:`prefect_videogen.tasks.slots`): the end of the wait task, the download,
     verification and bookkeeping that follow no longer keep the next job waiting.
 
     Raises:

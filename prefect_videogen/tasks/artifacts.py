@@ -6,7 +6,7 @@ with :func:`presigned_url`.
 
 Example:
     ```python
-    from prefect_videogen.artifacts import presigned_url, publish_video_artifacts
+    from prefect_videogen.tasks.artifacts import presigned_url, publish_video_artifacts
 
     url = presigned_url(storage, "2026-11-22/a-fox-job1.mp4", expires_seconds=600)
     await publish_video_artifacts(result, storage)  # inside a flow or task run
@@ -35,7 +35,7 @@ from prefect_videogen.storage.base import VideoStorage
 
 DEFAULT_LINK_SECONDS = 3600
 
-logger = logging.getLogger("prefect_videogen.artifacts")
+logger = logging.getLogger("prefect_videogen.tasks.artifacts")
 
 
 class ProgressArtifact:

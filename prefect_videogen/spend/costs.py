@@ -6,7 +6,7 @@ catalog data; users override them (or the USD value of a credit / creative unit)
 Example:
     ```python
     from prefect_videogen.catalog import load_catalog
-    from prefect_videogen.costs import estimate_cost
+    from prefect_videogen.spend.costs import estimate_cost
     from prefect_videogen.models import VideoRequest
 
     plan = load_catalog().plan("apiframe", VideoRequest(prompt="a fox", model="sora-2-pro", duration=8))

@@ -4,7 +4,7 @@ The Prefect tasks in ``prefect_videogen.tasks`` are thin wrappers over these.
 
 Example:
     ```python
-    from prefect_videogen.generation import generate
+    from prefect_videogen.pipeline import generate
     from prefect_videogen.models import VideoRequest
     from prefect_videogen.providers.local import LocalProvider
     from prefect_videogen.storage import VideoStorage

@@ -7,7 +7,7 @@ different jobs apart on any fsspec store, S3 included, where objects cannot be a
 an append rewrites the job's file through the storage's atomic staging-then-move path.
 
 A job is in the books from the moment it may exist: a ``pending`` line with the estimate is
-written when its submit is claimed (:mod:`prefect_videogen.claims`), in
+written when its submit is claimed (:mod:`prefect_videogen.spend.claims`), in
 ``ledger/{provider}/claim-{claim key}.jsonl`` while the job id is unknown, then under the job id
 once the provider answers. Lines carry their ``claim_key``; the reader keeps one entry per claim
 (the one with a job id, latest first) and one per job id, so nothing is counted twice.
@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from prefect_videogen.costs import BILLED_STATUSES, ChargeStatus, Cost
+from prefect_videogen.spend.costs import BILLED_STATUSES, ChargeStatus, Cost
 from prefect_videogen.storage.base import VideoStorage, safe_part
 
 LEDGER_PREFIX = "ledger"
