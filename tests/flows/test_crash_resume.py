@@ -28,7 +28,7 @@ from prefect_videogen.batch.manifest import Manifest, load_manifest
 from prefect_videogen.media import mismatch, probe_video
 from prefect_videogen.testing.server import free_port
 
-RUNNER = Path(__file__).with_name("crash_runner.py")
+RUNNER = Path(__file__).resolve().parent.parent / "crash_runner.py"
 ITEMS = 8
 # A subprocess flow imports Prefect and talks to the harness: allow for a loaded 2-core machine.
 RUN_TIMEOUT = 180

@@ -25,7 +25,7 @@ from prefect_videogen.testing.apiframe_emulator import (
 )
 from prefect_videogen.testing.server import EmulatorServer, Fault
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_example(name: str):

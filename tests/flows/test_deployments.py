@@ -18,7 +18,7 @@ from prefect.utilities.callables import parameter_schema
 from prefect_videogen.batch.expansion import PromptSource, expand
 from prefect_videogen.flows import generate_video, generate_videos
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PREFECT_FILE = REPO_ROOT / "deployments" / "prefect.yaml"
 
 

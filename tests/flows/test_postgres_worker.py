@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(240)]
 
 asyncpg = pytest.importorskip("asyncpg")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PREFECT = [sys.executable, "-m", "prefect"]
 

@@ -27,7 +27,7 @@ from prefect_videogen.testing.apiframe_emulator import (
 )
 from prefect_videogen.testing.server import EmulatorServer, Fault
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 async def read_event(name: str, resource_id: str, *, timeout: float = 20.0) -> Event:
