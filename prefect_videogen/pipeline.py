@@ -23,7 +23,8 @@ from prefect_videogen.errors import DownloadFailed, ProviderUnavailable, Verific
 from prefect_videogen.media import Verdict, VideoProbe, judge, probe_video
 from prefect_videogen.models import VideoJob, VideoRequest, VideoResult
 from prefect_videogen.policy import WorkerPolicy, check_request_inputs
-from prefect_videogen.providers.base import VideoProvider, wait_for_job
+from prefect_videogen.providers.base import VideoProvider
+from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.http import DownloadRestart
 from prefect_videogen.storage.base import VideoStorage
 

@@ -28,7 +28,7 @@ from prefect_videogen.spend.costs import Cost, estimate_cost
 from prefect_videogen.errors import JobTimedOut
 from prefect_videogen.pipeline import store_video
 from prefect_videogen.models import VideoJob, VideoResult
-from prefect_videogen.providers.base import wait_for_job
+from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.retry import should_retry
 from prefect_videogen.tasks.slots import release_current_slot
 from prefect_videogen.storage.base import VideoStorage

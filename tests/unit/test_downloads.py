@@ -15,7 +15,7 @@ from prefect_videogen.pipeline import store_video
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import VideoRequest
 from prefect_videogen.providers.apiframe import APIFrameVideoProvider
-from prefect_videogen.providers.base import wait_for_job
+from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.openai import OpenAIVideoProvider
 from prefect_videogen.providers.scenario import ScenarioVideoProvider
 from prefect_videogen.storage.base import VideoStorage

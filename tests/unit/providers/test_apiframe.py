@@ -31,7 +31,8 @@ from prefect_videogen.pipeline import generate, store_video
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import JobStatus, VideoJob, VideoRequest
 from prefect_videogen.providers.apiframe import APIFrameVideoProvider, classify_rejection
-from prefect_videogen.providers.base import raise_for_job, wait_for_job
+from prefect_videogen.providers.base import raise_for_job
+from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.storage.base import VideoStorage
 from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY, APIFrameEmulator
 from prefect_videogen.testing.server import EmulatorServer, Fault

@@ -29,7 +29,8 @@ from prefect_videogen.errors import (
 from prefect_videogen.pipeline import generate, store_video
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import JobStatus, VideoJob, VideoRequest
-from prefect_videogen.providers.base import raise_for_job, wait_for_job
+from prefect_videogen.providers.base import raise_for_job
+from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.openai import STATUS_TABLE, OpenAIVideoProvider, classify_rejection
 from prefect_videogen.providers.retry import RetryPolicy
 from prefect_videogen.storage import VideoStorage

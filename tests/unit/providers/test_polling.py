@@ -10,7 +10,8 @@ from fakes import FakeClock
 
 from prefect_videogen.errors import JobTimedOut
 from prefect_videogen.models import JobStatus, VideoJob
-from prefect_videogen.providers.base import PollSchedule, VideoProvider, wait_for_job
+from prefect_videogen.providers.base import VideoProvider
+from prefect_videogen.providers.polling import PollSchedule, wait_for_job
 
 
 def linear(f):

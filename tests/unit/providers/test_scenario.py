@@ -31,7 +31,8 @@ from prefect_videogen.errors import (
 from prefect_videogen.pipeline import generate, store_video
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import JobStatus, VideoRequest
-from prefect_videogen.providers.base import raise_for_job, wait_for_job
+from prefect_videogen.providers.base import raise_for_job
+from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.scenario import ScenarioVideoProvider
 from prefect_videogen.storage import VideoStorage
 from prefect_videogen.testing.scenario_emulator import ScenarioEmulator

@@ -15,7 +15,7 @@ from prefect_videogen.blocks.apiframe import APIFrameCredentials
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.models import JobStatus, VideoRequest
 from prefect_videogen.providers.apiframe import APIFrameVideoProvider
-from prefect_videogen.providers.base import wait_for_job
+from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.watch import LISTING_MIN_JOBS, JobWatcher
 from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY, APIFrameEmulator
 from prefect_videogen.testing.server import EmulatorServer, Fault
@@ -151,3 +151,22 @@ async def test_blocks_share_one_client_per_configuration_while_in_use():
     assert a.http.api.is_closed and c.http.api.is_closed
     async with first.shared_client() as again:
         assert again is not a
+
+
+def test_one_watcher_per_provider_object_that_does_not_outlive_it(server, clock):
+    """The registry holds watchers by provider weakly: a dropped provider (and its pool) is freed."""
+    import gc
+    import weakref
+
+    provider = provider_for(server, clock)
+    watcher = JobWatcher.of(provider)
+    assert JobWatcher.of(provider) is watcher and watcher.provider is provider
+    assert not hasattr(provider, "_job_watcher")
+    other = provider_for(server, clock)
+    assert JobWatcher.of(other) is not watcher
+    gone = weakref.ref(provider)
+    del provider
+    gc.collect()
+    assert gone() is None
+    with pytest.raises(RuntimeError, match="garbage-collected"):
+        watcher.provider  # noqa: B018
