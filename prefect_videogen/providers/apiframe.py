@@ -47,7 +47,7 @@ from prefect_videogen.errors import (
     ProviderUnavailable,
     register_secret,
 )
-from prefect_videogen.models import JobStatus, VideoJob
+from prefect_videogen.models import JobStatus, Rejection, RejectionStage, VideoJob
 from prefect_videogen.policy import check_local_image
 from prefect_videogen.providers.base import VideoProvider, map_status, raise_for_job
 from prefect_videogen.providers.http import (
@@ -84,7 +84,7 @@ def account_id_for(api_key: str, account_label: str | None = None) -> str:
     return account_label or f"apiframe-{hashlib.sha256(api_key.encode()).hexdigest()[:12]}"
 
 
-def classify_rejection(error: str | None, credit_cost: float | None) -> dict[str, Any] | None:
+def classify_rejection(error: str | None, credit_cost: float | None) -> Rejection | None:
     """Tell a content-policy failure from other failures, from APIFrame's error text.
 
     APIFrame reports failures as bare text; the documented moderation text is "Provider returned
@@ -96,7 +96,7 @@ def classify_rejection(error: str | None, credit_cost: float | None) -> dict[str
     text = (error or "").lower()
     if not any(marker in text for marker in ("content policy", "moderation", "safety system")):
         return None
-    stage = None
+    stage: RejectionStage | None = None
     if "prompt" in text:
         stage = "prompt"
     elif "image" in text:
@@ -104,7 +104,7 @@ def classify_rejection(error: str | None, credit_cost: float | None) -> dict[str
     elif "output" in text or "generated" in text:
         stage = "output"
     charged = None if credit_cost is None else credit_cost > 0
-    return {"stage": stage, "charged": charged}
+    return Rejection(stage=stage, charged=charged)
 
 
 class APIFrameVideoProvider(VideoProvider):
@@ -315,13 +315,11 @@ class APIFrameVideoProvider(VideoProvider):
         result = data.get("result")
         # GET returns {"videoUrl": ...}; the completed webhook carries a bare URL string: accept both.
         video_url = result.get("videoUrl") if isinstance(result, dict) else result if isinstance(result, str) else None
-        provider_data = {**job.provider_data, "video_url": video_url, "charged": None if cost is None else cost > 0}
+        provider_data = {**job.provider_data, "video_url": video_url}
         error_code = None
-        if status is JobStatus.FAILED:
-            rejection = classify_rejection(error, cost)
-            if rejection:
-                provider_data["rejection"] = rejection
-                error_code = "content_policy"
+        rejection = classify_rejection(error, cost) if status is JobStatus.FAILED else None
+        if rejection is not None:
+            error_code = "content_policy"
         if data.get("expired") is True and status not in (JobStatus.FAILED, JobStatus.CANCELED):
             status, error, error_code = JobStatus.FAILED, EXPIRED_MESSAGE, "expired"
             provider_data["video_url"] = None
@@ -341,6 +339,8 @@ class APIFrameVideoProvider(VideoProvider):
                 "reported_cost": cost,
                 "reported_cost_unit": "credits" if cost is not None else None,
                 "poll_after_seconds": None if status.is_terminal else self.poll_interval_seconds,
+                "rejection": rejection,
+                "charged": None if cost is None else cost > 0,
                 "provider_data": provider_data,
             }
         )

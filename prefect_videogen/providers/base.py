@@ -88,15 +88,14 @@ def raise_for_job(job: VideoJob) -> None:
     """Raise the typed error for a failed or canceled job; do nothing otherwise."""
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELED):
         return
-    error = job.provider_data.get("rejection")
-    if error:
+    if job.rejection is not None:
         rejected = ContentRejected(
             job.error_message or "blocked by the provider's content policy",
             provider=job.provider,
             job_id=job.job_id,
             code=job.error_code,
-            stage=error.get("stage"),
-            charged=error.get("charged"),
+            stage=job.rejection.stage,
+            charged=job.rejection.charged,
         )
         rejected.job = job
         raise rejected
@@ -105,7 +104,7 @@ def raise_for_job(job: VideoJob) -> None:
         provider=job.provider,
         job_id=job.job_id,
         code=job.error_code,
-        charged=job.provider_data.get("charged"),
+        charged=job.charged,
     )
     failed.job = job
     raise failed

@@ -43,7 +43,7 @@ from prefect_videogen.errors import (
     ProviderUnavailable,
     register_secret,
 )
-from prefect_videogen.models import JobStatus, VideoJob
+from prefect_videogen.models import JobStatus, Rejection, RejectionStage, VideoJob
 from prefect_videogen.policy import check_local_image
 from prefect_videogen.providers.base import VideoProvider, map_status
 from prefect_videogen.providers.http import ErrorInfo, HttpTransport, Sleep
@@ -70,7 +70,7 @@ IMAGE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 MANAGED_FIELDS = ("prompt", "model", "seconds", "size", "input_reference")
 
 
-def classify_rejection(code: str | None, message: str | None) -> dict[str, Any] | None:
+def classify_rejection(code: str | None, message: str | None) -> Rejection | None:
     """Tell a content-policy failure from other failures, by OpenAI's documented error codes.
 
     - ``sentinel_block``: the request was blocked before generation; nothing was generated or
@@ -83,10 +83,10 @@ def classify_rejection(code: str | None, message: str | None) -> dict[str, Any] 
     """
     text = (message or "").lower()
     if code == "sentinel_block":
-        stage = "image" if ("image" in text or "input_reference" in text) and "prompt" not in text else "prompt"
-        return {"stage": stage, "charged": False}
+        stage: RejectionStage = "image" if ("image" in text or "input_reference" in text) and "prompt" not in text else "prompt"
+        return Rejection(stage=stage, charged=False)
     if code == "moderation_blocked":
-        return {"stage": "output", "charged": True}
+        return Rejection(stage="output", charged=True)
     return None
 
 
@@ -262,8 +262,6 @@ class OpenAIVideoProvider(VideoProvider):
             key: video[key] for key in ("model", "size", "seconds", "expires_at") if video.get(key) is not None
         }
         rejection = classify_rejection(code, message) if status is JobStatus.FAILED else None
-        if rejection:
-            provider_data["rejection"] = rejection
         return VideoJob(
             provider=self.name,
             job_id=str(video.get("id") or ""),
@@ -275,6 +273,7 @@ class OpenAIVideoProvider(VideoProvider):
             error_code=code,
             error_message=message,
             poll_after_seconds=_poll_hint(response),
+            rejection=rejection,
             provider_data=provider_data,
         )
 

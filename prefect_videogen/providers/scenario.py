@@ -51,7 +51,7 @@ from prefect_videogen.errors import (
     RateLimited,
     register_secret,
 )
-from prefect_videogen.models import JobStatus, VideoJob
+from prefect_videogen.models import JobStatus, Rejection, RejectionStage, VideoJob
 from prefect_videogen.policy import check_image_bytes, check_local_image, fetch_url, has_scheme
 from prefect_videogen.providers.base import VideoProvider, map_status
 from prefect_videogen.providers.http import (
@@ -101,7 +101,7 @@ def account_id_for(api_key: str, *, label: str | None = None) -> str:
     return "scenario-" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
 
 
-def classify_rejection(code: str | None, message: str | None) -> dict[str, Any] | None:
+def classify_rejection(code: str | None, message: str | None) -> Rejection | None:
     """Tell a content-policy failure from other failures, and which input was flagged.
 
     Scenario relays the upstream (OpenAI) moderation result in ``metadata.error`` as text or as
@@ -117,10 +117,10 @@ def classify_rejection(code: str | None, message: str | None) -> dict[str, Any] 
     text = f"{code or ''} {message or ''}".lower()
     moderated = any(word in text for word in _MODERATION_WORDS)
     if "moderation_blocked" in text or (moderated and ("output" in text or "generated" in text)):
-        return {"stage": "output", "charged": True}
+        return Rejection(stage="output", charged=True)
     if "sentinel_block" in text or moderated:
-        stage = "image" if "image" in text else "prompt" if "prompt" in text else None
-        return {"stage": stage, "charged": False if stage or "sentinel_block" in text else None}
+        stage: RejectionStage | None = "image" if "image" in text else "prompt" if "prompt" in text else None
+        return Rejection(stage=stage, charged=False if stage or "sentinel_block" in text else None)
     return None
 
 
@@ -379,16 +379,14 @@ class ScenarioVideoProvider(VideoProvider):
         status = map_status(STATUS_TABLE, raw_status)
         metadata = job.get("metadata") if isinstance(job.get("metadata"), dict) else {}
         data = {**previous, "asset_ids": [str(a) for a in metadata.get("assetIds") or [] if a]}
-        for settled_below in ("rejection", "charged"):  # decided again from this answer
-            data.pop(settled_below, None)
         code = message = None
+        rejection: Rejection | None = None
+        charged: bool | None = None
         if status in (JobStatus.FAILED, JobStatus.CANCELED):
             code, message = _error_of(metadata.get("error"))
             rejection = classify_rejection(code, message)
-            if rejection:
-                data["rejection"] = rejection
-            elif status is JobStatus.FAILED:
-                data["charged"] = False  # "Failed jobs are reimbursed" (provider-apis.md section 2)
+            if rejection is None and status is JobStatus.FAILED:
+                charged = False  # "Failed jobs are reimbursed" (provider-apis.md section 2)
         cost = previous.get("creative_units_cost")
         return VideoJob(
             provider=self.name,
@@ -402,6 +400,8 @@ class ScenarioVideoProvider(VideoProvider):
             poll_after_seconds=None if status.is_terminal else self.poll_interval,
             reported_cost=cost,
             reported_cost_unit=COST_UNIT if cost is not None else None,
+            rejection=rejection,
+            charged=charged,
             provider_data=data,
         )
 

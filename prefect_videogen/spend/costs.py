@@ -114,10 +114,10 @@ def charge_status(job: VideoJob, reported: Cost | None) -> ChargeStatus:
     """
     if job.status is JobStatus.SUCCEEDED:
         return ChargeStatus.BILLED
-    rejection = job.provider_data.get("rejection") or {}
-    charged = rejection.get("charged", job.provider_data.get("charged"))
+    rejection = job.rejection
+    charged = rejection.charged if rejection is not None else job.charged
     announced = reported is not None and reported.amount > 0
-    if charged is None and rejection and announced:
+    if charged is None and rejection is not None and announced:
         return ChargeStatus.UNKNOWN
     if charged is True or (charged is None and announced):
         return ChargeStatus.FAILED_BUT_BILLED

@@ -23,7 +23,7 @@ from prefect_videogen.errors import SubmitUncertain
 from prefect_videogen.flows import generate_video, generate_videos, resume_jobs
 from prefect_videogen.batch.expansion import PromptSource
 from prefect_videogen.spend.ledger import Ledger, LedgerEntry, summarize
-from prefect_videogen.models import JobStatus, VideoJob, VideoRequest
+from prefect_videogen.models import JobStatus, Rejection, VideoJob, VideoRequest
 from prefect_videogen.providers.scenario import classify_rejection
 from prefect_videogen.storage import VideoStorage
 from prefect_videogen.tasks.caching import SubmitCachePolicy, submit_key
@@ -73,9 +73,9 @@ def test_submit_key_counts_the_base_url():
 
 def test_scenario_failure_without_a_stage_is_unknown_not_billed():
     rejection = classify_rejection(None, "Your request was rejected by the moderation system")
-    assert rejection == {"stage": None, "charged": None}
+    assert rejection == Rejection(stage=None, charged=None)
     job = VideoJob(provider="scenario", job_id="job_1", model="sora-2", status=JobStatus.FAILED, raw_status="failed",
-                   reported_cost=40, reported_cost_unit="creative_units", provider_data={"rejection": rejection})
+                   reported_cost=40, reported_cost_unit="creative_units", rejection=rejection)
     plan = load_catalog().plan("scenario", VideoRequest(prompt="a fox", model="sora-2"))
     status = charge_status(job, reported_cost(plan, job))
     assert status is ChargeStatus.UNKNOWN

@@ -17,7 +17,9 @@ import pytest
 
 from prefect_videogen.batch.expansion import BatchItem, PromptSource
 from prefect_videogen.batch.manifest import ManifestItem
-from prefect_videogen.models import JobStatus, VideoJob
+from prefect_videogen.errors import ContentRejected
+from prefect_videogen.models import JobStatus, Rejection, VideoJob
+from prefect_videogen.providers.base import raise_for_job
 from prefect_videogen.spend.costs import ChargeStatus, Cost
 from prefect_videogen.spend.claims import JobClaim
 from prefect_videogen.spend.ledger import LedgerEntry
@@ -25,30 +27,35 @@ from prefect_videogen.tasks.slots import ProviderSlot
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-# cloudpickle.dumps({...}) of a Cost, a LedgerEntry, a JobClaim, a ManifestItem and a VideoJob, made on the
-# package before the layout change (the classes then lived at prefect_videogen.costs, .ledger, ...).
+# cloudpickle.dumps({...}) of a Cost, a LedgerEntry, a JobClaim, a ManifestItem and three VideoJobs (one with
+# provider_data["rejection"], one with provider_data["charged"]), made on the package before the layout change
+# (the classes then lived at prefect_videogen.costs, .ledger, ...).
 PICKLED_BEFORE_THE_MOVE = base64.b64decode(
-    "gAWV+QUAAAAAAAB9lCiMBGNvc3SUjBZwcmVmZWN0X3ZpZGVvZ2VuLmNvc3RzlIwEQ29zdJSTlCmBlH2UKIwIX19kaWN0X1+UfZQo"
+    "gAWVGgcAAAAAAAB9lCiMBGNvc3SUjBZwcmVmZWN0X3ZpZGVvZ2VuLmNvc3RzlIwEQ29zdJSTlCmBlH2UKIwIX19kaWN0X1+UfZQo"
     "jARraW5klIwJZXN0aW1hdGVklIwGYW1vdW50lEc/2ZmZmZmZmowEdW5pdJSMA3VzZJRoDUc/2ZmZmZmZmowGc291cmNllIwHY2F0"
-    "YWxvZ5R1jBJfX3B5ZGFudGljX2V4dHJhX1+UTowXX19weWRhbnRpY19maWVsZHNfc2V0X1+Uj5QoaAloC2gOaAxoDZCMFF9fcHlk"
+    "YWxvZ5R1jBJfX3B5ZGFudGljX2V4dHJhX1+UTowXX19weWRhbnRpY19maWVsZHNfc2V0X1+Uj5QoaA1oCWgOaAtoDJCMFF9fcHlk"
     "YW50aWNfcHJpdmF0ZV9flE51YowMbGVkZ2VyX2VudHJ5lIwXcHJlZmVjdF92aWRlb2dlbi5sZWRnZXKUjAtMZWRnZXJFbnRyeZST"
     "lCmBlH2UKGgHfZQojAhwcm92aWRlcpSMCGFwaWZyYW1llIwGam9iX2lklIwCajGUjAVtb2RlbJSMAW2UjAphY2NvdW50X2lklIwM"
     "YXBpZnJhbWU6YWJjlIwNY2hhcmdlX3N0YXR1c5RoAowMQ2hhcmdlU3RhdHVzlJOUjAZiaWxsZWSUhZRSlIwOY2hhcmdlZF9hbW91"
     "bnSURz/ZmZmZmZmajAxjaGFyZ2VkX3VuaXSUaA2MC2NoYXJnZWRfdXNklEc/2ZmZmZmZmmgKaAWMBnF1b3RlZJROjAhyZXBvcnRl"
     "ZJROjAdpdGVtX2lklE6MC2Zsb3dfcnVuX2lklE6MCXZpZGVvX3VyaZROjAljbGFpbV9rZXmUTowLcmVjb3JkZWRfYXSUjAhkYXRl"
     "dGltZZSMCGRhdGV0aW1llJOUQwoH6gseAAAAAAAAlGgzjAh0aW1lem9uZZSTlGgzjAl0aW1lZGVsdGGUk5RLAEsASwCHlFKUhZRS"
-    "lIaUUpR1aBBOaBGPlChoMmgpaCpoI2graApoHWgfaCFoG5BoE051YowJam9iX2NsYWltlIwXcHJlZmVjdF92aWRlb2dlbi5jbGFp"
+    "lIaUUpR1aBBOaBGPlChoG2gdaCFoK2gKaDJoH2gpaCpoI5BoE051YowJam9iX2NsYWltlIwXcHJlZmVjdF92aWRlb2dlbi5jbGFp"
     "bXOUjAhKb2JDbGFpbZSTlCmBlH2UKGgHfZQojANrZXmUjAFrlGgbaBxoIWgijAhiYXNlX3VybJSMAJSMC2ZpbmdlcnByaW50lIwB"
     "ZpSMDGNsaWVudF90b2tlbpSMA3Rva5SMCmNyZWF0ZWRfYXSUaECMBGhvc3SUjAFolIwDcGlklEsBaB9oTGguTowHcmVxdWVzdJR9"
-    "lGgKTmgdaB6MBmpvYl9hdJROjApnYXZlX3VwX2F0lE6MCmFkb3B0ZWRfYnmUXZR1aBBOaBGPlChoTWhRaB1oIWgbaFRoUmhJaE+Q"
+    "lGgKTmgdaB6MBmpvYl9hdJROjApnYXZlX3VwX2F0lE6MCmFkb3B0ZWRfYnmUXZR1aBBOaBGPlChoG2hUaCFoHWhSaFFoT2hJaE2Q"
     "aBNOdWKMDW1hbmlmZXN0X2l0ZW2UjBlwcmVmZWN0X3ZpZGVvZ2VuLm1hbmlmZXN0lIwMTWFuaWZlc3RJdGVtlJOUKYGUfZQoaAd9"
     "lChoLowCaTGUjANyb3eUSwGMD29yaWdpbmFsX3Byb21wdJSMBWEgY2F0lIwGcHJvbXB0lGhmjAZzdGF0dXOUjAZzdG9yZWSUaBto"
     "TGgfaExoHU6MCXZpZGVvX2tleZROjAtzaWRlY2FyX2tleZROjAZzaGEyNTaUTowIY29zdF91c2SUTmgjTowFZXJyb3KUTowKdXBk"
-    "YXRlZF9hdJRoQHVoEE5oEY+UKGhvaGVoZ2guaGhoZJBoE051YowJdmlkZW9fam9ilIwXcHJlZmVjdF92aWRlb2dlbi5tb2RlbHOU"
-    "jAhWaWRlb0pvYpSTlCmBlH2UKGgHfZQoaBtoHGgdaB5oH2ggaGhocowJSm9iU3RhdHVzlJOUjAlzdWNjZWVkZWSUhZRSlIwKcmF3"
-    "X3N0YXR1c5SMCGZpbmlzaGVklIwIcHJvZ3Jlc3OUTowKZXJyb3JfY29kZZROjA1lcnJvcl9tZXNzYWdllE6MEnBvbGxfYWZ0ZXJf"
-    "c2Vjb25kc5ROjA1yZXBvcnRlZF9jb3N0lEc/2ZmZmZmZmowScmVwb3J0ZWRfY29zdF91bml0lGgNjA1wcm92aWRlcl9kYXRhlH2U"
-    "jAF4lEsBc3VoEE5oEY+UKGhoaINohWgdaB9oG2iEaH2QaBNOdWJ1Lg=="
+    "YXRlZF9hdJRoQHVoEE5oEY+UKGhoaGdoLmhkaG9oZZBoE051YowMcmVqZWN0ZWRfam9ilIwXcHJlZmVjdF92aWRlb2dlbi5tb2Rl"
+    "bHOUjAhWaWRlb0pvYpSTlCmBlH2UKGgHfZQoaBuMCHNjZW5hcmlvlGgdjAJqMpRoH2ggaGhocowJSm9iU3RhdHVzlJOUjAZmYWls"
+    "ZWSUhZRSlIwKcmF3X3N0YXR1c5RofIwIcHJvZ3Jlc3OUTowKZXJyb3JfY29kZZROjA1lcnJvcl9tZXNzYWdllE6MEnBvbGxfYWZ0"
+    "ZXJfc2Vjb25kc5ROjA1yZXBvcnRlZF9jb3N0lE6MEnJlcG9ydGVkX2Nvc3RfdW5pdJROjA1wcm92aWRlcl9kYXRhlH2UKIwJYXNz"
+    "ZXRfaWRzlF2UjAlyZWplY3Rpb26UfZQojAVzdGFnZZSMBm91dHB1dJSMB2NoYXJnZWSUiHV1dWgQTmgRj5QoaGhoG2gdaIZof2gf"
+    "kGgTTnVijApmYWlsZWRfam9ilGh0KYGUfZQoaAd9lChoG2h4aB2MAmozlGgfaCBoaGh+aH9ofGiATmiBTmiCTmiDTmiETmiFTmiG"
+    "fZQoaIhdlGiOiXV1aBBOaBGPlChoaGgbaB1ohmh/aB+QaBNOdWKMCXZpZGVvX2pvYpRodCmBlH2UKGgHfZQoaBtoHGgdaB5oH2gg"
+    "aGhoe4wJc3VjY2VlZGVklIWUUpRof4wIZmluaXNoZWSUaIBOaIFOaIJOaINOaIRHP9mZmZmZmZpohWgNaIZ9lIwBeJRLAXN1aBBO"
+    "aBGPlChoaGgbaB1ohWiGaH9oH2iEkGgTTnVidS4="
 )
 
 MOVED = [
@@ -78,7 +85,18 @@ def test_a_pickle_made_before_the_move_loads_into_the_moved_classes():
     assert type(job) is VideoJob and job.status is JobStatus.SUCCEEDED and job.reported_cost == 0.4
     assert job.provider_data == {"x": 1}
     # Fields added to VideoJob since take their defaults on an old pickle, and the object round-trips.
+    assert job.rejection is None and job.charged is None
     assert VideoJob.model_validate(job.model_dump()) == job
+    # What the string keys of provider_data carried then is in the typed fields now, read the same way.
+    rejected, failed = loaded["rejected_job"], loaded["failed_job"]
+    assert rejected.rejection == Rejection(stage="output", charged=True) and rejected.provider_data == {"asset_ids": []}
+    assert failed.rejection is None and failed.charged is False and failed.provider_data == {"asset_ids": []}
+    with pytest.raises(ContentRejected) as caught:
+        raise_for_job(rejected)
+    assert caught.value.stage == "output" and caught.value.charged is True
+    # A job pickled now keeps its typed fields as they are.
+    fresh = rejected.model_copy(update={"charged": True, "provider_data": {"rejection": "adapter-private"}})
+    assert cloudpickle.loads(cloudpickle.dumps(fresh)) == fresh
 
 
 @pytest.mark.parametrize(("old", "new"), MOVED)

@@ -29,7 +29,7 @@ from prefect_videogen.errors import (
 )
 from prefect_videogen.pipeline import generate, store_video
 from prefect_videogen.media import probe_video
-from prefect_videogen.models import JobStatus, VideoJob, VideoRequest
+from prefect_videogen.models import JobStatus, Rejection, VideoJob, VideoRequest
 from prefect_videogen.providers.apiframe import APIFrameVideoProvider, classify_rejection
 from prefect_videogen.providers.base import raise_for_job
 from prefect_videogen.providers.polling import wait_for_job
@@ -192,7 +192,7 @@ async def test_status_table(raw, expected, progress, expected_progress):
     ],
 )
 def test_rejection_classification(error, credit_cost, expected):
-    assert classify_rejection(error, credit_cost) == expected
+    assert classify_rejection(error, credit_cost) == (Rejection(**expected) if expected else None)
 
 
 async def test_failed_jobs_raise_typed_errors_with_cost():

@@ -28,7 +28,7 @@ from prefect_videogen.errors import (
 )
 from prefect_videogen.pipeline import generate, store_video
 from prefect_videogen.media import probe_video
-from prefect_videogen.models import JobStatus, VideoJob, VideoRequest
+from prefect_videogen.models import JobStatus, Rejection, VideoJob, VideoRequest
 from prefect_videogen.providers.base import raise_for_job
 from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.openai import STATUS_TABLE, OpenAIVideoProvider, classify_rejection
@@ -222,7 +222,7 @@ async def test_retry_hint_beyond_the_cap_gives_up_instead_of_stalling():
      ("video_generation_failed", "Video generation failed.", None), (None, None, None)],
 )
 async def test_failed_video_classification(code, message, rejection):
-    assert classify_rejection(code, message) == rejection
+    assert classify_rejection(code, message) == (Rejection(**rejection) if rejection else None)
     client, _ = mock_client(lambda r: httpx.Response(200, json=video("failed", 0, {"code": code, "message": message})
                                                      if code else video("failed", 0)))
     job = await client.submit(plan_for())

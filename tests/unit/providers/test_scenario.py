@@ -257,7 +257,7 @@ async def test_failures_are_classified(status, error, stage, charged):
     with pytest.raises(JobFailed) as caught:
         raise_for_job(job)
     if stage == "not-a-rejection":
-        assert type(caught.value) is JobFailed and "rejection" not in job.provider_data
+        assert type(caught.value) is JobFailed and job.rejection is None
     else:
         assert isinstance(caught.value, ContentRejected)
         assert (caught.value.stage, caught.value.charged) == (stage, charged)

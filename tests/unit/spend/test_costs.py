@@ -12,7 +12,7 @@ from prefect_videogen.catalog import load_catalog
 from prefect_videogen.spend.costs import ChargeStatus, charge_status, estimate_cost, reported_cost
 from prefect_videogen.errors import BudgetExceeded
 from prefect_videogen.spend.ledger import Ledger, LedgerEntry, summarize
-from prefect_videogen.models import JobStatus, VideoJob, VideoRequest
+from prefect_videogen.models import JobStatus, Rejection, VideoJob, VideoRequest
 from prefect_videogen.storage import VideoStorage
 
 
@@ -37,9 +37,10 @@ def test_estimates_come_from_the_catalog(provider, fields, amount, unit, usd):
     assert cost.source.startswith("catalog as of ")
 
 
-def job(status, *, cost=None, unit="credits", **data):
+def job(status, *, cost=None, unit="credits", rejection=None, charged=None):
     return VideoJob(provider="apiframe", job_id="j1", model="sora-2", status=status, raw_status=status.value,
-                    reported_cost=cost, reported_cost_unit=unit if cost is not None else None, provider_data=data)
+                    reported_cost=cost, reported_cost_unit=unit if cost is not None else None,
+                    rejection=Rejection(**rejection) if rejection else None, charged=charged)
 
 
 @pytest.mark.parametrize(
