@@ -178,18 +178,18 @@ async def _run_item(
         await mark_stored(manifest, item.item_id, entry.job_id or "", {})
         return BatchItemResult(**base, status="stored", job_id=entry.job_id, video_uri=run.storage.uri(entry.video_key),
                                sidecar_uri=run.storage.uri(entry.sidecar_key or ""), cost_usd=entry.cost_usd)
-    try:
-        result = await produce_video(
-            plan, provider, run, item_id=item.item_id, estimated=estimated, bound=bound,
-            metadata={"batch_id": manifest.manifest.batch_id, "item_id": item.item_id,  # type: ignore[union-attr]
-                      "row": item.row, "original_prompt": item.original_prompt,
-                      "expanded_prompt": item.request.prompt, "variables": item.variables},
-        )
-    except VideoGenError as exc:
+    outcome = await produce_video(
+        plan, provider, run, item_id=item.item_id, estimated=estimated, bound=bound,
+        metadata={"batch_id": manifest.manifest.batch_id, "item_id": item.item_id,  # type: ignore[union-attr]
+                  "row": item.row, "original_prompt": item.original_prompt,
+                  "expanded_prompt": item.request.prompt, "variables": item.variables},
+    )
+    if outcome.error is not None:
+        exc = outcome.error
         status = _status_for(exc)
         # The item's own ledger entry, whatever failed after the job was billed (download, verification):
         # an error type without a job id (StorageError) must not lose the job or its charge.
-        booked = next((e for e in reversed(run.entries) if e.item_id == item.item_id), None)
+        booked = outcome.entry
         job_id = getattr(exc, "job_id", None) or (booked.job_id if booked else None)
         if booked is not None and booked.job_id == job_id:
             cost, charge = booked.charged_usd, booked.charge_status.value
@@ -199,7 +199,8 @@ async def _run_item(
                               charge_status=charge)
         logger.warning("item %s (row %s) %s: %s", item.item_id, item.row, status, exc)
         return BatchItemResult(**base, status=status, job_id=job_id, error=str(exc), cost_usd=cost)
-    ledger_entry = next(e for e in reversed(run.entries) if e.job_id == result.job_id)
+    result, ledger_entry = outcome.result, outcome.entry
+    assert result is not None and ledger_entry is not None  # a stored video always has its entry
     await mark_stored.with_options(refresh_cache=run.refresh)(manifest, item.item_id, result.job_id, dict(
         status="stored", provider=result.provider, model=result.model, job_id=result.job_id,
         video_key=run.storage.key_of(result.video_uri), sidecar_key=run.storage.key_of(result.sidecar_uri),

@@ -76,7 +76,7 @@ async def generate_video(
                       timeout_seconds=timeout_seconds, refresh=refresh)
     await tag_flow_run(f"videogen:{provider.provider_name}")
     try:
-        result = await produce_video(plan, provider, run, estimated=estimated)
+        result = (await produce_video(plan, provider, run, estimated=estimated)).unwrap()
     finally:
         if run.entries:
             await publish_cost_table(run.entries)
