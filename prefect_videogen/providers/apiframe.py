@@ -49,6 +49,7 @@ from prefect_videogen.errors import (
 )
 from prefect_videogen.models import JobStatus, Rejection, RejectionStage, VideoJob
 from prefect_videogen.policy import check_local_image
+from prefect_videogen.providers.accounts import account_id_for
 from prefect_videogen.providers.base import VideoProvider, map_status, raise_for_job
 from prefect_videogen.providers.http import (
     DEFAULT_TIMEOUT,
@@ -79,9 +80,8 @@ EXPIRED_MESSAGE = (
 )
 
 
-def account_id_for(api_key: str, account_label: str | None = None) -> str:
-    """``account_label``, else ``apiframe-`` + 12 hex digits of sha256(key): not reversible to the key."""
-    return account_label or f"apiframe-{hashlib.sha256(api_key.encode()).hexdigest()[:12]}"
+#: Account ids of APIFrame keys without a label: this prefix and a hash of the key (providers.accounts).
+ACCOUNT_PREFIX = "apiframe-"
 
 
 def classify_rejection(error: str | None, credit_cost: float | None) -> Rejection | None:
@@ -137,7 +137,7 @@ class APIFrameVideoProvider(VideoProvider):
         if not api_key or not api_key.strip():
             raise ValueError("APIFrame api_key is empty; create one in the APIFrame dashboard (afk_...)")
         register_secret(api_key)
-        self._account = account_id_for(api_key, account_label)
+        self._account = account_id_for(api_key, prefix=ACCOUNT_PREFIX, label=account_label)
         self.poll_interval_seconds = poll_interval_seconds
         self.http = HttpTransport(
             self.name, base_url, headers={"X-API-Key": api_key}, error_mapper=self._map_error,

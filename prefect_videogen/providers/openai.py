@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -45,6 +44,7 @@ from prefect_videogen.errors import (
 )
 from prefect_videogen.models import JobStatus, Rejection, RejectionStage, VideoJob
 from prefect_videogen.policy import check_local_image
+from prefect_videogen.providers.accounts import account_id_for
 from prefect_videogen.providers.base import VideoProvider, map_status
 from prefect_videogen.providers.http import ErrorInfo, HttpTransport, Sleep
 from prefect_videogen.providers.retry import RetryPolicy
@@ -88,21 +88,6 @@ def classify_rejection(code: str | None, message: str | None) -> Rejection | Non
     if code == "moderation_blocked":
         return Rejection(stage="output", charged=True)
     return None
-
-
-def account_id_for(
-    api_key: str, *, organization: str | None = None, project: str | None = None, label: str | None = None
-) -> str:
-    """A non-secret account identity: the label, else organization/project, else a key hash prefix.
-
-    The fallback is the first 12 hex digits of the key's sha256: a one-way digest of a
-    high-entropy key, which identifies the key without revealing it.
-    """
-    if label:
-        return label
-    if organization or project:
-        return "/".join(part for part in (organization, project) if part)
-    return "key-sha256-" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
 
 
 class OpenAIVideoProvider(VideoProvider):

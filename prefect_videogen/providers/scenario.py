@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -53,6 +52,7 @@ from prefect_videogen.errors import (
 )
 from prefect_videogen.models import JobStatus, Rejection, RejectionStage, VideoJob
 from prefect_videogen.policy import check_image_bytes, check_local_image, fetch_url, has_scheme
+from prefect_videogen.providers.accounts import account_id_for
 from prefect_videogen.providers.base import VideoProvider, map_status
 from prefect_videogen.providers.http import (
     DEFAULT_TIMEOUT,
@@ -91,14 +91,8 @@ _MODERATION_WORDS = ("moderation", "content policy", "safety", "nsfw", "flagged"
 _KNOWN_CODES = re.compile(r"\b(sentinel_block|moderation_blocked)\b")
 
 
-def account_id_for(api_key: str, *, label: str | None = None) -> str:
-    """A non-secret account id: ``label``, else ``scenario-`` + the first 12 hex digits of sha256(key).
-
-    A 48-bit prefix of a one-way hash cannot be turned back into the key.
-    """
-    if label:
-        return label
-    return "scenario-" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
+#: Account ids of Scenario keys without a label: this prefix and a hash of the key (providers.accounts).
+ACCOUNT_PREFIX = "scenario-"
 
 
 def classify_rejection(code: str | None, message: str | None) -> Rejection | None:
@@ -196,7 +190,7 @@ class ScenarioVideoProvider(VideoProvider):
             register_secret(secret)
         self.project_id = project_id
         self.poll_interval = poll_interval
-        self._account_id = account_id_for(api_key, label=account_label)
+        self._account_id = account_id_for(api_key, prefix=ACCOUNT_PREFIX, label=account_label)
         self.http = HttpTransport(
             self.name, base_url, auth=httpx.BasicAuth(api_key, api_secret), error_mapper=self._map_error,
             policy=policy, sleep=sleep, transport=transport, timeout=timeout,

@@ -30,7 +30,8 @@ from prefect_videogen.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from prefect_videogen.providers.chat import ChatClient, RewriteResult, account_id_for
+from prefect_videogen.providers.accounts import account_id_for
+from prefect_videogen.providers.chat import ChatClient, RewriteResult
 from prefect_videogen.tasks.rewrite import cache_key_for, retry_rewrite, rewrite_prompt
 from prefect_videogen.testing.chat_emulator import ChatEmulator, cinematic
 from prefect_videogen.testing.server import EmulatorServer, Fault
