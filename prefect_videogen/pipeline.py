@@ -38,6 +38,11 @@ def plan_request(provider: str, request: VideoRequest, *, policy: WorkerPolicy |
     return load_catalog().plan(provider, request)
 
 
+def step_timings(started: float, submitted: float) -> dict[str, float]:
+    """Seconds the submit and the wait took, from ``time.monotonic()`` readings (the wait ends now)."""
+    return {"submit_seconds": round(submitted - started, 3), "wait_seconds": round(time.monotonic() - submitted, 3)}
+
+
 def sidecar_key(video_key: str) -> str:
     stem, _, _ = video_key.rpartition(".")
     return f"{stem or video_key}.json"
@@ -165,5 +170,4 @@ async def generate(
     job = await provider.submit(plan)
     submitted = time.monotonic()
     job = await wait_for_job(provider, job, timeout=timeout)
-    timings = {"submit_seconds": round(submitted - started, 3), "wait_seconds": round(time.monotonic() - submitted, 3)}
-    return await store_video(provider, plan, job, storage, timings=timings)
+    return await store_video(provider, plan, job, storage, timings=step_timings(started, submitted))

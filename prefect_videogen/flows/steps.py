@@ -23,6 +23,7 @@ from pydantic import Field
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.spend.budget import Budget
 from prefect_videogen.catalog import VideoPlan
+from prefect_videogen.pipeline import step_timings
 from prefect_videogen.spend.accounting import account_job
 from prefect_videogen.spend.budget import Reservation
 from prefect_videogen.spend.costs import Cost, estimate_cost, quoted_cost
@@ -217,7 +218,7 @@ async def _produce_video(
         except JobFailed as failure:
             entry = await _account_failure(run, booking, failure.job or job, failure, failure.code, reservation, cached)
             return VideoOutcome(entry=entry, error=failure)
-    timings = {"submit_seconds": round(submitted - started, 3), "wait_seconds": round(time.monotonic() - submitted, 3)}
+    timings = step_timings(started, submitted)
     try:
         result = await download_video.with_options(**fresh)(
             plan, job, provider, run.storage, run.storage_url,

@@ -21,6 +21,7 @@ logger = logging.getLogger("prefect_videogen.providers")
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
+# The size of the pieces a provider's ``stream_video`` yields (the HTTP download and the local renderer).
 DOWNLOAD_CHUNK_BYTES = 1 << 20
 
 

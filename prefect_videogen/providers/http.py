@@ -40,6 +40,7 @@ from prefect_videogen.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from prefect_videogen.providers.base import DOWNLOAD_CHUNK_BYTES
 from prefect_videogen.providers.retry import (
     NOT_SENT_ERRORS,
     RetryPolicy,
@@ -281,7 +282,7 @@ class HttpTransport:
 
     @asynccontextmanager
     async def stream(
-        self, url: str, *, authenticated: bool, chunk_size: int = 1 << 20
+        self, url: str, *, authenticated: bool, chunk_size: int = DOWNLOAD_CHUNK_BYTES
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         """Open ``url`` as one uninterrupted stream of byte chunks, resuming dropped connections.
 
