@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-
 from pydantic import Field, SecretStr
 
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.providers.accounts import account_id_for
 from prefect_videogen.providers.apiframe import ACCOUNT_PREFIX, APIFrameVideoProvider, DEFAULT_BASE_URL
-
-# Keys Prefect itself adds to a block's data when it serialises one (for dispatch on load).
 
 
 class APIFrameCredentials(VideoProviderBlock):

@@ -246,9 +246,8 @@ async def tag_flow_run(tag: str) -> None:
     """Add ``tag`` (``videogen:<provider>``) to the running flow run, for filtering in the UI.
 
     The flow run, not its task runs: Prefect 3.8 acquires tag concurrency slots for every tagged
-    task run through one client-side queue per tag set, a server round trip each, one at a time.
-    Tagging the five task runs of each item made a 100-video batch's submits wait up to 6 s to
-    start (BENCHMARKS.md).
+    task run through one client-side queue per tag set, a server round trip each, one at a time:
+    tagged task runs start one after another (BENCHMARKS.md).
     """
     run_id, current = flow_run.get_id(), set(flow_run.get_tags())
     if not run_id or tag in current:

@@ -67,9 +67,9 @@ _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-trace-id", "trace-id")
 def shared_ssl_context() -> ssl.SSLContext:
     """httpx's default TLS context (certifi, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``), built once per process.
 
-    httpx builds a new context for every client, loading the CA bundle each time: about 28 ms of
-    CPU, twice per transport. Task runs open a client each, so a 100-video batch spent ~17 s of
-    CPU there (``bench/batch_vs_bare.py``). A configured ``SSLContext`` is safe to share.
+    httpx builds a new context for every client, loading the CA bundle each time, and every transport
+    opens clients; one context shared by all of them loads it once (cost: BENCHMARKS.md). A configured
+    ``SSLContext`` is safe to share.
     """
     return httpx.create_ssl_context()
 

@@ -32,17 +32,17 @@ class PollSchedule:
 
     Once progress (0..1) has moved between two polls, it estimates the time left from the rate of
     progress and sleeps ``share`` of it (at most ``long_maximum``) while the finish is more than
-    ``maximum`` away, then polls just after the predicted finish; never sooner than a hint. A 120 s
-    job is polled 9-16 times instead of 23 (``bench/polling.py``). The rate is the faster of the
+    ``maximum`` away, then polls just after the predicted finish; never sooner than a hint (polls and
+    lag per job: BENCHMARKS.md, ``bench/polling.py``). The rate is the faster of the
     rate since the first sample and over the last two, so a speeding-up job shortens the wait; the
     lag stays under ``maximum`` unless the job ends before ``share`` of its predicted time left,
-    and is at worst ``long_maximum`` when progress misleads (a job that ends at 50 %).
+    and is at worst ``long_maximum`` when progress misleads (a job that ends halfway).
 
     Aiming at the finish: progress comes in whole percents, so a rate measured over a short time
     is rough. While the samples span less time than is left, and an interval still fits before
     the finish, it polls at the usual interval once more instead of aiming. It then aims
-    ``margin_share`` of the job's predicted length past the finish (at most ``margin``): a 3 s job
-    with a 0.5 s interval is seen 0.09 s after it ends instead of 0.28 s, at 5 polls instead of 4.
+    ``margin_share`` of the job's predicted length past the finish (at most ``margin``), so a short
+    job is seen soon after it ends at the price of about one more poll.
 
     Args:
         initial: first interval in seconds; also the shortest wait chosen from an estimate.
@@ -104,7 +104,7 @@ class PollSchedule:
                 it answers, and dating it at the poll would make the job look slower than it is.
             queued: the job is still waiting to start. A hint is then stretched to the growing
                 interval: a queued job cannot finish before it has started and reported progress,
-                and OpenAI's 1 s hint over a 36 s queue was 36 polls of a 44-poll wait.
+                and a short hint (OpenAI's is 1 s) would otherwise poll a long queue every second.
         """
         growing = self._next
         self._next = min(self._next * self.factor, self.maximum)

@@ -56,8 +56,8 @@ def should_retry(error: BaseException | int | None, *, paid: bool = False) -> bo
         * typed errors: ``ProviderUnavailable`` is retried unless the job may exist
           (``maybe_created``). An unreachable endpoint (``unreachable``) is not retried for a
           paid step: the transport already retried the connection quickly, a wrong ``base_url``
-          or a stopped service does not heal in minutes, and the slow retries made a refused
-          submit take ~170 s. For a free step (waiting on or downloading a job that exists and is
+          or a stopped service does not heal in minutes, and the slow retries only delayed a refused
+          submit's error by minutes. For a free step (waiting on or downloading a job that exists and is
           paid for) it is retried: the wait's deadline or the download budget bounds it. Every
           other error says it by its type (``JobTimedOut``, ``VerificationFailed``, ``JobFailed``,
           ``DownloadFailed``, auth and request errors are final; ``RateLimited`` and

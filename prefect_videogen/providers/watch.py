@@ -6,9 +6,9 @@ active jobs (APIFrame ``GET /v2/jobs?status=QUEUED|PROCESSING``) and at least
 ``LISTING_MIN_JOBS`` jobs are waited on through one client, one *sweep* answers every wait that
 comes due at most ``max_age`` seconds after it: jobs still queued or processing come from the listing pages, and
 the watched jobs missing from a complete listing (finished since, or too new to be listed) are read
-one by one, once. 1,000 jobs waited on for two minutes take about 1,600 requests instead of
-15,000 (``bench/jobs_in_flight.py``), and a provider's rate limit sees a few requests a second
-instead of a hundred.
+one by one, once. The requests then grow with the number of sweeps, not with jobs times polls, and
+a provider's rate limit sees a few requests a second however many jobs are waited on (figures:
+BENCHMARKS.md, ``bench/jobs_in_flight.py``).
 
 Nothing is ever guessed: a job absent from the listing, or a listing that fails or is cut off,
 falls back to reading that job on its own, exactly as without a watcher. A listing the provider

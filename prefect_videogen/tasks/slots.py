@@ -4,8 +4,8 @@ A batch bounds the jobs in flight at a provider: a Prefect global concurrency li
 in-process semaphore (``prefect_videogen.flows.batch.provider_bound``). An item takes a slot before
 its paid submit and must free it as soon as the job is done at the provider, not when the wait
 task has finished its own ending (the progress artifact's last update, result persistence, the
-state change): that ending took 0.25-0.29 s per job on average and up to 2.1 s, during which the next
-job waited for nothing (bench/batch_vs_bare.py, BENCHMARKS.md). So the flow holds a
+state change) takes a fraction of a second per job (BENCHMARKS.md), during which the next job would
+wait for nothing. So the flow holds a
 :class:`ProviderSlot` around submit and wait, and the wait task calls :func:`release_current_slot`
 when its poll loop sees a terminal status.
 
