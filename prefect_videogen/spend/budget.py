@@ -3,7 +3,7 @@
 Example:
     ```python
     budget = Budget(max_cost_usd=5.0)
-    with budget.reserve(1.20, label="item-3"):   # raises BudgetExceeded, nothing sent
+    with budget.reserve(1.20):                   # raises BudgetExceeded, nothing sent
         job = await client.submit(plan)          # an exception here releases the reservation
     ```
 """
@@ -63,7 +63,7 @@ class Budget:
     def reserve(self, usd: float) -> Reservation:
         """Reserve ``usd`` or raise BudgetExceeded without reserving anything."""
         with self._lock:
-            # A cent's tolerance keeps float sums like 7 x 0.1 from refusing an exact fit.
+            # A tiny tolerance keeps float sums like 7 x 0.1 from refusing an exact fit.
             if self.max_cost_usd is not None and self.committed_usd + usd > self.max_cost_usd + 1e-9:
                 raise BudgetExceeded(
                     needed_usd=usd, remaining_usd=self.max_cost_usd - self.committed_usd, budget_usd=self.max_cost_usd
