@@ -79,6 +79,11 @@ def should_retry(error: BaseException | int | None, *, paid: bool = False) -> bo
     return False
 
 
+def is_retryable(exc: BaseException) -> bool:
+    """Tell whether ``exc`` is worth another attempt of the same, idempotent step: :func:`should_retry`'s free-call form."""
+    return should_retry(exc, paid=False)
+
+
 def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
     """Seconds the server asked us to wait, from ``retry-after-ms`` or ``Retry-After``; None if absent."""
     lowered = {k.lower(): v for k, v in headers.items()}

@@ -21,10 +21,9 @@ from prefect_videogen.errors import (
     RateLimited,
     StorageError,
     VerificationFailed,
-    is_retryable,
 )
 from prefect_videogen.providers.http import ErrorInfo, HttpTransport, default_error
-from prefect_videogen.providers.retry import RetryPolicy, parse_retry_after, should_retry
+from prefect_videogen.providers.retry import RetryPolicy, is_retryable, parse_retry_after, should_retry
 from prefect_videogen.tasks.generation import retry_if_refused, retry_if_retryable
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)

@@ -26,13 +26,13 @@ from prefect_videogen.errors import (
     ProviderError,
     ProviderUnavailable,
     RateLimited,
-    is_retryable,
 )
 from prefect_videogen.pipeline import generate, store_video
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import JobStatus, VideoRequest
 from prefect_videogen.providers.base import raise_for_job
 from prefect_videogen.providers.polling import wait_for_job
+from prefect_videogen.providers.retry import is_retryable
 from prefect_videogen.providers.scenario import ScenarioVideoProvider
 from prefect_videogen.storage import VideoStorage
 from prefect_videogen.testing.scenario_emulator import ScenarioEmulator
