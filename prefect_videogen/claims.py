@@ -6,9 +6,9 @@ The module lives at ``prefect_videogen.spend.claims``; import from there.
 from prefect_videogen.spend.claims import *  # noqa: F403
 from prefect_videogen.spend.claims import (  # noqa: F401
     CLAIMS_PREFIX,
-    ClaimStore,
     DEFAULT_FRESH_SECONDS,
     FRESH_SECONDS_ENV,
+    ClaimStore,
     JobClaim,
     claimed_submit,
     find_orphan,

@@ -141,8 +141,8 @@ async def _generate(args: argparse.Namespace, submitted: list[Any]) -> int:
     from prefect_videogen import progress
     from prefect_videogen.errors import VideoGenError
     from prefect_videogen.flows import generate_video
-    from prefect_videogen.pipeline import plan_request
     from prefect_videogen.models import VideoRequest
+    from prefect_videogen.pipeline import plan_request
 
     try:
         request = VideoRequest(

@@ -6,9 +6,9 @@ The module lives at ``prefect_videogen.spend.costs``; import from there.
 from prefect_videogen.spend.costs import *  # noqa: F403
 from prefect_videogen.spend.costs import (  # noqa: F401
     BILLED_STATUSES,
+    OPEN_STATUSES,
     ChargeStatus,
     Cost,
-    OPEN_STATUSES,
     charge_status,
     estimate_cost,
     quoted_cost,

@@ -5,12 +5,12 @@ The module lives at ``prefect_videogen.batch.expansion``; import from there.
 
 from prefect_videogen.batch.expansion import *  # noqa: F403
 from prefect_videogen.batch.expansion import (  # noqa: F401
-    BatchItem,
     ID_COLUMNS,
     MAX_COLUMNS,
     MAX_ITEMS,
-    PromptSource,
     REQUEST_COLUMNS,
+    BatchItem,
+    PromptSource,
     VideoDefaults,
     expand,
 )

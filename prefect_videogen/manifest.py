@@ -7,10 +7,10 @@ from prefect_videogen.batch.manifest import *  # noqa: F403
 from prefect_videogen.batch.manifest import (  # noqa: F401
     FORMAT,
     MANIFEST_PREFIX,
+    SAVE_CONCURRENCY,
     Manifest,
     ManifestItem,
     ManifestStore,
-    SAVE_CONCURRENCY,
     _is_format_1,
     item_file_name,
     load_manifest,

@@ -24,8 +24,8 @@ from prefect_videogen.media import Verdict, VideoProbe, judge, probe_video
 from prefect_videogen.models import VideoJob, VideoRequest, VideoResult
 from prefect_videogen.policy import WorkerPolicy, check_request_inputs
 from prefect_videogen.providers.base import VideoProvider
-from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.http import DownloadRestart
+from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.storage.base import VideoStorage
 
 

@@ -227,7 +227,7 @@ def expand(source: PromptSource, provider: str | None = None, *, policy: WorkerP
     rows = list(source.rows) + file_rows
     _count_items(source, len(rows))
     names = list(source.grid)
-    combos = [dict(zip(names, values)) for values in itertools.product(*(source.grid[n] for n in names))]
+    combos = [dict(zip(names, values, strict=True)) for values in itertools.product(*(source.grid[n] for n in names))]
     problems: list[str] = []
     items: list[BatchItem] = []
     seen: dict[str, int] = {}

@@ -6,7 +6,7 @@ from pydantic import Field, SecretStr
 
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.providers.accounts import account_id_for
-from prefect_videogen.providers.apiframe import ACCOUNT_PREFIX, APIFrameVideoProvider, DEFAULT_BASE_URL
+from prefect_videogen.providers.apiframe import ACCOUNT_PREFIX, DEFAULT_BASE_URL, APIFrameVideoProvider
 
 
 class APIFrameCredentials(VideoProviderBlock):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from pydantic import Field, SecretStr, field_validator
 
 from prefect_videogen.blocks.base import StrictCredentialsBlock

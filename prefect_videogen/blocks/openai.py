@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from pydantic import Field, SecretStr
 
 from prefect_videogen.blocks.base import VideoProviderBlock

@@ -23,6 +23,8 @@ from prefect.exceptions import ObjectNotFound
 from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel, Field
 
+from prefect_videogen.batch.expansion import BatchItem, PromptSource, expand
+from prefect_videogen.batch.manifest import ManifestItem, ManifestStore
 from prefect_videogen.blocks import (
     LocalRenderer,
     LocalVideoStorage,
@@ -31,16 +33,13 @@ from prefect_videogen.blocks import (
 )
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.blocks.chat import ChatCompletionsCredentials
-from prefect_videogen.spend.budget import Budget
 from prefect_videogen.catalog import VideoPlan, load_catalog
-from prefect_videogen.spend.costs import Cost, estimate_cost
 from prefect_videogen.errors import (
     BudgetExceeded,
     ContentRejected,
     InvalidBatch,
     VideoGenError,
 )
-from prefect_videogen.batch.expansion import BatchItem, PromptSource, expand
 from prefect_videogen.flows.params import require_saved_blocks
 from prefect_videogen.flows.steps import (
     RunSettings,
@@ -49,10 +48,11 @@ from prefect_videogen.flows.steps import (
     publish_cost_table,
     tag_flow_run,
 )
+from prefect_videogen.spend.budget import Budget
+from prefect_videogen.spend.costs import Cost, estimate_cost
 from prefect_videogen.spend.ledger import Ledger
-from prefect_videogen.batch.manifest import ManifestItem, ManifestStore
-from prefect_videogen.tasks.slots import Bound
 from prefect_videogen.tasks.rewrite import rewrite_prompt
+from prefect_videogen.tasks.slots import Bound
 
 DEFAULT_REWRITE_INSTRUCTION = (
     "Rewrite the user's video prompt into one vivid, concrete paragraph for a text-to-video model: "

@@ -21,19 +21,18 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from prefect_videogen.blocks.base import VideoProviderBlock
-from prefect_videogen.spend.budget import Budget
 from prefect_videogen.catalog import VideoPlan
+from prefect_videogen.errors import ApprovalDenied, ContentRejected, JobFailed, VideoGenError
+from prefect_videogen.models import VideoJob, VideoResult
 from prefect_videogen.pipeline import step_timings
 from prefect_videogen.spend.accounting import account_job
-from prefect_videogen.spend.budget import Reservation
+from prefect_videogen.spend.budget import Budget, Reservation
 from prefect_videogen.spend.costs import Cost, estimate_cost, quoted_cost
-from prefect_videogen.errors import ApprovalDenied, ContentRejected, JobFailed, VideoGenError
 from prefect_videogen.spend.ledger import Ledger, LedgerEntry
-from prefect_videogen.models import VideoJob, VideoResult
-from prefect_videogen.tasks.slots import Bound, ProviderSlot
 from prefect_videogen.storage.base import VideoStorage
 from prefect_videogen.tasks import download_video, submit_video, wait_for_video
 from prefect_videogen.tasks.caching import provider_base_url, submit_key
+from prefect_videogen.tasks.slots import Bound, ProviderSlot
 
 
 class CostApproval(RunInput):

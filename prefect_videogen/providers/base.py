@@ -75,7 +75,7 @@ class VideoProvider(ABC):
     def stream_video(self, job: VideoJob) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
         """Open the finished job's video as an async iterator of byte chunks."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 (a provider without connections has nothing to release)
         """Release connections."""
 
     async def __aenter__(self) -> VideoProvider:

@@ -46,7 +46,6 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from prefect_videogen.catalog import VideoPlan
-from prefect_videogen.spend.costs import ChargeStatus, Cost
 from prefect_videogen.errors import (
     AuthError,
     IdempotencyConflict,
@@ -60,8 +59,9 @@ from prefect_videogen.errors import (
     VideoGenError,
     redact,
 )
-from prefect_videogen.spend.ledger import Ledger, LedgerEntry
 from prefect_videogen.models import JobStatus, VideoJob
+from prefect_videogen.spend.costs import ChargeStatus, Cost
+from prefect_videogen.spend.ledger import Ledger, LedgerEntry
 from prefect_videogen.storage.base import VideoStorage, safe_part
 
 logger = logging.getLogger(__name__)

@@ -32,7 +32,14 @@ import fsspec
 from fsspec.spec import AbstractBufferedFile
 
 from prefect_videogen.errors import StorageError, redact
-from prefect_videogen.storage.keys import validate_template, DEFAULT_KEY_TEMPLATE, KEY_FIELDS, check_key, render_key, safe_part
+from prefect_videogen.storage.keys import (
+    DEFAULT_KEY_TEMPLATE,
+    KEY_FIELDS,
+    check_key,
+    render_key,
+    safe_part,
+    validate_template,
+)
 
 __all__ = [
     "DEFAULT_KEY_TEMPLATE",

@@ -15,24 +15,24 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
 from prefect.runtime import task_run
+from prefect.states import State
 from prefect.tasks import Task
 
 from prefect_videogen import progress
-from prefect_videogen.tasks.artifacts import ProgressArtifact, publish_video_artifacts
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.catalog import VideoPlan
-from prefect_videogen.spend.claims import JobClaim, claimed_submit
-from prefect_videogen.spend.costs import Cost, estimate_cost
 from prefect_videogen.errors import JobTimedOut
-from prefect_videogen.pipeline import store_video
 from prefect_videogen.models import VideoJob, VideoResult
+from prefect_videogen.pipeline import store_video
 from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.retry import should_retry
-from prefect_videogen.tasks.slots import release_current_slot
+from prefect_videogen.spend.claims import JobClaim, claimed_submit
+from prefect_videogen.spend.costs import Cost, estimate_cost
 from prefect_videogen.storage.base import VideoStorage
+from prefect_videogen.tasks.artifacts import ProgressArtifact, publish_video_artifacts
 from prefect_videogen.tasks.caching import JobCachePolicy, provider_base_url, submit_policy
+from prefect_videogen.tasks.slots import release_current_slot
 
 
 async def _failure(state: State[Any]) -> BaseException | None:

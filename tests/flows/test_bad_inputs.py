@@ -26,6 +26,7 @@ from PIL import Image
 from prefect.exceptions import ParameterTypeError
 from pydantic import ValidationError
 
+from prefect_videogen.batch.expansion import PromptSource
 from prefect_videogen.blocks import (
     APIFrameCredentials,
     LocalRenderer,
@@ -43,7 +44,6 @@ from prefect_videogen.errors import (
     StorageError,
     VideoGenError,
 )
-from prefect_videogen.batch.expansion import PromptSource
 from prefect_videogen.flows import generate_video, generate_videos
 from prefect_videogen.models import VideoRequest
 from prefect_videogen.testing import APIFrameEmulator, EmulatorServer, OpenAIEmulator, ScenarioEmulator

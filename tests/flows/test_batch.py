@@ -7,14 +7,15 @@ import json
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect_helpers import task_states
 
+from prefect_videogen.batch.expansion import PromptSource, expand
+from prefect_videogen.batch.manifest import load_manifest
 from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
 from prefect_videogen.errors import InvalidBatch
-from prefect_videogen.batch.expansion import PromptSource, expand
 from prefect_videogen.flows import generate_videos
-from prefect_videogen.batch.manifest import load_manifest
 from prefect_videogen.media import probe_video
+
+from prefect_helpers import task_states
 
 GRID = {"subject": ["a fox", "an owl", "a cat"], "time_of_day": ["dawn", "dusk"]}
 
@@ -123,7 +124,7 @@ async def test_provider_concurrency_is_bounded(prefect_server, tmp_path, use_glo
     created = sorted(json.loads(p.read_text())["created_at"] for p in jobs(tmp_path))
     # One job in flight at a time: each is created only after the previous one's 0.3 s queue delay.
     assert len(created) == 3
-    assert all(later - earlier >= 0.3 for earlier, later in zip(created, created[1:]))
+    assert all(later - earlier >= 0.3 for earlier, later in zip(created, created[1:], strict=False))
 
 
 async def test_rewrite_keeps_both_prompts_and_is_paid_once(prefect_server, tmp_path):

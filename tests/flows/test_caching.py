@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
 from prefect_videogen.batch.expansion import PromptSource
+from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
 from prefect_videogen.flows import generate_videos
 from prefect_videogen.tasks import caching
 

@@ -15,16 +15,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from prefect_videogen.batch.expansion import PromptSource
 from prefect_videogen.blocks import APIFrameCredentials, LocalVideoStorage, OpenAICredentials, ScenarioCredentials
-from prefect_videogen.spend.claims import ClaimStore, JobClaim
-from prefect_videogen.spend.costs import ChargeStatus, charge_status, estimate_cost, reported_cost
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.errors import SubmitUncertain
 from prefect_videogen.flows import generate_video, generate_videos, resume_jobs
-from prefect_videogen.batch.expansion import PromptSource
-from prefect_videogen.spend.ledger import Ledger, LedgerEntry, summarize
 from prefect_videogen.models import JobStatus, Rejection, VideoJob, VideoRequest
 from prefect_videogen.providers.scenario import classify_rejection
+from prefect_videogen.spend.claims import ClaimStore, JobClaim
+from prefect_videogen.spend.costs import ChargeStatus, charge_status, estimate_cost, reported_cost
+from prefect_videogen.spend.ledger import Ledger, LedgerEntry, summarize
 from prefect_videogen.storage import VideoStorage
 from prefect_videogen.tasks.caching import SubmitCachePolicy, submit_key
 from prefect_videogen.testing import APIFrameEmulator, EmulatorServer, Fault, OpenAIEmulator, ScenarioEmulator

@@ -22,10 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from prefect_videogen.blocks import LocalVideoStorage
-from prefect_videogen.spend.ledger import Ledger
 from prefect_videogen.batch.manifest import Manifest, load_manifest
+from prefect_videogen.blocks import LocalVideoStorage
 from prefect_videogen.media import mismatch, probe_video
+from prefect_videogen.spend.ledger import Ledger
 from prefect_videogen.testing.server import free_port
 
 RUNNER = Path(__file__).resolve().parent.parent / "crash_runner.py"
@@ -60,7 +60,7 @@ def apiframe_process(tmp_path) -> Iterator[str]:
                 break
             except httpx.TransportError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"emulator did not start: {(tmp_path / 'emulator.log').read_text()}")
+                    raise RuntimeError(f"emulator did not start: {(tmp_path / 'emulator.log').read_text()}") from None
                 time.sleep(0.05)
         yield base_url
     finally:

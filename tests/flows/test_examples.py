@@ -11,13 +11,13 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
+from prefect_videogen.batch.expansion import PromptSource
 from prefect_videogen.blocks import (
     APIFrameCredentials,
     LocalRenderer,
     LocalVideoStorage,
 )
 from prefect_videogen.errors import VideoGenError
-from prefect_videogen.batch.expansion import PromptSource
 from prefect_videogen.media import probe_video
 from prefect_videogen.testing.apiframe_emulator import (
     EMULATOR_API_KEY,

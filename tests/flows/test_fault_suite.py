@@ -30,11 +30,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from prefect_videogen.blocks import APIFrameCredentials, LocalVideoStorage
 from prefect_videogen.batch.expansion import PromptSource
+from prefect_videogen.blocks import APIFrameCredentials, LocalVideoStorage
 from prefect_videogen.flows import generate_videos
-from prefect_videogen.spend.ledger import Ledger
 from prefect_videogen.media import mismatch, probe_video
+from prefect_videogen.spend.ledger import Ledger
 from prefect_videogen.testing import APIFrameEmulator, EmulatorServer, Fault
 from prefect_videogen.testing.apiframe_emulator import CONTENT_POLICY_ERROR, EMULATOR_API_KEY
 

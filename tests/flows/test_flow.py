@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect_helpers import task_states
 
 from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
 from prefect_videogen.errors import InvalidVideoRequest
 from prefect_videogen.flows import generate_video
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import VideoRequest
+
+from prefect_helpers import task_states
 
 
 async def test_generate_video_flow_stores_a_verified_video(prefect_server, tmp_path):

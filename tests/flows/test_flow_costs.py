@@ -18,14 +18,14 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 
-from prefect_helpers import task_states
-
 from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.errors import ApprovalDenied, BudgetExceeded
 from prefect_videogen.flows import generate_video
-from prefect_videogen.spend.ledger import Ledger
 from prefect_videogen.models import VideoRequest
+from prefect_videogen.spend.ledger import Ledger
+
+from prefect_helpers import task_states
 
 
 @pytest.fixture

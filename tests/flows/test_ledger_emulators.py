@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from prefect_videogen.blocks import APIFrameCredentials, LocalVideoStorage, ScenarioCredentials
-from prefect_videogen.spend.costs import ChargeStatus
-from prefect_videogen.errors import InsufficientCredits
 from prefect_videogen.batch.expansion import PromptSource
+from prefect_videogen.blocks import APIFrameCredentials, LocalVideoStorage, ScenarioCredentials
+from prefect_videogen.errors import InsufficientCredits
 from prefect_videogen.flows import generate_video, generate_videos
-from prefect_videogen.spend.ledger import Ledger
 from prefect_videogen.models import VideoRequest
+from prefect_videogen.spend.costs import ChargeStatus
+from prefect_videogen.spend.ledger import Ledger
 from prefect_videogen.testing import APIFrameEmulator, EmulatorServer, Fault, ScenarioEmulator
 from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY
 

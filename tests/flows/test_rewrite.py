@@ -14,9 +14,6 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.settings import get_current_settings
 from prefect.states import Completed, Failed
-from prefect_helpers import task_states
-
-from fakes import SleepRecorder
 
 from prefect_videogen.blocks.chat import ChatCompletionsCredentials
 from prefect_videogen.errors import (
@@ -35,6 +32,9 @@ from prefect_videogen.providers.chat import ChatClient, RewriteResult
 from prefect_videogen.tasks.rewrite import cache_key_for, retry_rewrite, rewrite_prompt
 from prefect_videogen.testing.chat_emulator import ChatEmulator, cinematic
 from prefect_videogen.testing.server import EmulatorServer, Fault
+
+from fakes import SleepRecorder
+from prefect_helpers import task_states
 
 KEY = "sk-chat-0123456789abcdefSECRET"
 OTHER_KEY = "sk-chat-fedcba9876543210SECRET"

@@ -10,10 +10,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
 from prefect_videogen.blocks import LocalRenderer
-from prefect_videogen.pipeline import plan_request
 from prefect_videogen.models import JobStatus, VideoRequest
-from prefect_videogen.tasks.slots import ProviderSlot, release_current_slot
+from prefect_videogen.pipeline import plan_request
 from prefect_videogen.tasks import submit_video, wait_for_video
+from prefect_videogen.tasks.slots import ProviderSlot, release_current_slot
 
 
 async def test_a_semaphore_slot_is_freed_early_once_and_only_inside_its_block():

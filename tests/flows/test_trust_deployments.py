@@ -119,7 +119,7 @@ async def runs(prefect_server, tmp_path_factory):
         }
         results = await asyncio.gather(*(run_on_worker(d, p, work) for d, p in cases.values()))
         counters = {"openai": dict(openai.emulator.counters), "chat": dict(chat.emulator.counters)}
-    yield {"runs": dict(zip(cases, results)), "counters": counters, "work": work, "target": target, "jobs": jobs,
+    yield {"runs": dict(zip(cases, results, strict=True)), "counters": counters, "work": work, "target": target, "jobs": jobs,
            "saved": saved}
 
 

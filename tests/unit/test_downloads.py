@@ -11,18 +11,19 @@ import pytest
 
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.errors import DownloadFailed, VerificationFailed
-from prefect_videogen.pipeline import store_video
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import VideoRequest
+from prefect_videogen.pipeline import store_video
 from prefect_videogen.providers.apiframe import APIFrameVideoProvider
-from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.openai import OpenAIVideoProvider
+from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.scenario import ScenarioVideoProvider
 from prefect_videogen.storage.base import VideoStorage
 from prefect_videogen.testing import EmulatorServer, Fault
 from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY, APIFrameEmulator
 from prefect_videogen.testing.openai_emulator import OpenAIEmulator
 from prefect_videogen.testing.scenario_emulator import ScenarioEmulator
+
 from fakes import FakeClock, SleepRecorder
 
 OPENAI_KEY = "sk-test-0123456789abcdefDOWNLOADS"

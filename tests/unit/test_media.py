@@ -13,11 +13,10 @@ from prefect_videogen.blocks import LocalVideoStorage
 from prefect_videogen.blocks.apiframe import APIFrameCredentials
 from prefect_videogen.errors import VerificationFailed
 from prefect_videogen.flows import generate_video
-from prefect_videogen.spend.ledger import Ledger
 from prefect_videogen.media import VideoProbe, judge, mismatch, probe_video
 from prefect_videogen.models import VideoRequest
-from prefect_videogen.testing import EmulatorServer, Fault
-from prefect_videogen.testing import apiframe_emulator
+from prefect_videogen.spend.ledger import Ledger
+from prefect_videogen.testing import EmulatorServer, Fault, apiframe_emulator
 from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY, APIFrameEmulator
 
 

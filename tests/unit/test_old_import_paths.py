@@ -20,8 +20,8 @@ from prefect_videogen.batch.manifest import ManifestItem
 from prefect_videogen.errors import ContentRejected
 from prefect_videogen.models import JobStatus, Rejection, VideoJob
 from prefect_videogen.providers.base import raise_for_job
-from prefect_videogen.spend.costs import ChargeStatus, Cost
 from prefect_videogen.spend.claims import JobClaim
+from prefect_videogen.spend.costs import ChargeStatus, Cost
 from prefect_videogen.spend.ledger import LedgerEntry
 from prefect_videogen.tasks.slots import ProviderSlot
 

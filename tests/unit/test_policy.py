@@ -23,9 +23,9 @@ import httpx
 import pytest
 from PIL import Image
 
+from prefect_videogen.batch.expansion import MAX_ITEMS, PromptSource, expand
 from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
 from prefect_videogen.errors import InvalidBatch, InvalidVideoRequest, PolicyViolation
-from prefect_videogen.batch.expansion import MAX_ITEMS, PromptSource, expand
 from prefect_videogen.models import VideoRequest
 from prefect_videogen.policy import (
     WorkerPolicy,

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
 from prefect_videogen.batch.expansion import PromptSource
-from prefect_videogen.flows import generate_videos
 from prefect_videogen.batch.manifest import ManifestItem, ManifestStore, load_manifest
+from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
+from prefect_videogen.flows import generate_videos
 from prefect_videogen.storage.base import VideoStorage
 
 

@@ -10,8 +10,6 @@ import httpx
 import pytest
 from PIL import Image
 
-from fakes import SleepRecorder
-
 from prefect_videogen.blocks.apiframe import APIFrameCredentials
 from prefect_videogen.blocks.storage import LocalVideoStorage
 from prefect_videogen.catalog import load_catalog
@@ -27,15 +25,17 @@ from prefect_videogen.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from prefect_videogen.pipeline import generate, store_video
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import JobStatus, Rejection, VideoJob, VideoRequest
+from prefect_videogen.pipeline import generate, store_video
 from prefect_videogen.providers.apiframe import APIFrameVideoProvider, classify_rejection
 from prefect_videogen.providers.base import raise_for_job
 from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.storage.base import VideoStorage
 from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY, APIFrameEmulator
 from prefect_videogen.testing.server import EmulatorServer, Fault
+
+from fakes import SleepRecorder
 
 UNIT_KEY = "afk_unit_test_key_0123456789"
 API = "https://api.apiframe.test"

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from fakes import FakeClock
-
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.errors import InvalidVideoRequest, JobTimedOut
-from prefect_videogen.pipeline import generate
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import JobStatus, VideoRequest
+from prefect_videogen.pipeline import generate
 from prefect_videogen.providers import LocalProvider, PollSchedule, wait_for_job
 from prefect_videogen.storage import VideoStorage
+
+from fakes import FakeClock
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,6 @@ import httpx
 import pytest
 from PIL import Image
 
-from fakes import SleepRecorder
-
 from prefect_videogen.blocks import LocalVideoStorage
 from prefect_videogen.blocks.openai import OpenAICredentials
 from prefect_videogen.catalog import load_catalog
@@ -26,16 +24,18 @@ from prefect_videogen.errors import (
     ModelUnavailable,
     ProviderUnavailable,
 )
-from prefect_videogen.pipeline import generate, store_video
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import JobStatus, Rejection, VideoJob, VideoRequest
+from prefect_videogen.pipeline import generate, store_video
 from prefect_videogen.providers.base import raise_for_job
-from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.openai import STATUS_TABLE, OpenAIVideoProvider, classify_rejection
+from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.retry import RetryPolicy
 from prefect_videogen.storage import VideoStorage
 from prefect_videogen.testing.openai_emulator import OpenAIEmulator
 from prefect_videogen.testing.server import EmulatorServer, Fault
+
+from fakes import SleepRecorder
 
 KEY = "sk-test-0123456789abcdefSECRET"
 GATEWAY = "https://gateway.example/v1"

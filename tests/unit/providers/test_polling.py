@@ -6,12 +6,12 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from fakes import FakeClock
-
 from prefect_videogen.errors import JobTimedOut
 from prefect_videogen.models import JobStatus, VideoJob
 from prefect_videogen.providers.base import VideoProvider
 from prefect_videogen.providers.polling import PollSchedule, wait_for_job
+
+from fakes import FakeClock
 
 
 def linear(f):

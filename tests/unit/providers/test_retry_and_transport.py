@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from datetime import datetime, timezone
 
 import httpx
 import pytest
-
-import socket
-import time
 
 from prefect_videogen.errors import (
     AuthError,

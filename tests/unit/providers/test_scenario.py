@@ -11,8 +11,6 @@ import httpx
 import pytest
 from PIL import Image
 
-from fakes import SleepRecorder
-
 from prefect_videogen.blocks import LocalVideoStorage
 from prefect_videogen.blocks.scenario import ScenarioCredentials
 from prefect_videogen.catalog import load_catalog
@@ -27,9 +25,9 @@ from prefect_videogen.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from prefect_videogen.pipeline import generate, store_video
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import JobStatus, VideoRequest
+from prefect_videogen.pipeline import generate, store_video
 from prefect_videogen.providers.base import raise_for_job
 from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.retry import is_retryable
@@ -37,6 +35,8 @@ from prefect_videogen.providers.scenario import ScenarioVideoProvider
 from prefect_videogen.storage import VideoStorage
 from prefect_videogen.testing.scenario_emulator import ScenarioEmulator
 from prefect_videogen.testing.server import EmulatorServer, Fault
+
+from fakes import SleepRecorder
 
 KEY = "scn-key-7f3a9c1e5b2d4f60"
 SECRET = "scn-secret-0c9e8d7f6a5b4c3d"

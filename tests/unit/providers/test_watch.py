@@ -19,6 +19,7 @@ from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.watch import LISTING_MIN_JOBS, JobWatcher
 from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY, APIFrameEmulator
 from prefect_videogen.testing.server import EmulatorServer, Fault
+
 from tests.fakes import VirtualClock
 
 JOBS = LISTING_MIN_JOBS + 4

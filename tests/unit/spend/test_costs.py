@@ -7,12 +7,12 @@ from datetime import date
 
 import pytest
 
-from prefect_videogen.spend.budget import Budget
 from prefect_videogen.catalog import load_catalog
-from prefect_videogen.spend.costs import ChargeStatus, charge_status, estimate_cost, reported_cost
 from prefect_videogen.errors import BudgetExceeded
-from prefect_videogen.spend.ledger import Ledger, LedgerEntry, summarize
 from prefect_videogen.models import JobStatus, Rejection, VideoJob, VideoRequest
+from prefect_videogen.spend.budget import Budget
+from prefect_videogen.spend.costs import ChargeStatus, charge_status, estimate_cost, reported_cost
+from prefect_videogen.spend.ledger import Ledger, LedgerEntry, summarize
 from prefect_videogen.storage import VideoStorage
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.errors import ProviderUnavailable, VerificationFailed
-from prefect_videogen.pipeline import store_video
 from prefect_videogen.models import JobStatus, VideoJob, VideoRequest
+from prefect_videogen.pipeline import store_video
 from prefect_videogen.providers import LocalProvider
 from prefect_videogen.storage import VideoStorage
 

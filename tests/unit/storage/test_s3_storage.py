@@ -25,14 +25,14 @@ boto3 = pytest.importorskip("boto3")
 
 from PIL import Image  # noqa: E402
 
-from prefect_videogen.tasks.artifacts import make_thumbnail, presigned_url, publish_video_artifacts  # noqa: E402
 from prefect_videogen.blocks import S3VideoStorage  # noqa: E402
 from prefect_videogen.errors import StorageError, VerificationFailed  # noqa: E402
-from prefect_videogen.pipeline import generate, plan_request, sidecar_key, store_video  # noqa: E402
 from prefect_videogen.media import probe_video, render_title_card  # noqa: E402
 from prefect_videogen.models import JobStatus, VideoJob, VideoRequest  # noqa: E402
+from prefect_videogen.pipeline import generate, plan_request, sidecar_key, store_video  # noqa: E402
 from prefect_videogen.providers.local import LocalProvider  # noqa: E402
 from prefect_videogen.storage import VideoStorage  # noqa: E402
+from prefect_videogen.tasks.artifacts import make_thumbnail, presigned_url, publish_video_artifacts  # noqa: E402
 
 MIB = 1024 * 1024
 # Distinctive, and shaped like no known key pattern, so only real redaction or real care hides it.
