@@ -56,6 +56,7 @@ from prefect_videogen.providers.http import (
     ErrorInfo,
     HttpTransport,
     Sleep,
+    json_object,
 )
 from prefect_videogen.providers.retry import RetryPolicy
 
@@ -349,7 +350,7 @@ class APIFrameVideoProvider(VideoProvider):
         """APIFrame specifics: "model not found" answers, 400 details, 409 on a reused key."""
         kwargs: dict[str, Any] = {"provider": self.name, "status_code": info.status, "request_id": info.request_id}
         body = info.body if isinstance(info.body, dict) else {}
-        details = body.get("details") if isinstance(body.get("details"), dict) else {}
+        details = json_object(body.get("details"))
         message = info.message
         if details:
             message += ": " + "; ".join(

@@ -45,7 +45,7 @@ from prefect_videogen.errors import (
     ProviderUnavailable,
 )
 from prefect_videogen.providers.accounts import account_id_for
-from prefect_videogen.providers.http import ErrorInfo, HttpTransport, Sleep
+from prefect_videogen.providers.http import ErrorInfo, HttpTransport, Sleep, json_object
 from prefect_videogen.providers.openai import map_openai_error, openai_headers
 from prefect_videogen.providers.retry import RetryPolicy
 
@@ -160,10 +160,10 @@ class ChatClient:
         return result
 
     def _parse(self, answer: Any, prompt: str, model: str) -> RewriteResult:
-        choice = None
+        choice: dict[str, Any] = {}
         if isinstance(answer, dict) and isinstance(answer.get("choices"), list) and answer["choices"]:
-            choice = answer["choices"][0]
-        message = choice.get("message") if isinstance(choice, dict) else None
+            choice = json_object(answer["choices"][0])
+        message = choice.get("message")
         if not isinstance(message, dict):
             # A 200 without a completion: tokens may have been billed, so do not re-send by ourselves.
             raise ProviderUnavailable(
@@ -197,7 +197,7 @@ class ChatClient:
                 "the rewrite was cut short at the token limit (finish_reason length)", provider=self.name,
                 job_id=job_id, code="length", charged=True,
             )
-        usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+        usage = json_object(answer.get("usage"))
         return RewriteResult(
             original=prompt,
             rewritten=rewritten,

@@ -99,14 +99,19 @@ class ErrorInfo:
                 return str(error["message"])
             for key in ("error", "message", "reason", "detail"):
                 if isinstance(body.get(key), str) and body[key]:
-                    return body[key]
+                    return str(body[key])
         text = response.text.strip()  # the caller has read the body
         return text[:300] or response.reason_phrase or f"HTTP {response.status_code}"
 
 
+def json_object(value: object) -> dict[str, Any]:
+    """``value`` where it is a JSON object, else an empty one: answers are read defensively."""
+    return value if isinstance(value, dict) else {}
+
+
 def default_error(provider: str, info: ErrorInfo) -> ProviderError:
     """Map an HTTP error to our tree by status code alone."""
-    kwargs = {"provider": provider, "status_code": info.status, "request_id": info.request_id}
+    kwargs: dict[str, Any] = {"provider": provider, "status_code": info.status, "request_id": info.request_id}
     if info.status in (401, 403):
         return AuthError(info.message, **kwargs)
     if info.status == 402:

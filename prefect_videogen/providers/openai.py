@@ -46,7 +46,7 @@ from prefect_videogen.models import JobStatus, Rejection, RejectionStage, VideoJ
 from prefect_videogen.policy import check_local_image
 from prefect_videogen.providers.accounts import account_id_for
 from prefect_videogen.providers.base import VideoProvider, map_status
-from prefect_videogen.providers.http import ErrorInfo, HttpTransport, Sleep
+from prefect_videogen.providers.http import ErrorInfo, HttpTransport, Sleep, json_object
 from prefect_videogen.providers.retry import RetryPolicy
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -240,7 +240,7 @@ class OpenAIVideoProvider(VideoProvider):
         raw_status = video.get("status")
         status = map_status(STATUS_TABLE, raw_status if isinstance(raw_status, str) else None)
         progress = video.get("progress")
-        error = video.get("error") if isinstance(video.get("error"), dict) else {}
+        error = json_object(video.get("error"))
         code = str(error["code"]) if error.get("code") else None
         message = str(error["message"]) if error.get("message") else None
         provider_data: dict[str, Any] = {
@@ -280,8 +280,8 @@ def openai_headers(api_key: str, *, organization: str | None = None, project: st
 def map_openai_error(provider: str, info: ErrorInfo) -> ProviderError | None:
     """The OpenAI error shape's special cases, before the shared status mapping."""
     error = info.body.get("error") if isinstance(info.body, dict) else None
-    error = error if isinstance(error, dict) else {}
-    kwargs = {"provider": provider, "status_code": info.status, "request_id": info.request_id}
+    error = json_object(error)
+    kwargs: dict[str, Any] = {"provider": provider, "status_code": info.status, "request_id": info.request_id}
     code, param = error.get("code"), error.get("param")
     # 404 model_not_found (OpenAI) or 400 naming the model parameter (gateways, enum checks).
     if code == "model_not_found" or (info.status in (400, 404) and param == "model"):

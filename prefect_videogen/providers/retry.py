@@ -133,5 +133,5 @@ class RetryPolicy:
         """Seconds to wait before retry number ``retry`` (1-based); None when the server's hint is too long."""
         if server_hint is not None:
             return server_hint if server_hint <= self.max_retry_after else None
-        backoff = min(self.initial_delay * 2 ** (retry - 1), self.max_delay)
+        backoff = min(self.initial_delay * 2.0 ** (retry - 1), self.max_delay)
         return backoff * (1.0 - self.jitter * rand())

@@ -59,6 +59,7 @@ from prefect_videogen.providers.http import (
     ErrorInfo,
     HttpTransport,
     Sleep,
+    json_object,
 )
 from prefect_videogen.providers.retry import RetryPolicy
 
@@ -135,10 +136,10 @@ def _progress(value: Any, status: JobStatus) -> float | None:
         return 1.0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    value = float(value)
-    if value > 1.0:  # documented as 0-1; a percentage from another endpoint is scaled, not clamped to done
-        value /= 100.0
-    return min(max(value, 0.0), 1.0)
+    fraction = float(value)
+    if fraction > 1.0:  # documented as 0-1; a percentage from another endpoint is scaled, not clamped to done
+        fraction /= 100.0
+    return min(max(fraction, 0.0), 1.0)
 
 
 def _image_type(data: bytes) -> str | None:
@@ -225,7 +226,7 @@ class ScenarioVideoProvider(VideoProvider):
         )
         payload = self._decode(response, maybe_created=True)
         cost = payload.get("creativeUnitsCost") if isinstance(payload, dict) else None
-        data = {"model_id": model_id, "image_asset_id": asset_id}
+        data: dict[str, Any] = {"model_id": model_id, "image_asset_id": asset_id}
         if isinstance(cost, (int, float)) and not isinstance(cost, bool):
             data["creative_units_cost"] = float(cost)  # GET /jobs may not repeat it: keep it from here
         return self._to_job(payload, model=plan.request.model or "", previous=data, maybe_created=True)
@@ -371,7 +372,7 @@ class ScenarioVideoProvider(VideoProvider):
             raise ProviderUnavailable("answer without a job", provider=self.name, maybe_created=maybe_created)
         raw_status = str(job.get("status") or "")
         status = map_status(STATUS_TABLE, raw_status)
-        metadata = job.get("metadata") if isinstance(job.get("metadata"), dict) else {}
+        metadata = json_object(job.get("metadata"))
         data = {**previous, "asset_ids": [str(a) for a in metadata.get("assetIds") or [] if a]}
         code = message = None
         rejection: Rejection | None = None
@@ -407,7 +408,7 @@ class ScenarioVideoProvider(VideoProvider):
             # {details: {actionName, actionLimit}} (then only a Retry-After header, if any).
             remaining = body.get("remainingSeconds")
             hint = float(remaining) if isinstance(remaining, (int, float)) and not isinstance(remaining, bool) else None
-            details = body.get("details") if isinstance(body.get("details"), dict) else {}
+            details = json_object(body.get("details"))
             message = info.message
             if details.get("actionName"):
                 message = f"{message} (limit of {details.get('actionLimit', '?')} on {details['actionName']})"
