@@ -105,3 +105,34 @@ def test_the_check_finds_a_cycle_hidden_in_a_function_or_type_checking_block(tmp
     graph = import_graph(pkg, "pkg")
     assert graph["pkg.sub.b"] == {"pkg.c"} and graph["pkg.c"] == {"pkg.a"}
     assert cycles(graph) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
+
+
+# Where Prefect starts: these folders and root modules are plain Python, usable without a Prefect server.
+PREFECT_FREE = ("providers", "storage", "spend", "batch", "catalog", "errors", "media", "models", "policy",
+                "progress", "pipeline")
+
+
+def test_the_prefect_free_layers_import_no_prefect_even_indirectly():
+    graph = import_graph(PACKAGE_ROOT, "prefect_videogen")
+    modules = module_names(PACKAGE_ROOT, "prefect_videogen")
+
+    def imports_prefect(name: str) -> bool:
+        tree = ast.parse(modules[name].read_text())
+        return any(
+            (isinstance(node, ast.Import) and any(a.name.split(".")[0] == "prefect" for a in node.names))
+            or (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "prefect" and not node.level)
+            for node in ast.walk(tree)
+        )
+
+    def reachable(name: str, seen: set[str]) -> set[str]:
+        for target in graph[name] - seen:
+            seen.add(target)
+            reachable(target, seen)
+        return seen
+
+    plain = [name for name in graph if name.removeprefix("prefect_videogen.").split(".")[0] in PREFECT_FREE]
+    assert "prefect_videogen.spend.ledger" in plain and "prefect_videogen.batch.manifest" in plain
+    offenders = {name: sorted(m for m in reachable(name, {name}) if imports_prefect(m)) for name in plain}
+    assert {name: found for name, found in offenders.items() if found} == {}
+    # The check sees Prefect where it is imported.
+    assert imports_prefect("prefect_videogen.tasks.slots") and imports_prefect("prefect_videogen.flows.batch")
