@@ -34,7 +34,7 @@ FORMAT = 2
 # write in tens of milliseconds, so one at a time would make a 10,000-item batch start slowly.
 SAVE_CONCURRENCY = 16
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("prefect_videogen.manifest")  # the name it had before the module moved (log filters)
 
 
 class ManifestItem(BaseModel):

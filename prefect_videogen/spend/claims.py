@@ -64,7 +64,7 @@ from prefect_videogen.spend.costs import ChargeStatus, Cost
 from prefect_videogen.spend.ledger import Ledger, LedgerEntry
 from prefect_videogen.storage.base import VideoStorage, safe_part
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("prefect_videogen.claims")  # the name it had before the module moved (log filters)
 
 CLAIMS_PREFIX = "claims"
 # A claim without a job id counts as in flight this long: longer than one submit can take

@@ -32,7 +32,7 @@ from prefect_videogen.spend.costs import BILLED_STATUSES, ChargeStatus, Cost
 from prefect_videogen.storage.base import VideoStorage, safe_part
 
 LEDGER_PREFIX = "ledger"
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("prefect_videogen.ledger")  # the name it had before the module moved (log filters)
 
 
 class LedgerEntry(BaseModel):

@@ -35,7 +35,7 @@ from prefect_videogen.storage.base import VideoStorage
 
 DEFAULT_LINK_SECONDS = 3600
 
-logger = logging.getLogger("prefect_videogen.tasks.artifacts")
+logger = logging.getLogger("prefect_videogen.artifacts")
 
 
 class ProgressArtifact:

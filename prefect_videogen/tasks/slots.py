@@ -24,7 +24,7 @@ from types import TracebackType
 
 from prefect.concurrency.asyncio import concurrency
 
-logger = logging.getLogger("prefect_videogen.tasks.slots")
+logger = logging.getLogger("prefect_videogen.slots")
 
 Bound = str | asyncio.Semaphore | None  # a global concurrency limit's name, a semaphore, or no bound
 

@@ -99,7 +99,7 @@ async def test_ledger_skips_and_counts_damaged_lines(tmp_path, caplog):
     (folder / "j1.jsonl").write_text((folder / "j1.jsonl").read_text() + "{garbage\n")
     (folder / "j2.jsonl").write_text(good.model_copy(update={"job_id": "j2"}).model_dump_json()[:40] + "\n")
     (folder / "j3.jsonl").write_bytes(b"\xff\xfe not utf-8 \x80\n")
-    with caplog.at_level(logging.WARNING, logger="prefect_videogen.spend.ledger"):
+    with caplog.at_level(logging.WARNING, logger="prefect_videogen.ledger"):
         entries = await ledger.entries()
     assert [e.job_id for e in entries] == ["j1"]  # the good line of j1 still counts
     assert len(ledger.skipped) == 3
@@ -357,7 +357,7 @@ async def test_batch_rerun_survives_a_damaged_ledger(prefect_server, tmp_path, c
     job_files[1].write_bytes(job_files[1].read_bytes() + b"\xff\xfe\x80 not utf-8\n")
     for manifest in (tmp_path / "videos" / "manifests").glob("*"):
         manifest.unlink()  # the rerun goes through every step again, and books every job again
-    with caplog.at_level(logging.WARNING, logger="prefect_videogen.spend.ledger"):
+    with caplog.at_level(logging.WARNING, logger="prefect_videogen.ledger"):
         again = await generate_videos(source, provider=provider, storage=storage, batch_name="damaged")
     assert again.counts == {"stored": 2}
     assert {i.job_id for i in again.items} == {i.job_id for i in first.items}  # no new job

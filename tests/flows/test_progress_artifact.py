@@ -33,7 +33,7 @@ async def test_the_last_value_shown_is_sent_and_show_never_waits(prefect_server)
 async def test_a_failed_update_is_logged_not_raised(prefect_server, caplog):
     missing = uuid.uuid4()
     bar = ProgressArtifact(missing)
-    with caplog.at_level(logging.WARNING, logger="prefect_videogen.tasks.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="prefect_videogen.artifacts"):
         bar.show(50.0)
         await bar.aclose()
     assert f"could not update progress artifact {missing}" in caplog.text

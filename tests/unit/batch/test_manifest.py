@@ -75,7 +75,7 @@ async def test_a_damaged_record_is_skipped_counted_and_named(tmp_path, caplog, d
     await new_store(tmp_path, n=3)
     broken = tmp_path / "manifests" / "batch-a" / "items" / "item-00001.json"
     broken.write_bytes(damage)
-    with caplog.at_level(logging.WARNING, logger="prefect_videogen.batch.manifest"):
+    with caplog.at_level(logging.WARNING, logger="prefect_videogen.manifest"):
         manifest = await ManifestStore(VideoStorage(str(tmp_path)), "batch-a").load(batch_id="batch-a", provider="local")
     assert sorted(manifest.items) == ["item-00000", "item-00002"]
     assert len(manifest.skipped) == 1 and str(broken) in manifest.skipped[0] and said in manifest.skipped[0]
