@@ -56,7 +56,7 @@ async def run_async(base_url: str, jobs: int, key: str, *, listing: bool) -> Non
     from prefect_videogen.catalog import load_catalog
     from prefect_videogen.models import VideoRequest
     from prefect_videogen.providers.apiframe import APIFrameVideoProvider
-    from prefect_videogen.providers.base import wait_for_job
+    from prefect_videogen.providers.polling import wait_for_job
 
     gate = asyncio.Semaphore(SUBMIT_CONCURRENCY)
     catalog = load_catalog()
@@ -79,7 +79,7 @@ def run_threads(base_url: str, jobs: int, key: str) -> None:
 
     import httpx
 
-    from prefect_videogen.providers.base import PollSchedule
+    from prefect_videogen.providers.polling import PollSchedule
 
     client = httpx.Client(base_url=base_url, headers={"X-API-Key": key}, timeout=60,
                           limits=httpx.Limits(max_connections=200, max_keepalive_connections=200))

@@ -26,7 +26,8 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from prefect_videogen.models import JobStatus, VideoJob
-from prefect_videogen.providers.base import PollSchedule, VideoProvider, wait_for_job
+from prefect_videogen.providers.base import VideoProvider
+from prefect_videogen.providers.polling import PollSchedule, wait_for_job
 
 Shape = Callable[[float], tuple[JobStatus, float | None]]  # fraction of the job's time -> status, progress
 

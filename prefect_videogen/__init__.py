@@ -3,6 +3,7 @@
 Blocks are re-exported here so that ``prefect block register -m prefect_videogen`` finds them.
 """
 
+from prefect_videogen import _moved
 from prefect_videogen.blocks import (
     APIFrameCredentials,
     ChatCompletionsCredentials,
@@ -17,6 +18,8 @@ from prefect_videogen.errors import VideoGenError
 from prefect_videogen.models import JobStatus, VideoJob, VideoRequest, VideoResult
 
 __version__ = "0.1.0"
+
+_moved.install()  # old import paths of moved modules (prefect_videogen.costs, ...) keep working
 
 __all__ = [
     "APIFrameCredentials",

@@ -141,8 +141,8 @@ async def _generate(args: argparse.Namespace, submitted: list[Any]) -> int:
     from prefect_videogen import progress
     from prefect_videogen.errors import VideoGenError
     from prefect_videogen.flows import generate_video
-    from prefect_videogen.generation import plan_request
     from prefect_videogen.models import VideoRequest
+    from prefect_videogen.pipeline import plan_request
 
     try:
         request = VideoRequest(
@@ -269,7 +269,7 @@ async def _costs(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from prefect_videogen.ledger import Ledger, summarize
+    from prefect_videogen.spend.ledger import Ledger, summarize
 
     ledger = Ledger(storage_block(args.out).get_storage())
     rows = summarize(await ledger.entries(since=args.since), by=args.by)

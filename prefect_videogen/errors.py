@@ -349,16 +349,6 @@ class VerificationFailed(StorageError):
     retryable = False
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """Tell whether ``exc`` is worth another attempt of the same, idempotent step.
-
-    The rule lives in :func:`prefect_videogen.providers.retry.should_retry`; this is its free-call form.
-    """
-    from prefect_videogen.providers.retry import should_retry  # retry imports this module
-
-    return should_retry(exc, paid=False)
-
-
 class InlineBlockRefused(InvalidVideoRequest):
     """A deployment run was given a block's fields inline instead of a saved block. Nothing ran.
 

@@ -1,4 +1,5 @@
-"""Real video I/O with PyAV: render the local provider's title cards, probe and verify stored files."""
+"""Real video I/O with PyAV: render the local provider's title cards, probe stored files (``probe_video``) and
+judge them against the request (``judge``)."""
 
 from __future__ import annotations
 

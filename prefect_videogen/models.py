@@ -129,8 +129,24 @@ class JobStatus(str, Enum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
 
 
+RejectionStage = Literal["prompt", "image", "output"]
+
+
+class Rejection(BaseModel):
+    """A job blocked by the provider's content policy, as the adapter classified it."""
+
+    stage: RejectionStage | None = Field(
+        default=None, description="The input flagged (or the output), when the provider says which."
+    )
+    charged: bool | None = Field(default=None, description="Whether the provider billed it; None when it does not say.")
+
+
 class VideoJob(BaseModel):
-    """A job as a provider last described it."""
+    """A job as a provider last described it.
+
+    The typed fields are what other layers read (errors, costs, the ledger); ``provider_data`` is the
+    adapter's own, read back only by the adapter that wrote it.
+    """
 
     provider: str
     job_id: str
@@ -143,9 +159,33 @@ class VideoJob(BaseModel):
     poll_after_seconds: float | None = Field(default=None, description="The provider's hint for the next poll.")
     reported_cost: float | None = Field(default=None, description="What the provider says it charged.")
     reported_cost_unit: str | None = None
+    rejection: Rejection | None = Field(default=None, description="Set when a failed job was a content-policy block.")
+    charged: bool | None = Field(
+        default=None, description="The provider's own word on whether this job was billed; None when it gives none."
+    )
     provider_data: dict[str, Any] = Field(
         default_factory=dict, description="Provider specifics the adapter needs later (never secrets)."
     )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Load a job pickled by an earlier version (Prefect keeps cached submit results).
+
+        Fields added since take their defaults; the ``provider_data`` keys that carried the rejection and
+        the charged flag before they were typed move to the typed fields.
+        """
+        fields = dict(state.get("__dict__") or {})
+        data = dict(fields.get("provider_data") or {})
+        if "rejection" not in fields:
+            old = data.pop("rejection", None)
+            fields["rejection"] = Rejection.model_validate(old) if isinstance(old, dict) else None
+        if "charged" not in fields:
+            old_charged = data.pop("charged", None)
+            fields["charged"] = old_charged if isinstance(old_charged, bool) else None
+        fields["provider_data"] = data
+        for name, field in type(self).model_fields.items():
+            if name not in fields and not field.is_required():
+                fields[name] = field.get_default(call_default_factory=True)
+        super().__setstate__({**state, "__dict__": fields})
 
 
 class VideoResult(BaseModel):

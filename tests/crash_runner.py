@@ -21,6 +21,7 @@ import sys
 from typing import Any
 
 from prefect_videogen import progress
+from prefect_videogen.batch.expansion import PromptSource
 from prefect_videogen.blocks import (
     APIFrameCredentials,
     LocalRenderer,
@@ -28,7 +29,6 @@ from prefect_videogen.blocks import (
     OpenAICredentials,
     ScenarioCredentials,
 )
-from prefect_videogen.expansion import PromptSource
 from prefect_videogen.flows import generate_videos
 from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-
 from pydantic import Field, SecretStr
 
 from prefect_videogen.blocks.base import VideoProviderBlock
-from prefect_videogen.providers.apiframe import DEFAULT_BASE_URL, APIFrameVideoProvider, account_id_for
-
-# Keys Prefect itself adds to a block's data when it serialises one (for dispatch on load).
+from prefect_videogen.providers.accounts import account_id_for
+from prefect_videogen.providers.apiframe import ACCOUNT_PREFIX, DEFAULT_BASE_URL, APIFrameVideoProvider
 
 
 class APIFrameCredentials(VideoProviderBlock):
@@ -59,4 +57,4 @@ class APIFrameCredentials(VideoProviderBlock):
 
     def account_id(self) -> str:
         """``account_label``, else ``apiframe-`` and 12 hex digits of sha256(key): not reversible."""
-        return account_id_for(self.api_key.get_secret_value(), self.account_label)
+        return account_id_for(self.api_key.get_secret_value(), prefix=ACCOUNT_PREFIX, label=self.account_label)

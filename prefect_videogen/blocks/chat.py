@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-
 from pydantic import Field, SecretStr, field_validator
 
 from prefect_videogen.blocks.base import StrictCredentialsBlock
+from prefect_videogen.providers.accounts import account_id_for
 from prefect_videogen.providers.chat import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
     ChatClient,
-    account_id_for,
 )
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-
 from pydantic import Field, SecretStr
 
 from prefect_videogen.blocks.base import VideoProviderBlock
-from prefect_videogen.providers.openai import DEFAULT_BASE_URL, OpenAIVideoProvider, account_id_for
+from prefect_videogen.providers.accounts import account_id_for
+from prefect_videogen.providers.openai import DEFAULT_BASE_URL, OpenAIVideoProvider
 
 
 class OpenAICredentials(VideoProviderBlock):

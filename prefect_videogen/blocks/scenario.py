@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-
 from pydantic import Field, SecretStr, field_validator
 
 from prefect_videogen.blocks.base import VideoProviderBlock
-from prefect_videogen.providers.scenario import DEFAULT_BASE_URL, ScenarioVideoProvider, account_id_for
+from prefect_videogen.providers.accounts import account_id_for
+from prefect_videogen.providers.scenario import ACCOUNT_PREFIX, DEFAULT_BASE_URL, ScenarioVideoProvider
 
 
 class ScenarioCredentials(VideoProviderBlock):
@@ -67,4 +67,4 @@ class ScenarioCredentials(VideoProviderBlock):
         )
 
     def account_id(self) -> str:
-        return account_id_for(self.api_key.get_secret_value(), label=self.account_label)
+        return account_id_for(self.api_key.get_secret_value(), prefix=ACCOUNT_PREFIX, label=self.account_label)

@@ -23,6 +23,8 @@ from prefect.exceptions import ObjectNotFound
 from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel, Field
 
+from prefect_videogen.batch.expansion import BatchItem, PromptSource, expand
+from prefect_videogen.batch.manifest import ManifestItem, ManifestStore
 from prefect_videogen.blocks import (
     LocalRenderer,
     LocalVideoStorage,
@@ -31,16 +33,13 @@ from prefect_videogen.blocks import (
 )
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.blocks.chat import ChatCompletionsCredentials
-from prefect_videogen.budget import Budget
 from prefect_videogen.catalog import VideoPlan, load_catalog
-from prefect_videogen.costs import Cost, estimate_cost
 from prefect_videogen.errors import (
     BudgetExceeded,
     ContentRejected,
     InvalidBatch,
     VideoGenError,
 )
-from prefect_videogen.expansion import BatchItem, PromptSource, expand
 from prefect_videogen.flows.params import require_saved_blocks
 from prefect_videogen.flows.steps import (
     RunSettings,
@@ -49,10 +48,11 @@ from prefect_videogen.flows.steps import (
     publish_cost_table,
     tag_flow_run,
 )
-from prefect_videogen.ledger import Ledger
-from prefect_videogen.manifest import ManifestItem, ManifestStore
-from prefect_videogen.slots import Bound
+from prefect_videogen.spend.budget import Budget
+from prefect_videogen.spend.costs import Cost, estimate_cost
+from prefect_videogen.spend.ledger import Ledger
 from prefect_videogen.tasks.rewrite import rewrite_prompt
+from prefect_videogen.tasks.slots import Bound
 
 DEFAULT_REWRITE_INSTRUCTION = (
     "Rewrite the user's video prompt into one vivid, concrete paragraph for a text-to-video model: "
@@ -178,18 +178,18 @@ async def _run_item(
         await mark_stored(manifest, item.item_id, entry.job_id or "", {})
         return BatchItemResult(**base, status="stored", job_id=entry.job_id, video_uri=run.storage.uri(entry.video_key),
                                sidecar_uri=run.storage.uri(entry.sidecar_key or ""), cost_usd=entry.cost_usd)
-    try:
-        result = await produce_video(
-            plan, provider, run, item_id=item.item_id, estimated=estimated, bound=bound,
-            metadata={"batch_id": manifest.manifest.batch_id, "item_id": item.item_id,  # type: ignore[union-attr]
-                      "row": item.row, "original_prompt": item.original_prompt,
-                      "expanded_prompt": item.request.prompt, "variables": item.variables},
-        )
-    except VideoGenError as exc:
+    outcome = await produce_video(
+        plan, provider, run, item_id=item.item_id, estimated=estimated, bound=bound,
+        metadata={"batch_id": manifest.manifest.batch_id, "item_id": item.item_id,  # type: ignore[union-attr]
+                  "row": item.row, "original_prompt": item.original_prompt,
+                  "expanded_prompt": item.request.prompt, "variables": item.variables},
+    )
+    if outcome.error is not None:
+        exc = outcome.error
         status = _status_for(exc)
         # The item's own ledger entry, whatever failed after the job was billed (download, verification):
         # an error type without a job id (StorageError) must not lose the job or its charge.
-        booked = next((e for e in reversed(run.entries) if e.item_id == item.item_id), None)
+        booked = outcome.entry
         job_id = getattr(exc, "job_id", None) or (booked.job_id if booked else None)
         if booked is not None and booked.job_id == job_id:
             cost, charge = booked.charged_usd, booked.charge_status.value
@@ -199,7 +199,8 @@ async def _run_item(
                               charge_status=charge)
         logger.warning("item %s (row %s) %s: %s", item.item_id, item.row, status, exc)
         return BatchItemResult(**base, status=status, job_id=job_id, error=str(exc), cost_usd=cost)
-    ledger_entry = next(e for e in reversed(run.entries) if e.job_id == result.job_id)
+    result, ledger_entry = outcome.result, outcome.entry
+    assert result is not None and ledger_entry is not None  # a stored video always has its entry
     await mark_stored.with_options(refresh_cache=run.refresh)(manifest, item.item_id, result.job_id, dict(
         status="stored", provider=result.provider, model=result.model, job_id=result.job_id,
         video_key=run.storage.key_of(result.video_uri), sidecar_key=run.storage.key_of(result.sidecar_uri),
@@ -262,7 +263,7 @@ async def generate_videos(
 
     Example:
         ```python
-        from prefect_videogen.expansion import PromptSource
+        from prefect_videogen.batch.expansion import PromptSource
         from prefect_videogen.flows import generate_videos
 
         result = await generate_videos(PromptSource(

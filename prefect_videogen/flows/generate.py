@@ -13,8 +13,6 @@ from prefect_videogen.blocks import (
     ProviderBlocks,
     StorageBlocks,
 )
-from prefect_videogen.budget import Budget
-from prefect_videogen.costs import estimate_cost
 from prefect_videogen.flows.params import require_saved_blocks
 from prefect_videogen.flows.steps import (
     RunSettings,
@@ -23,9 +21,11 @@ from prefect_videogen.flows.steps import (
     publish_cost_table,
     tag_flow_run,
 )
-from prefect_videogen.generation import plan_request
-from prefect_videogen.ledger import Ledger
 from prefect_videogen.models import VideoRequest, VideoResult
+from prefect_videogen.pipeline import plan_request
+from prefect_videogen.spend.budget import Budget
+from prefect_videogen.spend.costs import estimate_cost
+from prefect_videogen.spend.ledger import Ledger
 
 
 @flow(name="generate-video", flow_run_name="generate-video {request.duration}s {request.aspect_ratio}")
@@ -76,7 +76,7 @@ async def generate_video(
                       timeout_seconds=timeout_seconds, refresh=refresh)
     await tag_flow_run(f"videogen:{provider.provider_name}")
     try:
-        result = await produce_video(plan, provider, run, estimated=estimated)
+        result = (await produce_video(plan, provider, run, estimated=estimated)).unwrap()
     finally:
         if run.entries:
             await publish_cost_table(run.entries)

@@ -20,12 +20,12 @@ from pydantic import BaseModel, Field
 from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage, ProviderBlocks, StorageBlocks
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.catalog import load_catalog
-from prefect_videogen.claims import ClaimStore, JobClaim, find_orphan
-from prefect_videogen.costs import ChargeStatus, Cost, estimate_cost
 from prefect_videogen.errors import JobFailed, VideoGenError
 from prefect_videogen.flows.steps import record_cost
-from prefect_videogen.ledger import Ledger
 from prefect_videogen.models import JobStatus, VideoJob, VideoRequest
+from prefect_videogen.spend.claims import ClaimStore, JobClaim, find_orphan
+from prefect_videogen.spend.costs import ChargeStatus, Cost, estimate_cost
+from prefect_videogen.spend.ledger import Ledger
 from prefect_videogen.storage.base import VideoStorage
 from prefect_videogen.tasks import download_video, wait_for_video
 from prefect_videogen.tasks.caching import provider_base_url

@@ -21,22 +21,18 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from prefect_videogen.blocks.base import VideoProviderBlock
-from prefect_videogen.budget import Budget
 from prefect_videogen.catalog import VideoPlan
-from prefect_videogen.costs import (
-    Cost,
-    charge_status,
-    estimate_cost,
-    quoted_cost,
-    reported_cost,
-)
 from prefect_videogen.errors import ApprovalDenied, ContentRejected, JobFailed, VideoGenError
-from prefect_videogen.ledger import Ledger, LedgerEntry
 from prefect_videogen.models import VideoJob, VideoResult
-from prefect_videogen.slots import Bound, ProviderSlot
+from prefect_videogen.pipeline import step_timings
+from prefect_videogen.spend.accounting import account_job
+from prefect_videogen.spend.budget import Budget, Reservation
+from prefect_videogen.spend.costs import Cost, estimate_cost, quoted_cost
+from prefect_videogen.spend.ledger import Ledger, LedgerEntry
 from prefect_videogen.storage.base import VideoStorage
 from prefect_videogen.tasks import download_video, submit_video, wait_for_video
 from prefect_videogen.tasks.caching import provider_base_url, submit_key
+from prefect_videogen.tasks.slots import Bound, ProviderSlot
 
 
 class CostApproval(RunInput):
@@ -100,23 +96,59 @@ async def record_cost(
     claim_key: str | None = None,
 ) -> LedgerEntry:
     """Classify what the provider charged for ``job`` and append it to the ledger (idempotent)."""
-    reported = reported_cost(plan, job)
-    entry = LedgerEntry.for_job(
-        provider=job.provider,
-        job_id=job.job_id,
-        model=plan.request.model or job.model,
-        charge_status=charge_status(job, reported),
-        estimated=estimated,
-        quoted=quoted,
-        reported=reported,
-        account_id=account_id,
-        item_id=item_id or None,
-        flow_run_id=str(flow_run.get_id() or "") or None,
-        video_uri=video_uri,
-        claim_key=claim_key,
-    )
+    entry = account_job(plan, job, estimated=estimated, account_id=account_id, quoted=quoted, item_id=item_id,
+                        flow_run_id=str(flow_run.get_id() or ""), video_uri=video_uri, claim_key=claim_key)
     if not await ledger.record(entry):
         get_run_logger().info("ledger already has %s job %s as %s", job.provider, job.job_id, entry.charge_status.value)
+    return entry
+
+
+@dataclass(frozen=True)
+class VideoOutcome:
+    """How one planned video ended: stored (``result``) or failed (``error``), with its job's ledger entry.
+
+    ``entry`` is None when no job was accounted: refused by the budget, or failed before or while
+    submitting, or the wait did not end (timed out: the job may still bill; ``resume`` settles it).
+    """
+
+    result: VideoResult | None = None
+    entry: LedgerEntry | None = None
+    error: VideoGenError | None = None
+
+    def unwrap(self) -> VideoResult:
+        """The stored video, or the error raised."""
+        if self.error is not None:
+            raise self.error
+        if self.result is None:
+            raise RuntimeError("a VideoOutcome holds neither a result nor an error")
+        return self.result
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What accounting one item's job needs, fixed before its submit."""
+
+    plan: VideoPlan
+    estimated: Cost
+    quoted: Cost | None
+    account_id: str
+    item_id: str
+    claim_key: str
+
+
+async def _account_failure(run: RunSettings, booking: _Job, job: VideoJob, failure: VideoGenError, code: str | None,
+                           reservation: Reservation, cached: bool) -> LedgerEntry:
+    """Book a failed job's charge, announce the failure and settle the budget reservation with it."""
+    entry = await record_cost(booking.plan, job, booking.estimated, run.ledger, booking.account_id, booking.item_id,
+                              quoted=booking.quoted, claim_key=booking.claim_key)
+    run.entries.append(entry)
+    emit_video_event("failed", provider=job.provider, job_id=job.job_id, model=job.model,
+                     item_id=booking.item_id, payload={
+                         "error": failure.message, "code": code, "charge": entry.charge_status.value,
+                         "cost_usd": entry.charged_usd, "rejected": isinstance(failure, ContentRejected),
+                         "stage": getattr(failure, "stage", None)})
+    if not cached:
+        reservation.settle(entry.charged_usd or 0.0)
     return entry
 
 
@@ -129,37 +161,45 @@ async def produce_video(
     estimated: Cost | None = None,
     metadata: dict[str, Any] | None = None,
     bound: Bound = None,
-) -> VideoResult:
+) -> VideoOutcome:
     """Generate one planned video within the run's budget and record what it cost.
 
     A slot of ``bound`` (the provider's concurrency bound) is held from submit until the wait task
-    sees the job done (:mod:`prefect_videogen.slots`): the end of the wait task, the download,
+    sees the job done (:mod:`prefect_videogen.tasks.slots`): the end of the wait task, the download,
     verification and bookkeeping that follow no longer keep the next job waiting.
 
-    Raises:
-        BudgetExceeded: before submitting, when the estimate does not fit; nothing is sent.
-        JobFailed / ContentRejected: the job failed; its charge is still recorded.
+    Returns:
+        The outcome; a :class:`~prefect_videogen.errors.VideoGenError` is returned in it, not raised
+        (``outcome.unwrap()`` raises it): BudgetExceeded before submitting, when the estimate does not
+        fit (nothing is sent); JobFailed / ContentRejected when the job failed (its charge is in
+        ``outcome.entry``).
     """
+    try:
+        return await _produce_video(plan, provider, run, item_id=item_id, estimated=estimated, metadata=metadata,
+                                    bound=bound)
+    except VideoGenError as error:  # before any job was accounted
+        return VideoOutcome(error=error)
+
+
+async def _produce_video(
+    plan: VideoPlan,
+    provider: VideoProviderBlock,
+    run: RunSettings,
+    *,
+    item_id: str,
+    estimated: Cost | None,
+    metadata: dict[str, Any] | None,
+    bound: Bound,
+) -> VideoOutcome:
     estimated = estimated or estimate_cost(plan)
     account_id = provider.account_id()
     quoted = await quote_video(plan, provider, account_id) if provider.offers_quote else None
     nonce = uuid.uuid4().hex if run.refresh else ""
     idempotency_key = submit_key(provider.provider_name, account_id, plan.request.fingerprint(), nonce,
                                  base_url=provider_base_url(provider))
+    booking = _Job(plan, estimated, quoted, account_id, item_id, idempotency_key)
     fresh: dict[str, Any] = {"refresh_cache": True} if run.refresh else {}
     started = time.monotonic()
-
-    async def account_failure(failed_job: VideoJob, failure: VideoGenError, code: str | None) -> None:
-        entry = await record_cost(plan, failed_job, estimated, run.ledger, account_id, item_id, quoted=quoted,
-                                  claim_key=idempotency_key)
-        run.entries.append(entry)
-        emit_video_event("failed", provider=failed_job.provider, job_id=failed_job.job_id, model=failed_job.model,
-                         item_id=item_id, payload={
-                             "error": failure.message, "code": code, "charge": entry.charge_status.value,
-                             "cost_usd": entry.charged_usd, "rejected": isinstance(failure, ContentRejected),
-                             "stage": getattr(failure, "stage", None)})
-        if state.name != "Cached":
-            reservation.settle(entry.charged_usd or 0.0)
 
     # Reserve the larger of catalog estimate and provider quote: quotes and charges have disagreed.
     reserve_usd = max(estimated.usd or 0.0, (quoted.usd or 0.0) if quoted else 0.0)
@@ -168,15 +208,16 @@ async def produce_video(
             state = await submit_video.with_options(**fresh)(plan, provider, idempotency_key, item_id, run.storage,
                                                              estimated, return_state=True)
             job = await state.aresult()
-        if state.name == "Cached":
+        cached = state.name == "Cached"
+        if cached:
             reservation.release()  # an earlier run paid for this job; nothing is spent now
         submitted = time.monotonic()
         try:
             job = await wait_for_video.with_options(**fresh)(job, provider, run.timeout_seconds)
         except JobFailed as failure:
-            await account_failure(failure.job or job, failure, failure.code)
-            raise
-    timings = {"submit_seconds": round(submitted - started, 3), "wait_seconds": round(time.monotonic() - submitted, 3)}
+            entry = await _account_failure(run, booking, failure.job or job, failure, failure.code, reservation, cached)
+            return VideoOutcome(entry=entry, error=failure)
+    timings = step_timings(started, submitted)
     try:
         result = await download_video.with_options(**fresh)(
             plan, job, provider, run.storage, run.storage_url,
@@ -185,8 +226,8 @@ async def produce_video(
     except VideoGenError as failure:
         # The job succeeded, so the provider billed it, even though no good video could be stored
         # (the download kept failing, or the bytes failed verification): the ledger must still show it.
-        await account_failure(job, failure, "not_stored")
-        raise
+        entry = await _account_failure(run, booking, job, failure, "not_stored", reservation, cached)
+        return VideoOutcome(entry=entry, error=failure)
     entry = await record_cost(plan, job, estimated, run.ledger, account_id, item_id, result.video_uri, quoted,
                               idempotency_key)
     run.entries.append(entry)
@@ -195,18 +236,17 @@ async def produce_video(
                               "duration_seconds": result.duration_seconds, "resolution": result.resolution,
                               "sha256": result.sha256, "cost_usd": entry.charged_usd, "warnings": result.warnings,
                               "cost": {"amount": entry.charged_amount, "unit": entry.charged_unit}})
-    if state.name != "Cached":
+    if not cached:
         reservation.settle(entry.charged_usd or estimated.usd or 0.0)
-    return result
+    return VideoOutcome(result=result, entry=entry)
 
 
 async def tag_flow_run(tag: str) -> None:
     """Add ``tag`` (``videogen:<provider>``) to the running flow run, for filtering in the UI.
 
     The flow run, not its task runs: Prefect 3.8 acquires tag concurrency slots for every tagged
-    task run through one client-side queue per tag set, a server round trip each, one at a time.
-    Tagging the five task runs of each item made a 100-video batch's submits wait up to 6 s to
-    start (BENCHMARKS.md).
+    task run through one client-side queue per tag set, a server round trip each, one at a time:
+    tagged task runs start one after another (BENCHMARKS.md).
     """
     run_id, current = flow_run.get_id(), set(flow_run.get_tags())
     if not run_id or tag in current:

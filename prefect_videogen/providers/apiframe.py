@@ -47,14 +47,16 @@ from prefect_videogen.errors import (
     ProviderUnavailable,
     register_secret,
 )
-from prefect_videogen.models import JobStatus, VideoJob
+from prefect_videogen.models import JobStatus, Rejection, RejectionStage, VideoJob
 from prefect_videogen.policy import check_local_image
+from prefect_videogen.providers.accounts import account_id_for
 from prefect_videogen.providers.base import VideoProvider, map_status, raise_for_job
 from prefect_videogen.providers.http import (
     DEFAULT_TIMEOUT,
     ErrorInfo,
     HttpTransport,
     Sleep,
+    json_object,
 )
 from prefect_videogen.providers.retry import RetryPolicy
 
@@ -79,12 +81,11 @@ EXPIRED_MESSAGE = (
 )
 
 
-def account_id_for(api_key: str, account_label: str | None = None) -> str:
-    """``account_label``, else ``apiframe-`` + 12 hex digits of sha256(key): not reversible to the key."""
-    return account_label or f"apiframe-{hashlib.sha256(api_key.encode()).hexdigest()[:12]}"
+#: Account ids of APIFrame keys without a label: this prefix and a hash of the key (providers.accounts).
+ACCOUNT_PREFIX = "apiframe-"
 
 
-def classify_rejection(error: str | None, credit_cost: float | None) -> dict[str, Any] | None:
+def classify_rejection(error: str | None, credit_cost: float | None) -> Rejection | None:
     """Tell a content-policy failure from other failures, from APIFrame's error text.
 
     APIFrame reports failures as bare text; the documented moderation text is "Provider returned
@@ -96,7 +97,7 @@ def classify_rejection(error: str | None, credit_cost: float | None) -> dict[str
     text = (error or "").lower()
     if not any(marker in text for marker in ("content policy", "moderation", "safety system")):
         return None
-    stage = None
+    stage: RejectionStage | None = None
     if "prompt" in text:
         stage = "prompt"
     elif "image" in text:
@@ -104,7 +105,7 @@ def classify_rejection(error: str | None, credit_cost: float | None) -> dict[str
     elif "output" in text or "generated" in text:
         stage = "output"
     charged = None if credit_cost is None else credit_cost > 0
-    return {"stage": stage, "charged": charged}
+    return Rejection(stage=stage, charged=charged)
 
 
 class APIFrameVideoProvider(VideoProvider):
@@ -137,7 +138,7 @@ class APIFrameVideoProvider(VideoProvider):
         if not api_key or not api_key.strip():
             raise ValueError("APIFrame api_key is empty; create one in the APIFrame dashboard (afk_...)")
         register_secret(api_key)
-        self._account = account_id_for(api_key, account_label)
+        self._account = account_id_for(api_key, prefix=ACCOUNT_PREFIX, label=account_label)
         self.poll_interval_seconds = poll_interval_seconds
         self.http = HttpTransport(
             self.name, base_url, headers={"X-API-Key": api_key}, error_mapper=self._map_error,
@@ -315,13 +316,11 @@ class APIFrameVideoProvider(VideoProvider):
         result = data.get("result")
         # GET returns {"videoUrl": ...}; the completed webhook carries a bare URL string: accept both.
         video_url = result.get("videoUrl") if isinstance(result, dict) else result if isinstance(result, str) else None
-        provider_data = {**job.provider_data, "video_url": video_url, "charged": None if cost is None else cost > 0}
+        provider_data = {**job.provider_data, "video_url": video_url}
         error_code = None
-        if status is JobStatus.FAILED:
-            rejection = classify_rejection(error, cost)
-            if rejection:
-                provider_data["rejection"] = rejection
-                error_code = "content_policy"
+        rejection = classify_rejection(error, cost) if status is JobStatus.FAILED else None
+        if rejection is not None:
+            error_code = "content_policy"
         if data.get("expired") is True and status not in (JobStatus.FAILED, JobStatus.CANCELED):
             status, error, error_code = JobStatus.FAILED, EXPIRED_MESSAGE, "expired"
             provider_data["video_url"] = None
@@ -341,6 +340,8 @@ class APIFrameVideoProvider(VideoProvider):
                 "reported_cost": cost,
                 "reported_cost_unit": "credits" if cost is not None else None,
                 "poll_after_seconds": None if status.is_terminal else self.poll_interval_seconds,
+                "rejection": rejection,
+                "charged": None if cost is None else cost > 0,
                 "provider_data": provider_data,
             }
         )
@@ -349,7 +350,7 @@ class APIFrameVideoProvider(VideoProvider):
         """APIFrame specifics: "model not found" answers, 400 details, 409 on a reused key."""
         kwargs: dict[str, Any] = {"provider": self.name, "status_code": info.status, "request_id": info.request_id}
         body = info.body if isinstance(info.body, dict) else {}
-        details = body.get("details") if isinstance(body.get("details"), dict) else {}
+        details = json_object(body.get("details"))
         message = info.message
         if details:
             message += ": " + "; ".join(

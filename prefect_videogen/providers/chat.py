@@ -30,7 +30,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from typing import Any, Self
 
@@ -45,7 +44,8 @@ from prefect_videogen.errors import (
     ProviderError,
     ProviderUnavailable,
 )
-from prefect_videogen.providers.http import ErrorInfo, HttpTransport, Sleep
+from prefect_videogen.providers.accounts import account_id_for
+from prefect_videogen.providers.http import ErrorInfo, HttpTransport, Sleep, json_object
 from prefect_videogen.providers.openai import map_openai_error, openai_headers
 from prefect_videogen.providers.retry import RetryPolicy
 
@@ -68,22 +68,6 @@ class RewriteResult(BaseModel):
     completion_tokens: int | None = Field(default=None, description="Output tokens billed, when the server said.")
     total_tokens: int | None = Field(default=None, description="All tokens billed, when the server said.")
     completion_id: str | None = Field(default=None, description="The server's id of the completion (chatcmpl-...).")
-
-
-def account_id_for(api_key: str, *, label: str | None = None) -> str:
-    """A non-secret account identity: the label, else ``key-sha256-`` and 12 hex digits of the key's sha256.
-
-    The digest prefix is one-way (a high-entropy key cannot be recovered from 48 bits of its hash),
-    so it can go into cache keys and logs; it is the same form the video providers use.
-
-    Example:
-        ```python
-        account_id_for("sk-...", label="team-a")  # "team-a"
-        ```
-    """
-    if label:
-        return label
-    return "key-sha256-" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -176,10 +160,10 @@ class ChatClient:
         return result
 
     def _parse(self, answer: Any, prompt: str, model: str) -> RewriteResult:
-        choice = None
+        choice: dict[str, Any] = {}
         if isinstance(answer, dict) and isinstance(answer.get("choices"), list) and answer["choices"]:
-            choice = answer["choices"][0]
-        message = choice.get("message") if isinstance(choice, dict) else None
+            choice = json_object(answer["choices"][0])
+        message = choice.get("message")
         if not isinstance(message, dict):
             # A 200 without a completion: tokens may have been billed, so do not re-send by ourselves.
             raise ProviderUnavailable(
@@ -213,7 +197,7 @@ class ChatClient:
                 "the rewrite was cut short at the token limit (finish_reason length)", provider=self.name,
                 job_id=job_id, code="length", charged=True,
             )
-        usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+        usage = json_object(answer.get("usage"))
         return RewriteResult(
             original=prompt,
             rewritten=rewritten,

@@ -40,6 +40,7 @@ from prefect_videogen.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from prefect_videogen.providers.base import DOWNLOAD_CHUNK_BYTES
 from prefect_videogen.providers.retry import (
     NOT_SENT_ERRORS,
     RetryPolicy,
@@ -66,9 +67,9 @@ _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-trace-id", "trace-id")
 def shared_ssl_context() -> ssl.SSLContext:
     """httpx's default TLS context (certifi, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``), built once per process.
 
-    httpx builds a new context for every client, loading the CA bundle each time: about 28 ms of
-    CPU, twice per transport. Task runs open a client each, so a 100-video batch spent ~17 s of
-    CPU there (``bench/batch_vs_bare.py``). A configured ``SSLContext`` is safe to share.
+    httpx builds a new context for every client, loading the CA bundle each time, and every transport
+    opens clients; one context shared by all of them loads it once (cost: BENCHMARKS.md). A configured
+    ``SSLContext`` is safe to share.
     """
     return httpx.create_ssl_context()
 
@@ -98,14 +99,19 @@ class ErrorInfo:
                 return str(error["message"])
             for key in ("error", "message", "reason", "detail"):
                 if isinstance(body.get(key), str) and body[key]:
-                    return body[key]
+                    return str(body[key])
         text = response.text.strip()  # the caller has read the body
         return text[:300] or response.reason_phrase or f"HTTP {response.status_code}"
 
 
+def json_object(value: object) -> dict[str, Any]:
+    """``value`` where it is a JSON object, else an empty one: answers are read defensively."""
+    return value if isinstance(value, dict) else {}
+
+
 def default_error(provider: str, info: ErrorInfo) -> ProviderError:
     """Map an HTTP error to our tree by status code alone."""
-    kwargs = {"provider": provider, "status_code": info.status, "request_id": info.request_id}
+    kwargs: dict[str, Any] = {"provider": provider, "status_code": info.status, "request_id": info.request_id}
     if info.status in (401, 403):
         return AuthError(info.message, **kwargs)
     if info.status == 402:
@@ -281,7 +287,7 @@ class HttpTransport:
 
     @asynccontextmanager
     async def stream(
-        self, url: str, *, authenticated: bool, chunk_size: int = 1 << 20
+        self, url: str, *, authenticated: bool, chunk_size: int = DOWNLOAD_CHUNK_BYTES
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         """Open ``url`` as one uninterrupted stream of byte chunks, resuming dropped connections.
 

@@ -116,13 +116,14 @@ class LocalProvider(VideoProvider):
     def _record_path(self, job_id: str) -> Path:
         return self.jobs_dir / f"{job_id}.json"
 
-    def _read(self, job_id: str) -> dict:
+    def _read(self, job_id: str) -> dict[str, Any]:
         try:
-            return json.loads(self._record_path(job_id).read_text())
+            record: dict[str, Any] = json.loads(self._record_path(job_id).read_text())
+            return record
         except FileNotFoundError:
             raise InvalidRequest(f"no such job {job_id!r}", provider=self.name, status_code=404) from None
 
-    def _job(self, record: dict) -> VideoJob:
+    def _job(self, record: dict[str, Any]) -> VideoJob:
         elapsed = self.clock() - record["created_at"]
         delay = record["delay"]
         if elapsed >= delay:

@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -43,10 +42,11 @@ from prefect_videogen.errors import (
     ProviderUnavailable,
     register_secret,
 )
-from prefect_videogen.models import JobStatus, VideoJob
+from prefect_videogen.models import JobStatus, Rejection, RejectionStage, VideoJob
 from prefect_videogen.policy import check_local_image
+from prefect_videogen.providers.accounts import account_id_for
 from prefect_videogen.providers.base import VideoProvider, map_status
-from prefect_videogen.providers.http import ErrorInfo, HttpTransport, Sleep
+from prefect_videogen.providers.http import ErrorInfo, HttpTransport, Sleep, json_object
 from prefect_videogen.providers.retry import RetryPolicy
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -70,7 +70,7 @@ IMAGE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 MANAGED_FIELDS = ("prompt", "model", "seconds", "size", "input_reference")
 
 
-def classify_rejection(code: str | None, message: str | None) -> dict[str, Any] | None:
+def classify_rejection(code: str | None, message: str | None) -> Rejection | None:
     """Tell a content-policy failure from other failures, by OpenAI's documented error codes.
 
     - ``sentinel_block``: the request was blocked before generation; nothing was generated or
@@ -83,26 +83,11 @@ def classify_rejection(code: str | None, message: str | None) -> dict[str, Any] 
     """
     text = (message or "").lower()
     if code == "sentinel_block":
-        stage = "image" if ("image" in text or "input_reference" in text) and "prompt" not in text else "prompt"
-        return {"stage": stage, "charged": False}
+        stage: RejectionStage = "image" if ("image" in text or "input_reference" in text) and "prompt" not in text else "prompt"
+        return Rejection(stage=stage, charged=False)
     if code == "moderation_blocked":
-        return {"stage": "output", "charged": True}
+        return Rejection(stage="output", charged=True)
     return None
-
-
-def account_id_for(
-    api_key: str, *, organization: str | None = None, project: str | None = None, label: str | None = None
-) -> str:
-    """A non-secret account identity: the label, else organization/project, else a key hash prefix.
-
-    The fallback is the first 12 hex digits of the key's sha256: a one-way digest of a
-    high-entropy key, which identifies the key without revealing it.
-    """
-    if label:
-        return label
-    if organization or project:
-        return "/".join(part for part in (organization, project) if part)
-    return "key-sha256-" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
 
 
 class OpenAIVideoProvider(VideoProvider):
@@ -255,15 +240,13 @@ class OpenAIVideoProvider(VideoProvider):
         raw_status = video.get("status")
         status = map_status(STATUS_TABLE, raw_status if isinstance(raw_status, str) else None)
         progress = video.get("progress")
-        error = video.get("error") if isinstance(video.get("error"), dict) else {}
+        error = json_object(video.get("error"))
         code = str(error["code"]) if error.get("code") else None
         message = str(error["message"]) if error.get("message") else None
         provider_data: dict[str, Any] = {
             key: video[key] for key in ("model", "size", "seconds", "expires_at") if video.get(key) is not None
         }
         rejection = classify_rejection(code, message) if status is JobStatus.FAILED else None
-        if rejection:
-            provider_data["rejection"] = rejection
         return VideoJob(
             provider=self.name,
             job_id=str(video.get("id") or ""),
@@ -275,6 +258,7 @@ class OpenAIVideoProvider(VideoProvider):
             error_code=code,
             error_message=message,
             poll_after_seconds=_poll_hint(response),
+            rejection=rejection,
             provider_data=provider_data,
         )
 
@@ -296,8 +280,8 @@ def openai_headers(api_key: str, *, organization: str | None = None, project: st
 def map_openai_error(provider: str, info: ErrorInfo) -> ProviderError | None:
     """The OpenAI error shape's special cases, before the shared status mapping."""
     error = info.body.get("error") if isinstance(info.body, dict) else None
-    error = error if isinstance(error, dict) else {}
-    kwargs = {"provider": provider, "status_code": info.status, "request_id": info.request_id}
+    error = json_object(error)
+    kwargs: dict[str, Any] = {"provider": provider, "status_code": info.status, "request_id": info.request_id}
     code, param = error.get("code"), error.get("param")
     # 404 model_not_found (OpenAI) or 400 naming the model parameter (gateways, enum checks).
     if code == "model_not_found" or (info.status in (400, 404) and param == "model"):

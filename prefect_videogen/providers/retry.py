@@ -56,8 +56,8 @@ def should_retry(error: BaseException | int | None, *, paid: bool = False) -> bo
         * typed errors: ``ProviderUnavailable`` is retried unless the job may exist
           (``maybe_created``). An unreachable endpoint (``unreachable``) is not retried for a
           paid step: the transport already retried the connection quickly, a wrong ``base_url``
-          or a stopped service does not heal in minutes, and the slow retries made a refused
-          submit take ~170 s. For a free step (waiting on or downloading a job that exists and is
+          or a stopped service does not heal in minutes, and the slow retries only delayed a refused
+          submit's error by minutes. For a free step (waiting on or downloading a job that exists and is
           paid for) it is retried: the wait's deadline or the download budget bounds it. Every
           other error says it by its type (``JobTimedOut``, ``VerificationFailed``, ``JobFailed``,
           ``DownloadFailed``, auth and request errors are final; ``RateLimited`` and
@@ -77,6 +77,11 @@ def should_retry(error: BaseException | int | None, *, paid: bool = False) -> bo
             return False
         return bool(error.retryable)  # ProviderUnavailable: not maybe_created
     return False
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Tell whether ``exc`` is worth another attempt of the same, idempotent step: :func:`should_retry`'s free-call form."""
+    return should_retry(exc, paid=False)
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
@@ -128,5 +133,5 @@ class RetryPolicy:
         """Seconds to wait before retry number ``retry`` (1-based); None when the server's hint is too long."""
         if server_hint is not None:
             return server_hint if server_hint <= self.max_retry_after else None
-        backoff = min(self.initial_delay * 2 ** (retry - 1), self.max_delay)
+        backoff = min(self.initial_delay * 2.0 ** (retry - 1), self.max_delay)
         return backoff * (1.0 - self.jitter * rand())

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -51,14 +50,16 @@ from prefect_videogen.errors import (
     RateLimited,
     register_secret,
 )
-from prefect_videogen.models import JobStatus, VideoJob
+from prefect_videogen.models import JobStatus, Rejection, RejectionStage, VideoJob
 from prefect_videogen.policy import check_image_bytes, check_local_image, fetch_url, has_scheme
+from prefect_videogen.providers.accounts import account_id_for
 from prefect_videogen.providers.base import VideoProvider, map_status
 from prefect_videogen.providers.http import (
     DEFAULT_TIMEOUT,
     ErrorInfo,
     HttpTransport,
     Sleep,
+    json_object,
 )
 from prefect_videogen.providers.retry import RetryPolicy
 
@@ -91,17 +92,11 @@ _MODERATION_WORDS = ("moderation", "content policy", "safety", "nsfw", "flagged"
 _KNOWN_CODES = re.compile(r"\b(sentinel_block|moderation_blocked)\b")
 
 
-def account_id_for(api_key: str, *, label: str | None = None) -> str:
-    """A non-secret account id: ``label``, else ``scenario-`` + the first 12 hex digits of sha256(key).
-
-    A 48-bit prefix of a one-way hash cannot be turned back into the key.
-    """
-    if label:
-        return label
-    return "scenario-" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
+#: Account ids of Scenario keys without a label: this prefix and a hash of the key (providers.accounts).
+ACCOUNT_PREFIX = "scenario-"
 
 
-def classify_rejection(code: str | None, message: str | None) -> dict[str, Any] | None:
+def classify_rejection(code: str | None, message: str | None) -> Rejection | None:
     """Tell a content-policy failure from other failures, and which input was flagged.
 
     Scenario relays the upstream (OpenAI) moderation result in ``metadata.error`` as text or as
@@ -117,10 +112,10 @@ def classify_rejection(code: str | None, message: str | None) -> dict[str, Any] 
     text = f"{code or ''} {message or ''}".lower()
     moderated = any(word in text for word in _MODERATION_WORDS)
     if "moderation_blocked" in text or (moderated and ("output" in text or "generated" in text)):
-        return {"stage": "output", "charged": True}
+        return Rejection(stage="output", charged=True)
     if "sentinel_block" in text or moderated:
-        stage = "image" if "image" in text else "prompt" if "prompt" in text else None
-        return {"stage": stage, "charged": False if stage or "sentinel_block" in text else None}
+        stage: RejectionStage | None = "image" if "image" in text else "prompt" if "prompt" in text else None
+        return Rejection(stage=stage, charged=False if stage or "sentinel_block" in text else None)
     return None
 
 
@@ -141,10 +136,10 @@ def _progress(value: Any, status: JobStatus) -> float | None:
         return 1.0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    value = float(value)
-    if value > 1.0:  # documented as 0-1; a percentage from another endpoint is scaled, not clamped to done
-        value /= 100.0
-    return min(max(value, 0.0), 1.0)
+    fraction = float(value)
+    if fraction > 1.0:  # documented as 0-1; a percentage from another endpoint is scaled, not clamped to done
+        fraction /= 100.0
+    return min(max(fraction, 0.0), 1.0)
 
 
 def _image_type(data: bytes) -> str | None:
@@ -196,7 +191,7 @@ class ScenarioVideoProvider(VideoProvider):
             register_secret(secret)
         self.project_id = project_id
         self.poll_interval = poll_interval
-        self._account_id = account_id_for(api_key, label=account_label)
+        self._account_id = account_id_for(api_key, prefix=ACCOUNT_PREFIX, label=account_label)
         self.http = HttpTransport(
             self.name, base_url, auth=httpx.BasicAuth(api_key, api_secret), error_mapper=self._map_error,
             policy=policy, sleep=sleep, transport=transport, timeout=timeout,
@@ -231,7 +226,7 @@ class ScenarioVideoProvider(VideoProvider):
         )
         payload = self._decode(response, maybe_created=True)
         cost = payload.get("creativeUnitsCost") if isinstance(payload, dict) else None
-        data = {"model_id": model_id, "image_asset_id": asset_id}
+        data: dict[str, Any] = {"model_id": model_id, "image_asset_id": asset_id}
         if isinstance(cost, (int, float)) and not isinstance(cost, bool):
             data["creative_units_cost"] = float(cost)  # GET /jobs may not repeat it: keep it from here
         return self._to_job(payload, model=plan.request.model or "", previous=data, maybe_created=True)
@@ -377,18 +372,16 @@ class ScenarioVideoProvider(VideoProvider):
             raise ProviderUnavailable("answer without a job", provider=self.name, maybe_created=maybe_created)
         raw_status = str(job.get("status") or "")
         status = map_status(STATUS_TABLE, raw_status)
-        metadata = job.get("metadata") if isinstance(job.get("metadata"), dict) else {}
+        metadata = json_object(job.get("metadata"))
         data = {**previous, "asset_ids": [str(a) for a in metadata.get("assetIds") or [] if a]}
-        for settled_below in ("rejection", "charged"):  # decided again from this answer
-            data.pop(settled_below, None)
         code = message = None
+        rejection: Rejection | None = None
+        charged: bool | None = None
         if status in (JobStatus.FAILED, JobStatus.CANCELED):
             code, message = _error_of(metadata.get("error"))
             rejection = classify_rejection(code, message)
-            if rejection:
-                data["rejection"] = rejection
-            elif status is JobStatus.FAILED:
-                data["charged"] = False  # "Failed jobs are reimbursed" (provider-apis.md section 2)
+            if rejection is None and status is JobStatus.FAILED:
+                charged = False  # "Failed jobs are reimbursed" (provider-apis.md section 2)
         cost = previous.get("creative_units_cost")
         return VideoJob(
             provider=self.name,
@@ -402,6 +395,8 @@ class ScenarioVideoProvider(VideoProvider):
             poll_after_seconds=None if status.is_terminal else self.poll_interval,
             reported_cost=cost,
             reported_cost_unit=COST_UNIT if cost is not None else None,
+            rejection=rejection,
+            charged=charged,
             provider_data=data,
         )
 
@@ -413,7 +408,7 @@ class ScenarioVideoProvider(VideoProvider):
             # {details: {actionName, actionLimit}} (then only a Retry-After header, if any).
             remaining = body.get("remainingSeconds")
             hint = float(remaining) if isinstance(remaining, (int, float)) and not isinstance(remaining, bool) else None
-            details = body.get("details") if isinstance(body.get("details"), dict) else {}
+            details = json_object(body.get("details"))
             message = info.message
             if details.get("actionName"):
                 message = f"{message} (limit of {details.get('actionLimit', '?')} on {details['actionName']})"

@@ -1,14 +1,14 @@
 """Many waits on one provider client share their status reads.
 
-Each wait keeps its own :class:`~prefect_videogen.providers.base.PollSchedule` and sleeps on it as
+Each wait keeps its own :class:`~prefect_videogen.providers.polling.PollSchedule` and sleeps on it as
 before; only the read at the end of a sleep changes. Where the provider can list its account's
 active jobs (APIFrame ``GET /v2/jobs?status=QUEUED|PROCESSING``) and at least
 ``LISTING_MIN_JOBS`` jobs are waited on through one client, one *sweep* answers every wait that
 comes due at most ``max_age`` seconds after it: jobs still queued or processing come from the listing pages, and
 the watched jobs missing from a complete listing (finished since, or too new to be listed) are read
-one by one, once. 1,000 jobs waited on for two minutes take about 1,600 requests instead of
-15,000 (``bench/jobs_in_flight.py``), and a provider's rate limit sees a few requests a second
-instead of a hundred.
+one by one, once. The requests then grow with the number of sweeps, not with jobs times polls, and
+a provider's rate limit sees a few requests a second however many jobs are waited on (figures:
+BENCHMARKS.md, ``bench/jobs_in_flight.py``).
 
 Nothing is ever guessed: a job absent from the listing, or a listing that fails or is cut off,
 falls back to reading that job on its own, exactly as without a watcher. A listing the provider
@@ -20,15 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prefect_videogen.errors import InvalidRequest, ProviderError
 from prefect_videogen.models import VideoJob
-
-if TYPE_CHECKING:
-    from prefect_videogen.providers.base import Clock, VideoProvider
+from prefect_videogen.providers.base import Clock, VideoProvider
 
 logger = logging.getLogger("prefect_videogen.providers.watch")
 
@@ -48,7 +47,9 @@ class JobWatcher:
     """
 
     def __init__(self, provider: VideoProvider, *, clock: Clock = time.monotonic, max_age: float = DEFAULT_MAX_AGE) -> None:
-        self.provider = provider
+        # Weak: the registry below holds watchers by their provider, and a strong reference back would
+        # keep every provider (and its connection pool) alive as long as the process.
+        self._provider = weakref.ref(provider)
         self.clock = clock
         self.max_age = max_age
         self.listing = provider.lists_active_jobs
@@ -58,13 +59,19 @@ class JobWatcher:
         self._sweep: asyncio.Future[None] | None = None
         self.sweeps = 0
 
+    @property
+    def provider(self) -> VideoProvider:
+        provider = self._provider()
+        if provider is None:  # only reachable through a watcher kept past its provider's life
+            raise RuntimeError("the provider of this JobWatcher was garbage-collected")
+        return provider
+
     @classmethod
     def of(cls, provider: VideoProvider, *, clock: Clock = time.monotonic) -> JobWatcher:
         """The provider object's watcher, created on first use."""
-        watcher = getattr(provider, "_job_watcher", None)
+        watcher = _WATCHERS.get(provider)
         if watcher is None:
-            watcher = cls(provider, clock=clock)
-            provider._job_watcher = watcher  # type: ignore[attr-defined]
+            watcher = _WATCHERS[provider] = cls(provider, clock=clock)
         return watcher
 
     @contextmanager
@@ -143,3 +150,7 @@ class JobWatcher:
 
         await asyncio.gather(*(one(job) for job in missing))
         return snapshot
+
+
+# One watcher per provider object, for as long as that object lives.
+_WATCHERS: weakref.WeakKeyDictionary[VideoProvider, JobWatcher] = weakref.WeakKeyDictionary()

@@ -32,7 +32,14 @@ import fsspec
 from fsspec.spec import AbstractBufferedFile
 
 from prefect_videogen.errors import StorageError, redact
-from prefect_videogen.storage.keys import validate_template, DEFAULT_KEY_TEMPLATE, KEY_FIELDS, check_key, render_key, safe_part
+from prefect_videogen.storage.keys import (
+    DEFAULT_KEY_TEMPLATE,
+    KEY_FIELDS,
+    check_key,
+    render_key,
+    safe_part,
+    validate_template,
+)
 
 __all__ = [
     "DEFAULT_KEY_TEMPLATE",
@@ -87,7 +94,7 @@ class VideoStorage:
         part_size: int = DEFAULT_PART_SIZE,
     ) -> None:
         self.fs, root = fsspec.core.url_to_fs(base_url, **(storage_options or {}))
-        self.root = root.rstrip("/")
+        self.root: str = root.rstrip("/")
         self.key_template = validate_template(key_template)  # before any paid call, not at the first key
         self.part_size = part_size
         self._protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
@@ -130,7 +137,8 @@ class VideoStorage:
 
     def open_read(self, key: str) -> IO[bytes]:
         """Open ``key`` for reading (seekable; on S3, ranged reads of ``part_size`` blocks)."""
-        return self.fs.open(self.path(key), "rb", block_size=self.part_size)
+        handle: IO[bytes] = self.fs.open(self.path(key), "rb", block_size=self.part_size)
+        return handle
 
     async def write_stream(
         self,

@@ -11,7 +11,7 @@ concurrent items); set ``PREFECT_VIDEOGEN_REDIS_URL`` (``pip install prefect-vid
 serialise across processes and machines with ``RedisLockManager``. Prefect 3.8's
 ``FileSystemLockManager`` is not used: concurrent same-key acquisitions in one event loop read its
 half-written lock file and fail. Across processes and machines the job claim in the run's storage
-(:mod:`prefect_videogen.claims`) is what guarantees one submit; the locks only save waiting.
+(:mod:`prefect_videogen.spend.claims`) is what guarantees one submit; the locks only save waiting.
 """
 
 from __future__ import annotations

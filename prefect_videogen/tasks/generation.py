@@ -15,24 +15,24 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
 from prefect.runtime import task_run
+from prefect.states import State
 from prefect.tasks import Task
 
 from prefect_videogen import progress
-from prefect_videogen.artifacts import ProgressArtifact, publish_video_artifacts
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.catalog import VideoPlan
-from prefect_videogen.claims import JobClaim, claimed_submit
-from prefect_videogen.costs import Cost, estimate_cost
 from prefect_videogen.errors import JobTimedOut
-from prefect_videogen.generation import store_video
 from prefect_videogen.models import VideoJob, VideoResult
-from prefect_videogen.providers.base import wait_for_job
+from prefect_videogen.pipeline import store_video
+from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.retry import should_retry
-from prefect_videogen.slots import release_current_slot
+from prefect_videogen.spend.claims import JobClaim, claimed_submit
+from prefect_videogen.spend.costs import Cost, estimate_cost
 from prefect_videogen.storage.base import VideoStorage
+from prefect_videogen.tasks.artifacts import ProgressArtifact, publish_video_artifacts
 from prefect_videogen.tasks.caching import JobCachePolicy, provider_base_url, submit_policy
+from prefect_videogen.tasks.slots import release_current_slot
 
 
 async def _failure(state: State[Any]) -> BaseException | None:
@@ -98,7 +98,7 @@ async def submit_video(
     and this task committing. A refresh sends a fresh key and overwrites the cache record.
 
     With ``storage`` (what the flows pass), the submit is claimed there first under the same key
-    (:func:`prefect_videogen.claims.claimed_submit`): another process or machine running the same
+    (:func:`prefect_videogen.spend.claims.claimed_submit`): another process or machine running the same
     item adopts the claimed job instead of paying again, and the ledger books the job as pending
     from the moment it may exist. The task's cache still answers first when it hits.
     """
@@ -139,7 +139,7 @@ async def wait_for_video(job: VideoJob, provider: VideoProviderBlock, timeout_se
     ``timeout_seconds`` bounds the whole wait, Prefect retries included (they happen after a poll
     failed for another reason: the deadline is computed once, from the first attempt's start), and
     ``JobTimedOut`` itself is never retried. Frees the caller's provider slot
-    (:mod:`prefect_videogen.slots`) as soon as the job ends.
+    (:mod:`prefect_videogen.tasks.slots`) as soon as the job ends.
     """
     run_id = task_run.id
     started = _wait_started.setdefault(run_id, time.time()) if run_id else time.time()

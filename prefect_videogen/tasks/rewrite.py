@@ -26,8 +26,9 @@ from prefect.tasks import Task
 from prefect.transactions import IsolationLevel
 
 from prefect_videogen.blocks.chat import ChatCompletionsCredentials
-from prefect_videogen.errors import ProviderUnavailable, is_retryable
+from prefect_videogen.errors import ProviderUnavailable
 from prefect_videogen.providers.chat import RewriteResult
+from prefect_videogen.providers.retry import is_retryable
 from prefect_videogen.tasks.caching import lock_manager
 from prefect_videogen.tasks.generation import _retry_delays
 

@@ -13,9 +13,9 @@ import pytest
 
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.errors import ModelUnavailable
-from prefect_videogen.generation import generate
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import VideoRequest
+from prefect_videogen.pipeline import generate
 from prefect_videogen.providers.openai import DEFAULT_BASE_URL, OpenAIVideoProvider
 from prefect_videogen.storage import VideoStorage
 

@@ -17,9 +17,9 @@ import pytest
 
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.errors import AuthError, ModelUnavailable
-from prefect_videogen.generation import generate
 from prefect_videogen.media import probe_video
 from prefect_videogen.models import VideoRequest
+from prefect_videogen.pipeline import generate
 from prefect_videogen.providers.scenario import ScenarioVideoProvider
 from prefect_videogen.storage import VideoStorage
 

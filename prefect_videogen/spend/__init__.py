@@ -1,0 +1,1 @@
+"""Spending: cost estimates, budgets, the ledger and submit claims (plain Python, no Prefect)."""

@@ -1,0 +1,190 @@
+"""Links and thumbnails of stored videos, shown as Prefect artifacts.
+
+Presigned URLs expire, so they are made when an artifact is created and never stored in sidecars,
+manifests or results: those record object keys, from which a fresh link can be signed at any time
+with :func:`presigned_url`.
+
+Example:
+    ```python
+    from prefect_videogen.tasks.artifacts import presigned_url, publish_video_artifacts
+
+    url = presigned_url(storage, "2026-11-22/a-fox-job1.mp4", expires_seconds=600)
+    await publish_video_artifacts(result, storage)  # inside a flow or task run
+    ```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import posixpath
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from uuid import UUID
+
+from prefect.artifacts import (
+    acreate_image_artifact,
+    acreate_link_artifact,
+    acreate_progress_artifact,
+    aupdate_progress_artifact,
+)
+
+from prefect_videogen.media import first_frame_image
+from prefect_videogen.models import VideoResult
+from prefect_videogen.storage.base import VideoStorage
+
+DEFAULT_LINK_SECONDS = 3600
+
+logger = logging.getLogger("prefect_videogen.artifacts")
+
+
+class ProgressArtifact:
+    """A task run's progress artifact, updated off the caller's path.
+
+    A poll loop calls :meth:`show` and goes on at once; one background task sends the latest value
+    to the Prefect API (values shown meanwhile are skipped, never queued). Awaiting each update
+    delayed the next poll by the API's latency, 0.1-0.5 s under a batch's load, and so the moment a
+    finished job was noticed. A failed update is logged: the UI's progress bar must not fail a wait.
+
+    Example:
+        ```python
+        bar = await ProgressArtifact.create("apiframe sora-2 job 123")
+        bar.show(40.0)
+        await bar.aclose()  # sends the last value shown
+        ```
+    """
+
+    def __init__(self, artifact_id: UUID) -> None:
+        self.artifact_id = artifact_id
+        self._shown: float | None = None
+        self._sent: float | None = None
+        self._sender: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def create(cls, description: str) -> ProgressArtifact:
+        return cls(await acreate_progress_artifact(progress=0.0, description=description))
+
+    def show(self, progress: float) -> None:
+        """Show ``progress`` (0-100) soon; returns at once."""
+        self._shown = progress
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send())
+
+    async def aclose(self) -> None:
+        """Wait until the last value shown has been sent."""
+        if self._sender is not None:
+            await self._sender
+
+    async def _send(self) -> None:
+        while self._shown is not None and self._shown != self._sent:
+            value = self._shown
+            try:
+                await aupdate_progress_artifact(artifact_id=self.artifact_id, progress=value)
+            except Exception as exc:
+                logger.warning("could not update progress artifact %s: %s", self.artifact_id, exc)
+            self._sent = value
+
+
+@dataclass(frozen=True)
+class VideoArtifacts:
+    """What :func:`publish_video_artifacts` created."""
+
+    link_artifact_id: UUID
+    image_artifact_id: UUID | None
+    thumbnail_key: str | None
+    expires_at: datetime | None
+
+
+def presigned_url(storage: VideoStorage, key: str, expires_seconds: int = DEFAULT_LINK_SECONDS) -> str | None:
+    """A time-limited HTTP(S) URL that reads ``key`` without credentials; None where the store cannot sign.
+
+    Signing is local (no request is sent), so it is cheap to call whenever a link is shown.
+
+    Example:
+        ```python
+        url = presigned_url(S3VideoStorage.load("BLOCK_NAME").get_storage(), key, expires_seconds=600)
+        ```
+    """
+    try:
+        return storage.fs.sign(storage.path(key), expiration=expires_seconds)
+    except NotImplementedError:  # fsspec's answer for filesystems without URLs (local, memory)
+        return None
+
+
+def thumbnail_key(video_key: str) -> str:
+    """Where the thumbnail of ``video_key`` goes: beside it, ``clip.mp4`` -> ``clip.jpg``."""
+    stem, _ = posixpath.splitext(video_key)
+    return f"{stem}.jpg"
+
+
+async def make_thumbnail(storage: VideoStorage, video_key: str) -> str:
+    """Write the first frame of ``video_key`` as a JPEG beside it and return the JPEG's key.
+
+    On S3 only the header and the first frame's bytes are read (ranged reads), not the whole video.
+
+    Raises:
+        ValueError: the stored object is not a decodable video.
+        StorageError: the thumbnail could not be written.
+    """
+
+    def read_first_frame() -> bytes:
+        with storage.open_read(video_key) as handle:
+            return first_frame_image(handle)
+
+    jpeg = await asyncio.to_thread(read_first_frame)
+    key = thumbnail_key(video_key)
+    await storage.write_bytes(key, jpeg)
+    return key
+
+
+async def publish_video_artifacts(
+    result: VideoResult,
+    storage: VideoStorage,
+    *,
+    expires_seconds: int = DEFAULT_LINK_SECONDS,
+    artifact_key: str | None = None,
+) -> VideoArtifacts:
+    """Show a stored video in the Prefect UI: a link artifact, plus a thumbnail image where a URL exists.
+
+    The link is presigned now and expires after ``expires_seconds`` (on local storage it is the
+    ``file://`` URI, which does not expire). The image artifact needs a URL the browser can load,
+    so it is only made, with its thumbnail, on stores that can sign.
+
+    Args:
+        result: the stored video, as returned by ``store_video`` / the download task.
+        storage: the storage that holds it.
+        expires_seconds: lifetime of the presigned links.
+        artifact_key: lowercase letters, digits and dashes; gives the artifacts a version history.
+
+    Example:
+        ```python
+        artifacts = await publish_video_artifacts(result, storage)
+        ```
+    """
+    video_key = storage.key_of(result.video_uri)
+    url = presigned_url(storage, video_key, expires_seconds)
+    expires_at = datetime.now(timezone.utc) + timedelta(seconds=expires_seconds) if url else None
+    expiry = f"; link expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else ""
+    description = (
+        f"**{result.provider}/{result.model or 'default'}** job `{result.job_id}`: {result.resolution}, "
+        f"{result.duration_seconds} s, {result.bytes} bytes, sha256 `{result.sha256}`\n\n"
+        f"Key `{video_key}`{expiry}."
+    )
+    if result.warnings:
+        # Kept because it is paid for, but not what was asked for: say so where the video is shown.
+        description += "\n\n**Warnings** (stored and kept):\n" + "\n".join(f"- {w}" for w in result.warnings)
+    link_id = await acreate_link_artifact(
+        link=url or storage.local_uri(video_key) or result.video_uri,
+        link_text=result.prompt[:80],
+        key=artifact_key,
+        description=description,
+    )
+    if url is None:
+        return VideoArtifacts(link_id, None, None, None)
+    thumb = await make_thumbnail(storage, video_key)
+    image_id = await acreate_image_artifact(
+        image_url=presigned_url(storage, thumb, expires_seconds) or "",
+        key=f"{artifact_key}-thumbnail" if artifact_key else None,
+        description=f"First frame of `{video_key}`{expiry}.",
+    )
+    return VideoArtifacts(link_id, image_id, thumb, expires_at)

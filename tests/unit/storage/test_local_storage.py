@@ -1,0 +1,94 @@
+"""Local storage: streamed, hashed, published atomically, never partial under the final name."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from prefect_videogen.catalog import load_catalog
+from prefect_videogen.errors import ProviderUnavailable, VerificationFailed
+from prefect_videogen.models import JobStatus, VideoJob, VideoRequest
+from prefect_videogen.pipeline import store_video
+from prefect_videogen.providers import LocalProvider
+from prefect_videogen.storage import VideoStorage
+
+
+async def test_interrupted_write_leaves_nothing(tmp_path):
+    storage = VideoStorage(str(tmp_path))
+    seen_final_during_write = []
+
+    async def chunks():
+        yield b"a" * 1000
+        seen_final_during_write.append((tmp_path / "clip.mp4").exists())
+        raise ProviderUnavailable("download interrupted: RemoteProtocolError", provider="openai")
+
+    with pytest.raises(ProviderUnavailable):
+        await storage.write_stream("clip.mp4", chunks())
+    assert seen_final_during_write == [False]
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+async def test_stream_is_hashed_and_published(tmp_path):
+    storage = VideoStorage(str(tmp_path))
+    parts = [b"x" * 100_000, b"y" * 5, b"z" * 77]
+
+    async def chunks():
+        for part in parts:
+            assert not (tmp_path / "a" / "b.bin").exists()
+            yield part
+
+    stored = await storage.write_stream("a/b.bin", chunks())
+    body = b"".join(parts)
+    assert (tmp_path / "a" / "b.bin").read_bytes() == body
+    assert (stored.size, stored.sha256) == (len(body), hashlib.sha256(body).hexdigest())
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.bin"]
+
+
+class JsonErrorProvider(LocalProvider):
+    """A provider that answers the download with a JSON error body: the classic bad .mp4."""
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def stream_video(self, job):
+        async def chunks():
+            yield json.dumps({"error": {"message": "expired"}}).encode()
+
+        yield chunks()
+
+
+async def test_json_body_is_never_stored_as_a_video(tmp_path):
+    plan = load_catalog().plan("local", VideoRequest(prompt="a fox", duration=1))
+    job = VideoJob(provider="local", job_id="local_x", model="title-card", status=JobStatus.SUCCEEDED, raw_status="succeeded")
+    with pytest.raises(VerificationFailed, match="not a decodable video"):
+        await store_video(JsonErrorProvider(jobs_dir=tmp_path / "jobs"), plan, job, VideoStorage(str(tmp_path / "v")))
+    assert [p for p in (tmp_path / "v").rglob("*") if p.is_file()] == []
+
+
+async def test_wrong_video_is_refused(tmp_path):
+    provider = LocalProvider(queue_delay_seconds=0, jobs_dir=tmp_path / "jobs")
+    rendered = await provider.submit(load_catalog().plan("local", VideoRequest(prompt="a fox", duration=2)))
+    # Ask for 4 s 9:16 but the provider hands back its 2 s 16:9 job.
+    plan = load_catalog().plan("local", VideoRequest(prompt="a fox", duration=4, aspect_ratio="9:16"))
+    with pytest.raises(VerificationFailed, match="duration 2.00 s, expected 4 s"):  # the size alone would be kept
+        await store_video(provider, plan, rendered, VideoStorage(str(tmp_path / "v")))
+    assert [p for p in (tmp_path / "v").rglob("*") if p.is_file()] == []
+
+
+async def test_sidecar_describes_the_video(tmp_path):
+    provider = LocalProvider(queue_delay_seconds=0, jobs_dir=tmp_path / "jobs")
+    plan = load_catalog().plan("local", VideoRequest(prompt="a red fox", duration=1))
+    job = await provider.submit(plan)
+    storage = VideoStorage(str(tmp_path / "v"))
+    result = await store_video(provider, plan, job, storage, timings={"wait_seconds": 0.5})
+    sidecar = json.loads(open(result.sidecar_uri).read())
+    assert sidecar["request"]["prompt"] == "a red fox"
+    assert sidecar["request"]["model"] == "title-card"
+    assert (sidecar["provider"], sidecar["job_id"]) == ("local", job.job_id)
+    assert sidecar["sha256"] == hashlib.sha256(open(result.video_uri, "rb").read()).hexdigest()
+    assert sidecar["size"] == result.bytes
+    assert sidecar["video"]["duration_seconds"] == 1.0
+    assert sidecar["timings"]["wait_seconds"] == 0.5 and "download_seconds" in sidecar["timings"]
+    assert result.sidecar_uri.endswith(".json") and result.video_uri.endswith(".mp4")
