@@ -62,7 +62,7 @@ from prefect_videogen.errors import (
 from prefect_videogen.models import JobStatus, VideoJob
 from prefect_videogen.spend.costs import ChargeStatus, Cost
 from prefect_videogen.spend.ledger import Ledger, LedgerEntry
-from prefect_videogen.storage.base import VideoStorage, safe_part
+from prefect_videogen.storage.base import VideoStorage, read_object, safe_part
 
 logger = logging.getLogger("prefect_videogen.claims")  # the name it had before the module moved (log filters)
 
@@ -180,8 +180,7 @@ class ClaimStore:
 
         def read() -> bytes | None:
             try:
-                with self.storage.fs.open(path, "rb") as handle:
-                    return handle.read()
+                return read_object(self.storage.fs, path)
             except FileNotFoundError:
                 return None
 
@@ -233,8 +232,7 @@ class ClaimStore:
         claims, unreadable = [], []
         for path in paths:
             try:
-                with self.storage.fs.open(path, "rb") as handle:
-                    claims.append(JobClaim.model_validate_json(handle.read()))
+                claims.append(JobClaim.model_validate_json(read_object(self.storage.fs, path)))
             except (ValidationError, OSError):
                 unreadable.append(path if self.storage.is_local else f"{self.storage.uri('').split('://')[0]}://{path}")
         return claims, unreadable

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from prefect_videogen.spend.costs import BILLED_STATUSES, ChargeStatus, Cost
-from prefect_videogen.storage.base import VideoStorage, safe_part
+from prefect_videogen.storage.base import VideoStorage, read_object, safe_part
 
 LEDGER_PREFIX = "ledger"
 logger = logging.getLogger("prefect_videogen.ledger")  # the name it had before the module moved (log filters)
@@ -164,9 +164,9 @@ class Ledger:
         return await asyncio.to_thread(self._read_path, path)
 
     def _read_path(self, path: str) -> list[str]:
-        with self.storage.fs.open(path, "rb") as handle:
-            # Undecodable bytes become U+FFFD, so the line is reported and skipped, not the file.
-            return [line for line in handle.read().decode("utf-8", errors="replace").splitlines() if line.strip()]
+        # Undecodable bytes become U+FFFD, so the line is reported and skipped, not the file.
+        text = read_object(self.storage.fs, path).decode("utf-8", errors="replace")
+        return [line for line in text.splitlines() if line.strip()]
 
 
 def _one_per_job(entries: list[LedgerEntry]) -> list[LedgerEntry]:

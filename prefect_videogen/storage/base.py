@@ -49,6 +49,7 @@ __all__ = [
     "VideoStorage",
     "render_key",
     "safe_part",
+    "read_object",
 ]
 
 # S3 parts must be at least 5 MiB (except the last); 8 MiB keeps memory low and, at up to 10,000
@@ -219,11 +220,7 @@ class VideoStorage:
         return await self.write_bytes(key, json.dumps(data, indent=2, sort_keys=True, default=str).encode())
 
     async def read_json(self, key: str) -> Any:
-        def read() -> Any:
-            with self.fs.open(self.path(key), "rb") as handle:
-                return json.load(handle)
-
-        return await asyncio.to_thread(read)
+        return json.loads(await asyncio.to_thread(read_object, self.fs, self.path(key)))
 
     def local_uri(self, key: str) -> str | None:
         """A ``file://`` URI of ``key`` on local storage; None on remote stores."""
@@ -246,6 +243,18 @@ class VideoStorage:
                 await asyncio.to_thread(self.fs.rm, path)
         except Exception:  # cleanup must not hide the original error
             logger.warning("could not remove staging object %s", path, exc_info=True)
+
+
+def read_object(fs: Any, path: str) -> bytes:
+    """The whole of a small object (a claim, a ledger file, a sidecar) in one read.
+
+    One ``cat_file`` is one GET of the object's current version. Opening a file and then reading it
+    is two steps on s3fs, and when another worker replaced the object between them (two workers
+    recording the same job), s3fs raises ``FileExpired``. Objects here are replaced whole (staging,
+    then move), so one GET sees either the old or the new version, never a mix.
+    """
+    data: bytes = fs.cat_file(path)
+    return data
 
 
 def _abandon(handle: IO[bytes]) -> None:
