@@ -236,7 +236,11 @@ def batch_run_name() -> str:
     """``generate-videos <batch name>``, else the first prompt and the item count: runs look different."""
     from prefect.runtime import flow_run as current
 
-    params = current.parameters or {}
+    return run_name_for(current.parameters or {})
+
+
+def run_name_for(params: dict[str, Any]) -> str:
+    """The run name of a batch with these parameters (see :func:`batch_run_name`)."""
     if params.get("batch_name"):
         return f"generate-videos {params['batch_name']}"
     prompts = params.get("prompts")
