@@ -11,10 +11,11 @@ import json
 
 from prefect.deployments.runner import RunnerDeployment
 
-from prefect_videogen.blocks import LocalRenderer
+from prefect_videogen.blocks import APIFrameCredentials, LocalRenderer
 from prefect_videogen.expansion import PromptSource
 from prefect_videogen.flows import generate_video, generate_videos
 from prefect_videogen.models import VideoRequest
+from prefect_videogen.testing import APIFrameEmulator, EmulatorServer, Fault
 
 
 async def main() -> None:
@@ -25,9 +26,17 @@ async def main() -> None:
                                                                        "time_of_day": ["dusk"]})
     batch = await generate_videos(prompts, provider=renderer, batch_name="ui-batch", return_state=True)
     rerun = await generate_videos(prompts, provider=renderer, batch_name="ui-batch", return_state=True)
+    with EmulatorServer(APIFrameEmulator(latency_seconds=0.2)) as server:
+        server.emulator.faults.add("create", Fault(reject="output"))  # the first job: rejected when done
+        apiframe = APIFrameCredentials(api_key=server.emulator.api_key, base_url=server.base_url)
+        partial = await generate_videos(
+            PromptSource(template="{subject} in rain", grid={"subject": ["a crow", "a gull"]},
+                         defaults={"duration": 4}),
+            provider=apiframe, batch_name="ui-partial", max_concurrency=1, return_state=True)
     deployment_id = await RunnerDeployment.from_flow(generate_videos, name="ui-form").apply()
     print(json.dumps({"single": str(single.state_details.flow_run_id), "batch": str(batch.state_details.flow_run_id),
-                      "rerun": str(rerun.state_details.flow_run_id), "deployment": str(deployment_id)}))
+                      "rerun": str(rerun.state_details.flow_run_id),
+                      "partial": str(partial.state_details.flow_run_id), "deployment": str(deployment_id)}))
 
 
 if __name__ == "__main__":

@@ -74,3 +74,24 @@ def test_deployment_form_shows_help_text_whole(page, ui_server, ui_runs):
     help_text.first.wait_for(timeout=SHOWN_MS)
     help_text.first.scroll_into_view_if_needed()
     assert "videogen- if it exists" not in page.inner_text("body")
+
+
+def test_partly_failed_batch_is_visible_in_the_runs_list(page, ui_server, ui_runs, api):
+    page.goto(f"{ui_server}/runs")
+    page.get_by_text("generate-videos ui-partial").first.wait_for(timeout=SHOWN_MS)
+    page.get_by_text("Partially failed").first.wait_for(timeout=SHOWN_MS)
+    page.goto(f"{ui_server}/runs/flow-run/{ui_runs['partial']}")
+    page.get_by_text("1 stored, 1 rejected").first.wait_for(timeout=SHOWN_MS)
+    failed = [a for a in artifacts_of(api, ui_runs["partial"]) if a["type"] == "progress"
+              and "FAILED" in (a.get("description") or "")]
+    assert len(failed) == 1, "the rejected job's progress artifact says it failed"
+    page.goto(f"{ui_server}/artifacts/artifact/{failed[0]['id']}")
+    page.get_by_text("FAILED").first.wait_for(timeout=SHOWN_MS)
+
+
+def test_block_catalog_has_the_real_blocks_only(page, ui_server, ui_runs):
+    page.goto(f"{ui_server}/blocks/catalog")
+    page.get_by_text("Videogen Local Renderer").first.wait_for(timeout=SHOWN_MS)
+    text = page.inner_text("body")
+    assert "Video Provider Block" not in text and "Strict Credentials Block" not in text
+    assert ":meth:" not in text and ":class:" not in text
