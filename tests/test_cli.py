@@ -42,7 +42,8 @@ def test_cli_bad_input_exits_2_naming_the_field(tmp_path, capsys):
 
 def test_console_script_on_an_ephemeral_server(tmp_path):
     """The README command exactly, in a subprocess with no Prefect server configured."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    # A fresh machine: its own PREFECT_HOME and result storage (not the session's cached submits).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PREFECT_RESULTS_"))}
     env["PREFECT_HOME"] = str(tmp_path / "home")
     env["PREFECT_VIDEOGEN_LOCAL_JOBS"] = str(tmp_path / "jobs")
     script = os.path.join(os.path.dirname(sys.executable), "prefect-videogen")
