@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+
 from pydantic import Field
 
 from prefect_videogen.blocks.base import VideoProviderBlock
@@ -39,4 +42,8 @@ class LocalRenderer(VideoProviderBlock):
         return LocalProvider(queue_delay_seconds=self.queue_delay_seconds, fps=self.fps, jobs_dir=self.jobs_dir)
 
     def account_id(self) -> str:
+        # Job records in another folder are another job store: a cached submit made with one folder
+        # must not answer a request made with another (its job id would be "no such job" there).
+        if self.jobs_dir:
+            return "local-" + hashlib.sha256(os.path.abspath(self.jobs_dir).encode()).hexdigest()[:12]
         return "local"
