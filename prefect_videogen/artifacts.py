@@ -79,14 +79,13 @@ class ProgressArtifact:
         self._shown: float | None = None
         self._sent: float | None = None
         self._sender: asyncio.Task[None] | None = None
+        self.description = ""
 
     @classmethod
     async def create(cls, description: str, key: str | None = None) -> ProgressArtifact:
         bar = cls(await acreate_progress_artifact(progress=0.0, key=key, description=description))
         bar.description = description
         return bar
-
-    description: str = ""
 
     async def fail(self, reason: str) -> None:
         """Mark the bar as failed (a progress bar alone would stay at its last value with no sign)."""
@@ -237,7 +236,7 @@ async def _publish_local(
     the file and where, and embeds a small first-frame thumbnail (a data URL, which the UI renders)."""
     host = socket.gethostname()
     path = storage.path(video_key)
-    text = f"### {_md(result.prompt[:80])}\n\nStored on host `{host}` at `{path}`.\n\n{description}"
+    text = f"### {_md(result.prompt[:80])}\n\nStored on host `{host}` at `{path}`."
     image_id = None
     try:
         def read_first_frame() -> bytes:
@@ -250,7 +249,8 @@ async def _publish_local(
                                                 description=f"First frame of `{video_key}` (on host `{host}`).")
     except ValueError as exc:  # not a decodable video: say so instead of a thumbnail
         text += f"\n\n(no thumbnail: {exc})"
-    markdown_id = await acreate_markdown_artifact(markdown=text, key=key, description=f"Video on host {host}")
+    markdown_id = await acreate_markdown_artifact(markdown=text, key=key,
+                                                  description=f"Video on host `{host}`\n\n{description}")
     return VideoArtifacts(markdown_id, image_id, None, None)
 
 
