@@ -42,8 +42,15 @@ async def run_batch(args: argparse.Namespace, submitted: list[Any]) -> int:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from prefect_videogen import progress
-    from prefect_videogen.cli import _describe, _quiet_prefect_console, _unexpected, one_line, print_error
-    from prefect_videogen.cli import provider_block, storage_block
+    from prefect_videogen.cli import (
+        _describe,
+        _quiet_prefect_console,
+        _unexpected,
+        one_line,
+        print_error,
+        provider_block,
+        storage_block,
+    )
     from prefect_videogen.errors import VideoGenError
     from prefect_videogen.expansion import PromptSource, expand
     from prefect_videogen.flows import generate_videos

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
-from prefect.states import Completed, State
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
+from prefect.states import Completed, State
 from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel, Field
 
