@@ -1,6 +1,7 @@
 """``prefect-videogen`` command line.
 
     prefect-videogen generate "a red fox running through fresh snow" --provider local --duration 4 --aspect 9:16
+    prefect-videogen batch prompts.csv --preview
     prefect-videogen emulator apiframe --port 8090
     prefect-videogen costs --by model --since 2026-11-01
 
@@ -51,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the job (default: 1800)")
     gen.add_argument("--verbose", action="store_true", help="show Prefect's flow and task logs, and tracebacks")
 
+    from prefect_videogen.cli_batch import add_parser as add_batch_parser
+
+    add_batch_parser(commands, PROVIDERS)
+
     emu = commands.add_parser("emulator", help="run a provider emulator on 127.0.0.1 for credit-free dry runs")
     emu.add_argument("provider", choices=PROVIDERS[1:], help="which provider's API to emulate")
     emu.add_argument("--port", type=int, default=8090, help="port on 127.0.0.1 to listen on (default: 8090)")
@@ -92,9 +97,9 @@ def _prefect_settings(verbose: bool) -> Iterator[None]:
         # first creates its database, which took longer than Prefect's 20 s limit on a 2-core machine.
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 180,
     }
-    if not verbose:
-        # Prefect configures logging when a flow is first imported, which happens inside this context.
-        wanted[PREFECT_LOGGING_LEVEL] = "WARNING"
+    # Prefect's log level stays as configured: the run logs reach the Prefect API (the UI's Logs tab);
+    # without --verbose, _quiet_prefect_console keeps all but warnings off the terminal.
+    del verbose, PREFECT_LOGGING_LEVEL
     with temporary_settings(updates={s: v for s, v in wanted.items() if s.name not in os.environ}):
         yield
 
@@ -188,6 +193,8 @@ async def _generate(args: argparse.Namespace, submitted: list[Any]) -> int:
         return 1
     if failure is not None:
         return _unexpected(failure, args.verbose)
+    if result.job_id not in {event.job_id for event in submitted}:  # the submit step was Cached
+        print(one_line(f"reused {result.provider} job {result.job_id} from an earlier run (no new charge)"))
     print(f"video:   {result.video_uri}")
     print(f"sidecar: {result.sidecar_uri}")
     print(f"{result.resolution}, {result.duration_seconds:g} s, {result.bytes} bytes, sha256 {result.sha256}")
@@ -223,16 +230,15 @@ def print_error(message: str, *, hint: str | None = None) -> None:
 
 @contextmanager
 def _quiet_prefect_console(verbose: bool) -> Iterator[None]:
-    """Without --verbose, keep errors and tracebacks of Prefect's logs off the terminal.
-
-    The CLI prints the failure itself, as one line; the logs still reach the Prefect API.
+    """Without --verbose, show only warnings of Prefect's logs on the terminal: no info lines, no errors
+    or tracebacks (the CLI prints the failure itself, as one line). The logs still reach the Prefect API.
     """
     import logging
 
     from prefect.logging.handlers import PrefectConsoleHandler
 
     def keep(record: logging.LogRecord) -> bool:
-        return record.levelno < logging.ERROR and not record.exc_info
+        return logging.WARNING <= record.levelno < logging.ERROR and not record.exc_info
 
     handlers = [] if verbose else [
         handler for logger in (logging.getLogger(), *logging.Logger.manager.loggerDict.values())
@@ -271,6 +277,10 @@ async def _costs(args: argparse.Namespace) -> int:
 
     from prefect_videogen.spend.ledger import Ledger, summarize
 
+    if "://" not in args.out and not os.path.isdir(args.out):
+        # An empty table would read as "nothing spent" when the ledger is simply somewhere else.
+        print_error(f"--out {args.out!r}: no such directory", hint="pass the storage the videos went to (default ./videos)")
+        return 2
     ledger = Ledger(storage_block(args.out).get_storage())
     rows = summarize(await ledger.entries(since=args.since), by=args.by)
     table = Table(title=f"video costs by {args.by}" + (f" since {args.since}" if args.since else ""))
@@ -346,7 +356,8 @@ def _allow_command_line_paths(args: argparse.Namespace) -> None:
     """
     from prefect_videogen.policy import WorkerPolicy
 
-    paths = [getattr(args, "out", None), getattr(args, "image", None)]
+    paths = [getattr(args, "out", None), getattr(args, "image", None),
+             os.path.dirname(os.path.abspath(args.prompts)) if getattr(args, "prompts", None) else None]
     local = [os.path.abspath(path) for path in paths if path and "://" not in path]
     if local:
         roots = [*WorkerPolicy().allowed_roots, *local]
@@ -361,6 +372,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             submitted: list[Any] = []
             try:
                 return asyncio.run(_generate(args, submitted))
+            except KeyboardInterrupt:
+                return _interrupted(submitted)
+        if args.command == "batch":
+            from prefect_videogen.cli_batch import run_batch
+
+            submitted = []
+            try:
+                return asyncio.run(run_batch(args, submitted))
             except KeyboardInterrupt:
                 return _interrupted(submitted)
         if args.command == "costs":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 # Before Prefect is imported anywhere: no telemetry (no network here), a private PREFECT_HOME.
@@ -10,6 +11,10 @@ _home = tempfile.mkdtemp(prefix="videogen-prefect-home-")
 os.environ.setdefault("PREFECT_HOME", _home)
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_VIDEOGEN_LOCAL_JOBS", os.path.join(_home, "local-jobs"))
+# Cached results (submits, waits) belong to this session, even when PREFECT_HOME is the user's own:
+# a second run of the suite must not answer a submit from the first run's cache with a job of an
+# emulator (or a local job folder) that no longer exists.
+os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", os.path.join(_home, "storage"))
 # Prefect-level retries of wait/download happen at once in tests: no real backoff sleeps.
 os.environ.setdefault("PREFECT_VIDEOGEN_RETRY_DELAYS", "0,0")
 # The worker policy (prefect_videogen.policy) allows paths under the working directory only; tests
@@ -18,6 +23,11 @@ os.environ.setdefault("PREFECT_VIDEOGEN_RETRY_DELAYS", "0,0")
 os.environ.setdefault("PREFECT_VIDEOGEN_ALLOWED_ROOTS", os.pathsep.join([os.getcwd(), tempfile.gettempdir()]))
 
 import pytest  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Leave no temporary PREFECT_HOME behind (pytest's own tmp_path folders are pruned by pytest)."""
+    shutil.rmtree(_home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

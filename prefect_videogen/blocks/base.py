@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import weakref
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
@@ -20,7 +20,10 @@ LOGO_URL = "https://raw.githubusercontent.com/PrefectHQ/prefect/main/docs/images
 DOCS_URL = "https://github.com/prefect-videogen/prefect-videogen#readme"
 
 
-class StrictCredentialsBlock(CredentialsBlock):
+# ABC as a direct base: Prefect registers every Block subclass it imports in its block catalog,
+# except those that list ABC among their bases (prefect.utilities.dispatch); these two are bases
+# of the real blocks, and a form for them would make a useless block.
+class StrictCredentialsBlock(CredentialsBlock, ABC):
     """Credentials that refuse what a plain block would silently accept.
 
     Unknown keyword arguments are refused by name, ``base_url`` (where a block has one) must be
@@ -70,12 +73,11 @@ _SHARED_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, 
 )
 
 
-class VideoProviderBlock(StrictCredentialsBlock):
+class VideoProviderBlock(StrictCredentialsBlock, ABC):
     """Base of the provider credentials blocks: builds a provider client with ``get_client()``.
 
-    The tasks use :meth:`shared_client`: the task runs of one flow run share one client (one
-    connection pool, one :class:`~prefect_videogen.providers.watch.JobWatcher`) while any of them
-    uses it.
+    The tasks use ``shared_client()``: the task runs of one flow run share one client (one
+    connection pool, one ``JobWatcher``) while any of them uses it.
     """
 
     provider_name: ClassVar[str]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+
 from pydantic import Field
 
 from prefect_videogen.blocks.base import VideoProviderBlock
@@ -29,7 +32,8 @@ class LocalRenderer(VideoProviderBlock):
     )
     fps: int = Field(default=24, ge=1, le=60, description="Frames per second of rendered videos.")
     jobs_dir: str | None = Field(
-        default=None, description="Where job records are kept; empty means ~/.cache/prefect-videogen/local-jobs."
+        default=None, description="Where job records are kept; empty means PREFECT_HOME/videogen-local-jobs "
+        "(or PREFECT_VIDEOGEN_LOCAL_JOBS) on the worker."
     )
 
     def get_client(self) -> LocalProvider:
@@ -38,4 +42,8 @@ class LocalRenderer(VideoProviderBlock):
         return LocalProvider(queue_delay_seconds=self.queue_delay_seconds, fps=self.fps, jobs_dir=self.jobs_dir)
 
     def account_id(self) -> str:
+        # Job records in another folder are another job store: a cached submit made with one folder
+        # must not answer a request made with another (its job id would be "no such job" there).
+        if self.jobs_dir:
+            return "local-" + hashlib.sha256(os.path.abspath(self.jobs_dir).encode()).hexdigest()[:12]
         return "local"

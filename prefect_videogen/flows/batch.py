@@ -4,7 +4,7 @@ Every item is validated before the first paid call (one bad row fails the batch 
 the row). A manifest in the storage records each item's status, cost, job id and keys; a rerun of
 the same batch skips what is done (its "stored" step shows as Cached: no provider call). Items run
 concurrently under a per-provider bound: a Prefect global concurrency limit when one named
-``videogen-<provider>`` (or ``concurrency_limit``) exists, else ``max_concurrency`` in process.
+``videogen-PROVIDER`` (or ``concurrency_limit``) exists, else ``max_concurrency`` in process.
 One item failing does not stop the others.
 """
 
@@ -20,6 +20,7 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
+from prefect.states import Completed, State
 from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel, Field
 
@@ -211,6 +212,58 @@ async def _run_item(
                            sidecar_uri=result.sidecar_uri, cost_usd=ledger_entry.charged_usd)
 
 
+def summary_text(counts: dict[str, int]) -> str:
+    """``{"stored": 2, "rejected": 1}`` as a person reads it: "2 stored, 1 rejected"."""
+    order = ["stored", "preview", "rejected", "refused", "failed"]
+    keys = sorted(counts, key=lambda k: (order.index(k) if k in order else len(order), k))
+    return ", ".join(f"{counts[k]} {k}" for k in keys) or "no items"
+
+
+def batch_final_state(result: BatchResult) -> State:
+    """The batch run's final state: Completed, named "Partially failed" when any item was not stored.
+
+    Not Failed: the stored items are paid for and their results (and the manifest) must reach the
+    caller and downstream runs; a Failed run would raise in the caller and read as "nothing done".
+    The name and the message (the counts) show in the runs list; a rerun redoes only what failed.
+    """
+    message = f"{summary_text(result.counts)}; charged ${result.total_cost_usd:.2f}"
+    if result.preview or set(result.counts) <= {"stored"}:
+        return Completed(data=result, message=message)
+    name = "Partially failed" if result.counts.get("stored") else "All items failed"
+    return Completed(data=result, name=name, message=message)
+
+
+def batch_run_name() -> str:
+    """``generate-videos <batch name>``, else the first prompt and the item count: runs look different."""
+    from prefect.runtime import flow_run as current
+
+    return run_name_for(current.parameters or {})
+
+
+def run_name_for(params: dict[str, Any]) -> str:
+    """The run name of a batch with these parameters (see :func:`batch_run_name`)."""
+    if params.get("batch_name"):
+        return f"generate-videos {params['batch_name']}"
+    prompts = params.get("prompts")
+    if isinstance(prompts, BaseModel):
+        prompts = prompts.model_dump()
+    if not isinstance(prompts, dict):
+        return "generate-videos"
+    grid, rows = prompts.get("grid") or {}, prompts.get("rows") or []
+    first = {k: v[0] for k, v in grid.items() if v} | (rows[0] if rows else {})
+    try:
+        prompt = str(prompts.get("template", "")).format(**first)
+    except (KeyError, IndexError, ValueError):
+        prompt = str(prompts.get("template", ""))
+    count = 1
+    for values in grid.values():
+        count *= len(values)
+    count *= max(len(rows), 1)
+    if prompts.get("rows_file"):
+        return f"generate-videos {prompt[:60]} (rows of {prompts['rows_file']})"
+    return f"generate-videos {prompt[:60]} ({count} item{'s' if count != 1 else ''})"
+
+
 async def _summary_artifact(result: BatchResult) -> None:
     rows = [
         {"item": i.item_id, "row": i.row, "status": i.status, "prompt": i.prompt[:80],
@@ -220,12 +273,12 @@ async def _summary_artifact(result: BatchResult) -> None:
     title = "Preview" if result.preview else "Batch"
     await acreate_table_artifact(
         table=rows, key="videogen-batch",
-        description=f"{title} {result.batch_id}: {result.counts}; estimated ${result.total_estimated_usd:.2f}, "
-        f"charged ${result.total_cost_usd:.2f}",
+        description=f"{title} {result.batch_id}: {summary_text(result.counts)}; "
+        f"estimated ${result.total_estimated_usd:.2f}, charged ${result.total_cost_usd:.2f}",
     )
 
 
-@flow(name="generate-videos", flow_run_name="generate-videos {prompts.template}")
+@flow(name="generate-videos", flow_run_name=batch_run_name)
 async def generate_videos(
     prompts: PromptSource,
     provider: ProviderBlocks | None = None,
@@ -252,7 +305,7 @@ async def generate_videos(
         storage: where videos, sidecars, the manifest and the ledger go; ./videos when empty.
         batch_name: names the manifest; empty: derived from the provider, account and items.
         max_concurrency: jobs in flight at once when no global concurrency limit exists.
-        concurrency_limit: a Prefect global concurrency limit to use; default videogen-<provider> if it exists.
+        concurrency_limit: a Prefect global concurrency limit to use; default videogen-PROVIDER (e.g. videogen-openai) if it exists.
         max_cost_usd: the batch's budget in USD; submits beyond it are refused and nothing is sent.
         approval_threshold_usd: pause for approval in the UI when the estimate exceeds this.
         rewrite: rewrite every prompt with this chat model first (cached); empty: no rewrite.
@@ -276,6 +329,7 @@ async def generate_videos(
                          rewrite=(rewrite, ChatCompletionsCredentials))
     logger = get_run_logger()
     provider = provider or LocalRenderer()
+    await tag_flow_run(f"videogen:{provider.provider_name}")  # first: a batch refused below is tagged too
     video_storage = (storage or LocalVideoStorage()).get_storage()
     items = expand_prompts(prompts, provider.provider_name)
     await video_storage.check_writable()
@@ -296,7 +350,7 @@ async def generate_videos(
             counts={"preview": len(items)},
         )
         await _summary_artifact(result)
-        return result
+        return batch_final_state(result)  # type: ignore[return-value]  # the caller gets the BatchResult
 
     await approve_if_needed(Cost(kind="estimated", amount=total_estimated, unit="usd", usd=total_estimated),
                             approval_threshold_usd)
@@ -307,7 +361,6 @@ async def generate_videos(
             loaded.items[item.item_id] = ManifestItem(item_id=item.item_id, row=item.row,
                                                       original_prompt=item.original_prompt, prompt=item.request.prompt)
     await manifest.save()
-    await tag_flow_run(f"videogen:{provider.provider_name}")
     bound_text, bound = await provider_bound(provider.provider_name, concurrency_limit, max_concurrency)
     logger.info("concurrency: %s", bound_text)
 
@@ -327,5 +380,5 @@ async def generate_videos(
     await _summary_artifact(result)
     if run.entries:
         await publish_cost_table(run.entries)
-    logger.info("%s done: %s; charged $%.2f", batch_id, counts, result.total_cost_usd)
-    return result
+    logger.info("%s done: %s; charged $%.2f", batch_id, summary_text(counts), result.total_cost_usd)
+    return batch_final_state(result)  # type: ignore[return-value]  # the caller gets the BatchResult

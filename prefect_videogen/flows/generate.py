@@ -65,6 +65,7 @@ async def generate_video(
     require_saved_blocks(provider=(provider, ProviderBlocks), storage=(storage, StorageBlocks))
     logger = get_run_logger()
     provider = provider or LocalRenderer()
+    await tag_flow_run(f"videogen:{provider.provider_name}")  # first: a run refused below is tagged too
     video_storage = (storage or LocalVideoStorage()).get_storage()
     plan = plan_request(provider.provider_name, request)
     estimated = estimate_cost(plan)
@@ -74,7 +75,6 @@ async def generate_video(
     await approve_if_needed(estimated, approval_threshold_usd)
     run = RunSettings(storage=video_storage, budget=Budget(max_cost_usd), ledger=Ledger(video_storage),
                       timeout_seconds=timeout_seconds, refresh=refresh)
-    await tag_flow_run(f"videogen:{provider.provider_name}")
     try:
         result = (await produce_video(plan, provider, run, estimated=estimated)).unwrap()
     finally:

@@ -242,7 +242,7 @@ async def _produce_video(
 
 
 async def tag_flow_run(tag: str) -> None:
-    """Add ``tag`` (``videogen:<provider>``) to the running flow run, for filtering in the UI.
+    """Add ``tag`` (``videogen:PROVIDER``) to the running flow run, for filtering in the UI.
 
     The flow run, not its task runs: Prefect 3.8 acquires tag concurrency slots for every tagged
     task run through one client-side queue per tag set, a server round trip each, one at a time:
@@ -276,7 +276,8 @@ async def publish_cost_table(entries: list[LedgerEntry], *, key: str = "videogen
     rows = [
         {
             "item": e.item_id or "", "provider": e.provider, "model": e.model, "job": e.job_id,
-            "charge": e.charge_status.value,
+            # "billed" next to $0 reads as a bug: the local renderer costs nothing.
+            "charge": "free" if e.charge_status.value == "billed" and e.charged_usd == 0 else e.charge_status.value,
             "estimated": f"{e.estimated.amount:g} {e.estimated.unit}" if e.estimated else "",
             "reported": f"{e.reported.amount:g} {e.reported.unit}" if e.reported else "",
             "usd": round(e.charged_usd or 0.0, 4),

@@ -27,7 +27,15 @@ from prefect_videogen.providers.base import DOWNLOAD_CHUNK_BYTES, Clock, VideoPr
 
 
 def default_jobs_dir() -> Path:
-    return Path(os.environ.get("PREFECT_VIDEOGEN_LOCAL_JOBS", Path.home() / ".cache" / "prefect-videogen" / "local-jobs"))
+    """``$PREFECT_VIDEOGEN_LOCAL_JOBS``, else ``videogen-local-jobs`` in PREFECT_HOME (``~/.prefect``).
+
+    Beside Prefect's result storage (PREFECT_HOME/storage by default), which holds the cached
+    submits that name these jobs: clearing PREFECT_HOME clears both, so a rerun never finds a
+    cached job id whose record is gone.
+    """
+    if os.environ.get("PREFECT_VIDEOGEN_LOCAL_JOBS"):
+        return Path(os.environ["PREFECT_VIDEOGEN_LOCAL_JOBS"])
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser() / "videogen-local-jobs"
 
 
 class LocalProvider(VideoProvider):
@@ -36,7 +44,7 @@ class LocalProvider(VideoProvider):
     Args:
         queue_delay_seconds: how long a job stays queued/running before it succeeds.
         fps: frames per second of the rendered video (frames = duration x fps).
-        jobs_dir: where job records live; defaults to ``~/.cache/prefect-videogen/local-jobs``.
+        jobs_dir: where job records live; defaults to :func:`default_jobs_dir`.
         clock: wall clock (seconds); injectable so tests never really wait.
     """
 
@@ -121,7 +129,11 @@ class LocalProvider(VideoProvider):
             record: dict[str, Any] = json.loads(self._record_path(job_id).read_text())
             return record
         except FileNotFoundError:
-            raise InvalidRequest(f"no such job {job_id!r}", provider=self.name, status_code=404) from None
+            raise InvalidRequest(
+                f"no such job {job_id!r}: its record is not in {self.jobs_dir} (the local renderer's job records; "
+                "PREFECT_VIDEOGEN_LOCAL_JOBS, default PREFECT_HOME/videogen-local-jobs). If that folder was cleared "
+                "while Prefect's cached results were kept, run again with --refresh (refresh=True) to render anew",
+                provider=self.name, status_code=404) from None
 
     def _job(self, record: dict[str, Any]) -> VideoJob:
         elapsed = self.clock() - record["created_at"]

@@ -16,8 +16,11 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import posixpath
+import re
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from uuid import UUID
@@ -25,6 +28,7 @@ from uuid import UUID
 from prefect.artifacts import (
     acreate_image_artifact,
     acreate_link_artifact,
+    acreate_markdown_artifact,
     acreate_progress_artifact,
     aupdate_progress_artifact,
 )
@@ -34,8 +38,24 @@ from prefect_videogen.models import VideoResult
 from prefect_videogen.storage.base import VideoStorage
 
 DEFAULT_LINK_SECONDS = 3600
+#: Thumbnails embedded in an artifact (local storage: no URL a browser may load) stay this small.
+EMBEDDED_THUMBNAIL_PIXELS = 320
 
 logger = logging.getLogger("prefect_videogen.artifacts")
+
+
+def artifact_key(*parts: str) -> str:
+    """A valid Prefect artifact key (lowercase letters, digits, dashes) from ``parts``.
+
+    A key puts an artifact on the UI's Artifacts page, with the versions of every run that used it.
+
+    Example:
+        ```python
+        artifact_key("video", "openai", "video_68d7 512f")  # "video-openai-video-68d7-512f"
+        ```
+    """
+    text = "-".join(parts).lower()
+    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", text)).strip("-")[:120] or "videogen"
 
 
 class ProgressArtifact:
@@ -59,10 +79,22 @@ class ProgressArtifact:
         self._shown: float | None = None
         self._sent: float | None = None
         self._sender: asyncio.Task[None] | None = None
+        self.description = ""
 
     @classmethod
-    async def create(cls, description: str) -> ProgressArtifact:
-        return cls(await acreate_progress_artifact(progress=0.0, description=description))
+    async def create(cls, description: str, key: str | None = None) -> ProgressArtifact:
+        bar = cls(await acreate_progress_artifact(progress=0.0, key=key, description=description))
+        bar.description = description
+        return bar
+
+    async def fail(self, reason: str) -> None:
+        """Mark the bar as failed (a progress bar alone would stay at its last value with no sign)."""
+        await self.aclose()
+        try:
+            await aupdate_progress_artifact(artifact_id=self.artifact_id, progress=self._sent or 0.0,
+                                            description=f"**FAILED**: {reason}\n\n{self.description}")
+        except Exception as exc:
+            logger.warning("could not update progress artifact %s: %s", self.artifact_id, exc)
 
     def show(self, progress: float) -> None:
         """Show ``progress`` (0-100) soon; returns at once."""
@@ -146,15 +178,15 @@ async def publish_video_artifacts(
 ) -> VideoArtifacts:
     """Show a stored video in the Prefect UI: a link artifact, plus a thumbnail image where a URL exists.
 
-    The link is presigned now and expires after ``expires_seconds`` (on local storage it is the
-    ``file://`` URI, which does not expire). The image artifact needs a URL the browser can load,
-    so it is only made, with its thumbnail, on stores that can sign.
+    The link is presigned now and expires after ``expires_seconds``; the thumbnail is written beside
+    the video and linked the same way. On local storage (nothing to sign) a markdown artifact says
+    which host holds the file and where, with the thumbnail embedded as a data URL.
 
     Args:
         result: the stored video, as returned by ``store_video`` / the download task.
         storage: the storage that holds it.
         expires_seconds: lifetime of the presigned links.
-        artifact_key: lowercase letters, digits and dashes; gives the artifacts a version history.
+        artifact_key: lowercase letters, digits and dashes; default ``video-<provider>-<job id>``.
 
     Example:
         ```python
@@ -162,6 +194,7 @@ async def publish_video_artifacts(
         ```
     """
     video_key = storage.key_of(result.video_uri)
+    artifact_key = artifact_key or video_artifact_key(result.provider, result.job_id)
     url = presigned_url(storage, video_key, expires_seconds)
     expires_at = datetime.now(timezone.utc) + timedelta(seconds=expires_seconds) if url else None
     expiry = f"; link expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else ""
@@ -173,18 +206,54 @@ async def publish_video_artifacts(
     if result.warnings:
         # Kept because it is paid for, but not what was asked for: say so where the video is shown.
         description += "\n\n**Warnings** (stored and kept):\n" + "\n".join(f"- {w}" for w in result.warnings)
+    if url is None:
+        return await _publish_local(result, storage, video_key, description, artifact_key)
     link_id = await acreate_link_artifact(
-        link=url or storage.local_uri(video_key) or result.video_uri,
+        link=url,
         link_text=result.prompt[:80],
         key=artifact_key,
         description=description,
     )
-    if url is None:
-        return VideoArtifacts(link_id, None, None, None)
     thumb = await make_thumbnail(storage, video_key)
     image_id = await acreate_image_artifact(
         image_url=presigned_url(storage, thumb, expires_seconds) or "",
-        key=f"{artifact_key}-thumbnail" if artifact_key else None,
+        key=f"{artifact_key}-thumbnail",
         description=f"First frame of `{video_key}`{expiry}.",
     )
     return VideoArtifacts(link_id, image_id, thumb, expires_at)
+
+
+def video_artifact_key(provider: str, job_id: str, kind: str = "video") -> str:
+    """The key of a job's artifacts: ``video-<provider>-<job id>`` (``progress-...`` for its wait)."""
+    return artifact_key(kind, provider, job_id)
+
+
+async def _publish_local(
+    result: VideoResult, storage: VideoStorage, video_key: str, description: str, key: str
+) -> VideoArtifacts:
+    """Local storage: no URL a browser may open (browsers refuse ``file://`` links from a web page,
+    and on a remote worker the file is on another machine). The artifact says which machine holds
+    the file and where, and embeds a small first-frame thumbnail (a data URL, which the UI renders)."""
+    host = socket.gethostname()
+    path = storage.path(video_key)
+    text = f"### {_md(result.prompt[:80])}\n\nStored on host `{host}` at `{path}`."
+    image_id = None
+    try:
+        def read_first_frame() -> bytes:
+            with storage.open_read(video_key) as handle:
+                return first_frame_image(handle, max_size=EMBEDDED_THUMBNAIL_PIXELS)
+
+        data_url = "data:image/jpeg;base64," + base64.b64encode(await asyncio.to_thread(read_first_frame)).decode()
+        text += f"\n\n![first frame]({data_url})"
+        image_id = await acreate_image_artifact(image_url=data_url, key=f"{key}-thumbnail",
+                                                description=f"First frame of `{video_key}` (on host `{host}`).")
+    except ValueError as exc:  # not a decodable video: say so instead of a thumbnail
+        text += f"\n\n(no thumbnail: {exc})"
+    markdown_id = await acreate_markdown_artifact(markdown=text, key=key,
+                                                  description=f"Video on host `{host}`\n\n{description}")
+    return VideoArtifacts(markdown_id, image_id, None, None)
+
+
+def _md(text: str) -> str:
+    """``text`` shown literally in markdown: ``<...>`` would be read as an HTML tag and vanish."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -30,7 +30,7 @@ from prefect_videogen.providers.retry import should_retry
 from prefect_videogen.spend.claims import JobClaim, claimed_submit
 from prefect_videogen.spend.costs import Cost, estimate_cost
 from prefect_videogen.storage.base import VideoStorage
-from prefect_videogen.tasks.artifacts import ProgressArtifact, publish_video_artifacts
+from prefect_videogen.tasks.artifacts import ProgressArtifact, publish_video_artifacts, video_artifact_key
 from prefect_videogen.tasks.caching import JobCachePolicy, provider_base_url, submit_policy
 from prefect_videogen.tasks.slots import release_current_slot
 
@@ -148,7 +148,8 @@ async def wait_for_video(job: VideoJob, provider: VideoProviderBlock, timeout_se
         _wait_started.pop(run_id, None)
         raise JobTimedOut(provider=job.provider, job_id=job.job_id, waited_seconds=time.time() - started,
                           last_status=job.raw_status)
-    bar = await ProgressArtifact.create(f"{job.provider} {job.model} job {job.job_id}")
+    bar = await ProgressArtifact.create(f"{job.provider} {job.model} job {job.job_id}",
+                                        key=video_artifact_key(job.provider, job.job_id, "progress"))
     shown = {"progress": -1.0}
 
     def on_update(current: VideoJob) -> None:
@@ -166,6 +167,7 @@ async def wait_for_video(job: VideoJob, provider: VideoProviderBlock, timeout_se
     except Exception as exc:
         if not should_retry(exc):
             _wait_started.pop(run_id, None)  # final: no retry will look the start up
+            await bar.fail(str(exc))
         raise
     else:
         _wait_started.pop(run_id, None)

@@ -115,15 +115,16 @@ class EmulatorState:
 
     Args:
         latency_seconds: how long a job takes from creation to success.
-        poll_after_ms: the poll hint the emulator sends where its provider sends one.
+        poll_after_ms: the poll hint the emulator sends where its provider sends one; default a
+            quarter of the latency, between 10 ms and 500 ms (a 2 s job: 4 polls, not 200).
         clock: seconds, injectable.
     """
 
     provider = "emulator"
 
-    def __init__(self, *, latency_seconds: float = 0.05, poll_after_ms: int = 10, clock: Callable[[], float] = time.monotonic, seed: int = 0) -> None:
+    def __init__(self, *, latency_seconds: float = 0.05, poll_after_ms: int | None = None, clock: Callable[[], float] = time.monotonic, seed: int = 0) -> None:
         self.latency_seconds = latency_seconds
-        self.poll_after_ms = poll_after_ms
+        self.poll_after_ms = poll_after_ms if poll_after_ms is not None else int(min(500, max(10, latency_seconds * 250)))
         self.clock = clock
         self.faults = FaultPlan(seed)
         self.counters: Counter[str] = Counter()

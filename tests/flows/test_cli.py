@@ -42,7 +42,8 @@ def test_cli_bad_input_exits_2_naming_the_field(tmp_path, capsys):
 
 def test_console_script_on_an_ephemeral_server(tmp_path):
     """The README command exactly, in a subprocess with no Prefect server configured."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    # A fresh machine: its own PREFECT_HOME and result storage (not the session's cached submits).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PREFECT_RESULTS_"))}
     env["PREFECT_HOME"] = str(tmp_path / "home")
     env["PREFECT_VIDEOGEN_LOCAL_JOBS"] = str(tmp_path / "jobs")
     script = os.path.join(os.path.dirname(sys.executable), "prefect-videogen")
@@ -208,3 +209,48 @@ def test_ctrl_c_exits_quickly_and_names_the_job_to_resume(prefect_server, tmp_pa
     assert rerun.returncode == 0, rerun.stderr
     assert emulator.counters["jobs_created"] == 1 and list(emulator.jobs) == [job_id]
     assert any(line.startswith("video:") for line in rerun.stdout.splitlines())
+
+
+def test_rerun_says_it_reused_the_earlier_job(prefect_server, tmp_path, capsys):
+    argv = ["generate", "a heron in reeds, reused", "--duration", "1", "--out", str(tmp_path / "videos")]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "from an earlier run" not in first
+    assert main(argv) == 0
+    second = capsys.readouterr().out
+    job = next(line for line in second.splitlines() if line.startswith("reused"))
+    assert job.startswith("reused local job local_") and job.endswith("from an earlier run (no new charge)")
+    assert second.split("video:")[1].splitlines()[0] == first.split("video:")[1].splitlines()[0]
+
+
+def test_batch_command_runs_a_csv_with_a_summary(prefect_server, tmp_path, capsys):
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text("subject,when\na fox [bold]x[/bold],dawn\nan owl,dusk\n")
+    out = str(tmp_path / "videos")
+    argv = ["batch", str(prompts), "--template", "{subject} at {when}", "--duration", "1", "--out", out, "--name", "cli"]
+    assert main([*argv, "--preview"]) == 0
+    preview = capsys.readouterr().out
+    assert "preview cli: 2 preview" in preview and not (tmp_path / "videos" / "manifests").exists()
+    assert main(argv) == 0
+    ran = capsys.readouterr().out
+    assert "batch cli: 2 stored; estimated $0.00, charged $0.00" in ran
+    assert "a fox [bold]x[/bold] at dawn" in ran  # user text printed literally, not as markup
+    videos = [line.split()[-1] for line in ran.splitlines() if line.startswith("stored")]
+    assert len(videos) == 2 and all(probe_video(v).duration_seconds == 1.0 for v in videos)
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("from an earlier run (no new charge)") == 2
+
+
+def test_batch_command_refuses_a_bad_row_before_any_run(tmp_path, capsys):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "a fox"}\n{"prompt": "an owl", "duration": 0}\n')
+    assert main(["batch", str(prompts), "--out", str(tmp_path / "videos")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "row 2" in err and "duration" in err
+    assert not (tmp_path / "videos").exists()
+
+
+def test_costs_of_a_missing_folder_is_an_error(tmp_path, capsys):
+    assert main(["costs", "--out", str(tmp_path / "nonexistent")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and "no such directory" in err

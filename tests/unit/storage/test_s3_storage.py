@@ -403,7 +403,11 @@ async def test_publish_video_artifacts_shows_a_fresh_link_and_thumbnail(prefect_
 
 
 async def test_publish_video_artifacts_on_local_storage_links_the_file(prefect_server, tmp_path, mp4_bytes):
+    import socket
+
     from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId
 
     storage = VideoStorage(str(tmp_path / "videos"))
     request = VideoRequest(prompt="a local fox", duration=1)
@@ -414,7 +418,15 @@ async def test_publish_video_artifacts_on_local_storage_links_the_file(prefect_s
         return await publish_video_artifacts(result, storage)
 
     created = await show()
-    assert created.image_artifact_id is None and created.thumbnail_key is None and created.expires_at is None
+    # No file:// link (browsers refuse it): a markdown artifact naming the host, and an embedded thumbnail.
+    assert created.image_artifact_id is not None and created.thumbnail_key is None and created.expires_at is None
+    async with get_client() as client:
+        found = await client.read_artifacts(artifact_filter=ArtifactFilter(
+            id=ArtifactFilterId(any_=[created.link_artifact_id, created.image_artifact_id])))
+    by_type = {a.type: a for a in found}
+    assert f"Stored on host `{socket.gethostname()}`" in by_type["markdown"].data and "file://" not in by_type["markdown"].data
+    assert by_type["image"].data.startswith("data:image/jpeg;base64,")
+    assert by_type["markdown"].key == f"video-local-{result.job_id}".lower().replace("_", "-")
 
 
 async def test_local_storage_failure_keeps_the_original_error_and_no_staging_file(tmp_path):
