@@ -73,8 +73,8 @@ async def bare(base_url: str, out: Path, count: int, concurrency: int, poll_inte
 
 
 async def with_flow(base_url: str, out: Path, count: int, concurrency: int, poll_interval: float) -> dict:
+    from prefect_videogen.batch.expansion import PromptSource
     from prefect_videogen.blocks import APIFrameCredentials, LocalVideoStorage
-    from prefect_videogen.expansion import PromptSource
     from prefect_videogen.flows import generate_videos
 
     source = PromptSource(rows=[{"prompt": p} for p in prompts(count)],

@@ -36,8 +36,8 @@ CALLS = ("jobs_created", "create_requests", "polls", "downloads", "uploads")
 
 
 async def run_batch(base_url: str, out: Path, count: int, concurrency: int):
+    from prefect_videogen.batch.expansion import PromptSource
     from prefect_videogen.blocks import APIFrameCredentials, LocalVideoStorage
-    from prefect_videogen.expansion import PromptSource
     from prefect_videogen.flows import generate_videos
 
     source = PromptSource(rows=[{"prompt": f"rerun clip number {n}"} for n in range(count)],

@@ -4,7 +4,7 @@ Side by side, at batches of 1, 1,000 and 10,000 items:
 
 * old: the manifest as one JSON document, rewritten atomically after every item update (the
   format-1 ``ManifestStore.update``: dump the whole batch, staging file, rename);
-* new: per-item records (``prefect_videogen.manifest.ManifestStore``): an update writes one item's
+* new: per-item records (``prefect_videogen.batch.manifest.ManifestStore``): an update writes one item's
   record, whatever the batch size.
 
 Each figure is the median of ``--updates`` updates of items spread over the batch. It also prints
@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prefect_videogen.manifest import Manifest, ManifestItem, ManifestStore  # noqa: E402
+from prefect_videogen.batch.manifest import Manifest, ManifestItem, ManifestStore  # noqa: E402
 from prefect_videogen.storage.base import VideoStorage  # noqa: E402
 
 

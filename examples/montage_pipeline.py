@@ -31,6 +31,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
+from prefect_videogen.batch.expansion import PromptSource
 from prefect_videogen.blocks import (
     LocalRenderer,
     LocalVideoStorage,
@@ -38,7 +39,6 @@ from prefect_videogen.blocks import (
     StorageBlocks,
 )
 from prefect_videogen.errors import VerificationFailed, VideoGenError
-from prefect_videogen.expansion import PromptSource
 from prefect_videogen.flows import generate_videos
 from prefect_videogen.flows.params import require_saved_blocks
 from prefect_videogen.media import probe_video

@@ -42,6 +42,7 @@ async def run_batch(args: argparse.Namespace, submitted: list[Any]) -> int:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from prefect_videogen import progress
+    from prefect_videogen.batch.expansion import PromptSource, expand
     from prefect_videogen.cli import (
         _describe,
         _quiet_prefect_console,
@@ -52,7 +53,6 @@ async def run_batch(args: argparse.Namespace, submitted: list[Any]) -> int:
         storage_block,
     )
     from prefect_videogen.errors import VideoGenError
-    from prefect_videogen.expansion import PromptSource, expand
     from prefect_videogen.flows import generate_videos
     from prefect_videogen.flows.batch import summary_text
 

@@ -11,8 +11,8 @@ import json
 
 from prefect.deployments.runner import RunnerDeployment
 
+from prefect_videogen.batch.expansion import PromptSource
 from prefect_videogen.blocks import APIFrameCredentials, LocalRenderer
-from prefect_videogen.expansion import PromptSource
 from prefect_videogen.flows import generate_video, generate_videos
 from prefect_videogen.models import VideoRequest
 from prefect_videogen.testing import APIFrameEmulator, EmulatorServer, Fault

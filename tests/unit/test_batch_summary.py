@@ -31,7 +31,7 @@ def test_clean_batch_is_plain_completed():
 
 
 def test_run_name_tells_batches_apart():
-    from prefect_videogen.expansion import PromptSource
+    from prefect_videogen.batch.expansion import PromptSource
     from prefect_videogen.flows.batch import run_name_for
 
     prompts = PromptSource(template="{subject} at {time_of_day}",
