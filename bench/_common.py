@@ -48,7 +48,9 @@ async def recorded_task_runs(flow_run_id, *, timeout: float = 120.0) -> dict:
     async def read_all(client) -> dict:
         runs, offset = {}, 0
         while page := await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), offset=offset, limit=200,
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            offset=offset,
+            limit=200,
             sort=TaskRunSort.EXPECTED_START_TIME_DESC,
         ):
             runs.update((run.id, run) for run in page)
@@ -88,12 +90,24 @@ class EmulatorProcess:
 
 @contextmanager
 def emulator_process(
-    provider: str = "apiframe", *, latency: float, warm: str | None = None, poll_after_ms: int | None = None,
+    provider: str = "apiframe",
+    *,
+    latency: float,
+    warm: str | None = None,
+    poll_after_ms: int | None = None,
 ) -> Iterator[EmulatorProcess]:
     """Start ``provider``'s emulator in a child process and wait until it answers (and has rendered ``warm``)."""
     port = free_port()
-    command = [sys.executable, str(Path(__file__).resolve()), "serve", provider, "--port", str(port),
-               "--latency", str(latency)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "serve",
+        provider,
+        "--port",
+        str(port),
+        "--latency",
+        str(latency),
+    ]
     if warm:
         command += ["--warm", warm]
     if poll_after_ms is not None:

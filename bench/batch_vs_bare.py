@@ -46,14 +46,21 @@ async def bare(base_url: str, out: Path, count: int, concurrency: int, poll_inte
     """Submit, poll and download with nothing but asyncio and httpx."""
     gate = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency * 2)
-    async with httpx.AsyncClient(base_url=base_url, headers={"X-API-Key": EMULATOR_API_KEY}, timeout=60,
-                                 limits=limits) as api, httpx.AsyncClient(timeout=60, limits=limits) as cdn:
+    async with (
+        httpx.AsyncClient(base_url=base_url, headers={"X-API-Key": EMULATOR_API_KEY}, timeout=60, limits=limits) as api,
+        httpx.AsyncClient(timeout=60, limits=limits) as cdn,
+    ):
 
         async def one(n: int, prompt: str) -> None:
             async with gate:
-                body = {"model": "sora-2", "prompt": prompt,
-                        "soraParams": {"duration": DURATION, "aspect_ratio": "16:9", "resolution": "standard"}}
-                created = await api.post("/v2/videos/generate", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+                body = {
+                    "model": "sora-2",
+                    "prompt": prompt,
+                    "soraParams": {"duration": DURATION, "aspect_ratio": "16:9", "resolution": "standard"},
+                }
+                created = await api.post(
+                    "/v2/videos/generate", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
+                )
                 created.raise_for_status()
                 job_id = created.json()["jobId"]
                 while True:
@@ -77,11 +84,18 @@ async def with_flow(base_url: str, out: Path, count: int, concurrency: int, poll
     from prefect_videogen.blocks import APIFrameCredentials, LocalVideoStorage
     from prefect_videogen.flows import generate_videos
 
-    source = PromptSource(rows=[{"prompt": p} for p in prompts(count)],
-                          defaults={"model": "sora-2", "duration": DURATION, "aspect_ratio": "16:9"})
+    source = PromptSource(
+        rows=[{"prompt": p} for p in prompts(count)],
+        defaults={"model": "sora-2", "duration": DURATION, "aspect_ratio": "16:9"},
+    )
     provider = APIFrameCredentials(api_key=EMULATOR_API_KEY, base_url=base_url, poll_interval_seconds=poll_interval)
-    state = await generate_videos(source, provider=provider, storage=LocalVideoStorage(base_path=str(out)),
-                                  max_concurrency=concurrency, return_state=True)
+    state = await generate_videos(
+        source,
+        provider=provider,
+        storage=LocalVideoStorage(base_path=str(out)),
+        max_concurrency=concurrency,
+        return_state=True,
+    )
     return {"counts": (await state.aresult()).counts, "flow_run_id": state.state_details.flow_run_id}
 
 
@@ -122,8 +136,10 @@ def main() -> None:
     import prefect_videogen.flows  # noqa: F401  (imported before timing, like the bare side's httpx)
 
     print(f"machine        {machine()}")
-    print(f"workload       {args.videos} videos of {DURATION} s {WIDTH}x{HEIGHT}, APIFrame emulator latency "
-          f"{args.latency:g} s, {args.concurrency} in flight, poll every {args.poll_interval:g} s")
+    print(
+        f"workload       {args.videos} videos of {DURATION} s {WIDTH}x{HEIGHT}, APIFrame emulator latency "
+        f"{args.latency:g} s, {args.concurrency} in flight, poll every {args.poll_interval:g} s"
+    )
     work = Path(tempfile.mkdtemp(prefix="videogen-bench-"))
     (work / "bare").mkdir()
     with emulator_process("apiframe", latency=args.latency, warm=f"{WIDTH}x{HEIGHT}x{DURATION}") as emulator:
@@ -139,8 +155,9 @@ def main() -> None:
             emulator.reset()
 
             started, cpu = time.monotonic(), time.process_time()
-            outcome = asyncio.run(with_flow(emulator.base_url, work / "flow", args.videos, args.concurrency,
-                                            args.poll_interval))
+            outcome = asyncio.run(
+                with_flow(emulator.base_url, work / "flow", args.videos, args.concurrency, args.poll_interval)
+            )
             flow_seconds, flow_cpu = time.monotonic() - started, time.process_time() - cpu
             flow_counters = emulator.counters()
             counts, breakdown = outcome["counts"], asyncio.run(task_breakdown(outcome["flow_run_id"]))
@@ -148,19 +165,28 @@ def main() -> None:
     ideal = -(-args.videos // args.concurrency) * args.latency
     same = digests(work / "bare") == digests(work / "flow")
     print(f"ideal          {ideal:.1f} s ({-(-args.videos // args.concurrency)} waves x {args.latency:g} s latency)")
-    for name, seconds, cpu, counters in (("bare", bare_seconds, bare_cpu, bare_counters),
-                                         ("flow", flow_seconds, flow_cpu, flow_counters)):
-        print(f"{name:<14} {seconds:.1f} s, this process's CPU {cpu:.1f} s ({cpu / seconds:.0%} of a core); "
-              f"jobs {counters.get('jobs_created', 0)}, polls {counters.get('polls', 0)}, "
-              f"listings {counters.get('listings', 0)}, downloads {counters.get('downloads', 0)}")
+    for name, seconds, cpu, counters in (
+        ("bare", bare_seconds, bare_cpu, bare_counters),
+        ("flow", flow_seconds, flow_cpu, flow_counters),
+    ):
+        print(
+            f"{name:<14} {seconds:.1f} s, this process's CPU {cpu:.1f} s ({cpu / seconds:.0%} of a core); "
+            f"jobs {counters.get('jobs_created', 0)}, polls {counters.get('polls', 0)}, "
+            f"listings {counters.get('listings', 0)}, downloads {counters.get('downloads', 0)}"
+        )
     print(f"flow items     {counts}")
-    print("flow tasks     " + ", ".join(f"{kind} {n} x {mean:.2f} s" for kind, (n, mean) in breakdown.items())
-          + f"  (waits include the {args.latency:g} s job)")
+    print(
+        "flow tasks     "
+        + ", ".join(f"{kind} {n} x {mean:.2f} s" for kind, (n, mean) in breakdown.items())
+        + f"  (waits include the {args.latency:g} s job)"
+    )
     print(f"same bytes     {same} ({len(digests(work / 'flow'))} MP4s in each)")
     ratio = flow_seconds / bare_seconds
     print(f"ratio          flow / bare = {ratio:.3f}  (target <= 1.10: {'PASS' if ratio <= 1.10 else 'FAIL'})")
-    print(f"overhead       {(flow_seconds - bare_seconds) / args.videos * 1000:.0f} ms per video of wall time, "
-          f"{(flow_seconds - bare_seconds) * args.concurrency / args.videos * 1000:.0f} ms per item in its slot")
+    print(
+        f"overhead       {(flow_seconds - bare_seconds) / args.videos * 1000:.0f} ms per video of wall time, "
+        f"{(flow_seconds - bare_seconds) * args.concurrency / args.videos * 1000:.0f} ms per item in its slot"
+    )
 
 
 if __name__ == "__main__":

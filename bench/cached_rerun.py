@@ -40,11 +40,18 @@ async def run_batch(base_url: str, out: Path, count: int, concurrency: int):
     from prefect_videogen.blocks import APIFrameCredentials, LocalVideoStorage
     from prefect_videogen.flows import generate_videos
 
-    source = PromptSource(rows=[{"prompt": f"rerun clip number {n}"} for n in range(count)],
-                          defaults={"model": "sora-2", "duration": 4, "aspect_ratio": "16:9"})
+    source = PromptSource(
+        rows=[{"prompt": f"rerun clip number {n}"} for n in range(count)],
+        defaults={"model": "sora-2", "duration": 4, "aspect_ratio": "16:9"},
+    )
     provider = APIFrameCredentials(api_key=EMULATOR_API_KEY, base_url=base_url, poll_interval_seconds=0.5)
-    return await generate_videos(source, provider=provider, storage=LocalVideoStorage(base_path=str(out)),
-                                 max_concurrency=concurrency, return_state=True)
+    return await generate_videos(
+        source,
+        provider=provider,
+        storage=LocalVideoStorage(base_path=str(out)),
+        max_concurrency=concurrency,
+        return_state=True,
+    )
 
 
 def run_and_time(base_url: str, out: Path, count: int, concurrency: int):
@@ -63,8 +70,10 @@ def main() -> None:
 
     print(f"machine        {machine()}")
     out = Path(tempfile.mkdtemp(prefix="videogen-bench-rerun-"))
-    with emulator_process("apiframe", latency=args.latency, warm="1280x720x4") as emulator, \
-            prefect_test_harness(server_startup_timeout=120):
+    with (
+        emulator_process("apiframe", latency=args.latency, warm="1280x720x4") as emulator,
+        prefect_test_harness(server_startup_timeout=120),
+    ):
         first_seconds, first, first_id = run_and_time(emulator.base_url, out, args.videos, args.concurrency)
         before = emulator.counters()
         at_once_seconds, _, at_once_id = run_and_time(emulator.base_url, out, args.videos, args.concurrency)
@@ -75,15 +84,19 @@ def main() -> None:
         rerun_seconds, again, _ = run_and_time(emulator.base_url, out, args.videos, args.concurrency)
         after = emulator.counters()
     new = {name: after.get(name, 0) - before.get(name, 0) for name in CALLS}
-    print(f"first run      {first_seconds:.1f} s, {first.counts}; provider calls "
-          + ", ".join(f"{name} {before.get(name, 0)}" for name in CALLS))
+    print(
+        f"first run      {first_seconds:.1f} s, {first.counts}; provider calls "
+        + ", ".join(f"{name} {before.get(name, 0)}" for name in CALLS)
+    )
     print(f"rerun at once  {at_once_seconds:.1f} s (the server still recording the first run's task runs)")
     print(f"server settled {settle_seconds:.1f} s later")
     print(f"rerun          {rerun_seconds:.1f} s, {again.counts}")
     print("new calls      " + ", ".join(f"{name} {value}" for name, value in new.items()) + " (both reruns)")
     zero = not any(new.values())
-    print(f"target         0 new provider calls: {'PASS' if zero else 'FAIL'}; "
-          f"rerun <= 15 s: {'PASS' if rerun_seconds <= 15 else 'FAIL'} ({rerun_seconds / args.videos * 1000:.0f} ms per item)")
+    print(
+        f"target         0 new provider calls: {'PASS' if zero else 'FAIL'}; "
+        f"rerun <= 15 s: {'PASS' if rerun_seconds <= 15 else 'FAIL'} ({rerun_seconds / args.videos * 1000:.0f} ms per item)"
+    )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,20 @@ def peak_rss_mib() -> float:
 
 
 def report(variant: str, jobs: int, window: float, cpu: float, done: int, rss_at_start: float, threads: int) -> None:
-    print(json.dumps({"variant": variant, "jobs": jobs, "window_s": window, "cpu_s": cpu, "done": done,
-                      "peak_rss_mib": peak_rss_mib(), "rss_window_start_mib": rss_at_start, "threads": threads}))
+    print(
+        json.dumps(
+            {
+                "variant": variant,
+                "jobs": jobs,
+                "window_s": window,
+                "cpu_s": cpu,
+                "done": done,
+                "peak_rss_mib": peak_rss_mib(),
+                "rss_window_start_mib": rss_at_start,
+                "threads": threads,
+            }
+        )
+    )
 
 
 async def run_async(base_url: str, jobs: int, key: str, *, listing: bool) -> None:
@@ -65,13 +77,22 @@ async def run_async(base_url: str, jobs: int, key: str, *, listing: bool) -> Non
 
         async def submit(n: int):
             async with gate:
-                return await provider.submit(catalog.plan("apiframe", VideoRequest(prompt=f"in flight {n}", duration=4)))
+                return await provider.submit(
+                    catalog.plan("apiframe", VideoRequest(prompt=f"in flight {n}", duration=4))
+                )
 
         submitted = await asyncio.gather(*(submit(n) for n in range(jobs)))
         cpu, started, rss = time.process_time(), time.monotonic(), rss_mib()
         done = await asyncio.gather(*(wait_for_job(provider, job, timeout=3600) for job in submitted))
-        report("async" if listing else "async-each", jobs, time.monotonic() - started, time.process_time() - cpu, len(done), rss,
-               threading.active_count())
+        report(
+            "async" if listing else "async-each",
+            jobs,
+            time.monotonic() - started,
+            time.process_time() - cpu,
+            len(done),
+            rss,
+            threading.active_count(),
+        )
 
 
 def run_threads(base_url: str, jobs: int, key: str) -> None:
@@ -81,14 +102,21 @@ def run_threads(base_url: str, jobs: int, key: str) -> None:
 
     from prefect_videogen.providers.polling import PollSchedule
 
-    client = httpx.Client(base_url=base_url, headers={"X-API-Key": key}, timeout=60,
-                          limits=httpx.Limits(max_connections=200, max_keepalive_connections=200))
+    client = httpx.Client(
+        base_url=base_url,
+        headers={"X-API-Key": key},
+        timeout=60,
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
+    )
     finished: list[str] = []
     errors: list[str] = []
 
     def submit(n: int) -> str:
-        body = {"model": "sora-2", "prompt": f"in flight {n}",
-                "soraParams": {"duration": 4, "aspect_ratio": "16:9", "resolution": "standard"}}
+        body = {
+            "model": "sora-2",
+            "prompt": f"in flight {n}",
+            "soraParams": {"duration": 4, "aspect_ratio": "16:9", "resolution": "standard"},
+        }
         return client.post("/v2/videos/generate", json=body).raise_for_status().json()["jobId"]
 
     def wait(job_id: str) -> None:
@@ -133,8 +161,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--wait", type=float, default=120.0, help="emulated seconds per job (default 120)")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
-                        help="which to run (default: all; the ratios need async and another)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=list(VARIANTS),
+        help="which to run (default: all; the ratios need async and another)",
+    )
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -148,8 +181,19 @@ def main() -> None:
         for variant in args.variants:
             emulator.reset()
             child_run = subprocess.run(
-                [sys.executable, __file__, "--child", variant, "--base-url", emulator.base_url, "--jobs",
-                 str(args.jobs)], check=True, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    variant,
+                    "--base-url",
+                    emulator.base_url,
+                    "--jobs",
+                    str(args.jobs),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             )
             output = child_run.stdout
             if child_run.stderr.strip():
@@ -158,20 +202,26 @@ def main() -> None:
             counters = emulator.counters()
             result["polls"], result["listings"] = counters.get("polls", 0), counters.get("listings", 0)
             results.append(result)
-    print(f"{'variant':<8} {'window s':>8} {'cpu s':>6} {'cpu share':>9} {'peak RSS MiB':>12} {'RSS at start':>12} "
-          f"{'polls':>6} {'listings':>8} {'requests/job':>12}  target (<300 MB, <10% core)")
+    print(
+        f"{'variant':<8} {'window s':>8} {'cpu s':>6} {'cpu share':>9} {'peak RSS MiB':>12} {'RSS at start':>12} "
+        f"{'polls':>6} {'listings':>8} {'requests/job':>12}  target (<300 MB, <10% core)"
+    )
     for r in results:
         share = r["cpu_s"] / r["window_s"]
         verdict = "PASS" if r["peak_rss_mib"] * 1.048576 < 300 and share < 0.10 else "FAIL"
-        print(f"{r['variant']:<8} {r['window_s']:>8.1f} {r['cpu_s']:>6.2f} {share:>9.1%} {r['peak_rss_mib']:>12.0f} "
-              f"{r['rss_window_start_mib']:>12.0f} {r['polls']:>6} {r['listings']:>8} "
-              f"{(r['polls'] + r['listings']) / r['jobs']:>12.1f}  {verdict} "
-              f"({r['done']} done, {r['threads']} threads)")
+        print(
+            f"{r['variant']:<8} {r['window_s']:>8.1f} {r['cpu_s']:>6.2f} {share:>9.1%} {r['peak_rss_mib']:>12.0f} "
+            f"{r['rss_window_start_mib']:>12.0f} {r['polls']:>6} {r['listings']:>8} "
+            f"{(r['polls'] + r['listings']) / r['jobs']:>12.1f}  {verdict} "
+            f"({r['done']} done, {r['threads']} threads)"
+        )
     by_name = {r["variant"]: r for r in results}
     a = by_name.get("async")
     for other in (by_name[name] for name in VARIANTS[1:] if a and name in by_name):
-        print(f"ratio          {other['variant']} / async: CPU {other['cpu_s'] / max(a['cpu_s'], 1e-9):.2f}x, "
-              f"peak RSS {other['peak_rss_mib'] / a['peak_rss_mib']:.2f}x, window {other['window_s'] / a['window_s']:.2f}x")
+        print(
+            f"ratio          {other['variant']} / async: CPU {other['cpu_s'] / max(a['cpu_s'], 1e-9):.2f}x, "
+            f"peak RSS {other['peak_rss_mib'] / a['peak_rss_mib']:.2f}x, window {other['window_s'] / a['window_s']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -32,10 +32,19 @@ from prefect_videogen.storage.base import VideoStorage  # noqa: E402
 
 def make_item(n: int) -> ManifestItem:
     return ManifestItem(
-        item_id=f"item-{n:06d}", row=n, original_prompt=f"a red fox in fresh snow, shot {n}",
-        prompt=f"a red fox in fresh snow, shot {n}, golden hour, 35 mm", provider="apiframe", model="sora-2",
-        status="stored", job_id=f"0b9c2f4e-1d2a-4c3b-9e8f-{n:012d}", video_key=f"2026-11-30/fox-{n}.mp4",
-        sidecar_key=f"2026-11-30/fox-{n}.json", sha256="ab" * 32, cost_usd=0.4, charge_status="billed",
+        item_id=f"item-{n:06d}",
+        row=n,
+        original_prompt=f"a red fox in fresh snow, shot {n}",
+        prompt=f"a red fox in fresh snow, shot {n}, golden hour, 35 mm",
+        provider="apiframe",
+        model="sora-2",
+        status="stored",
+        job_id=f"0b9c2f4e-1d2a-4c3b-9e8f-{n:012d}",
+        video_key=f"2026-11-30/fox-{n}.mp4",
+        sidecar_key=f"2026-11-30/fox-{n}.json",
+        sha256="ab" * 32,
+        cost_usd=0.4,
+        charge_status="billed",
     )
 
 
@@ -90,12 +99,17 @@ async def main() -> None:
     parser.add_argument("--sizes", default="1,1000,10000")
     parser.add_argument("--updates", type=int, default=30)
     args = parser.parse_args()
-    print(f"{'items':>7} | {'old: whole JSON per update':>27} | {'new: per-item record':>21} | "
-          f"{'new: first save':>15} | {'new: load':>9}")
+    print(
+        f"{'items':>7} | {'old: whole JSON per update':>27} | {'new: per-item record':>21} | "
+        f"{'new: first save':>15} | {'new: load':>9}"
+    )
     for size in (int(s) for s in args.sizes.split(",")):
         row = await measure(size, args.updates)
-        print(f"{size:>7,} | {row['old_ms']:>24.2f} ms | {row['new_ms']:>18.2f} ms | "
-              f"{row['first_save_s']:>13.2f} s | {row['load_s']:>7.2f} s", flush=True)
+        print(
+            f"{size:>7,} | {row['old_ms']:>24.2f} ms | {row['new_ms']:>18.2f} ms | "
+            f"{row['first_save_s']:>13.2f} s | {row['load_s']:>7.2f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -84,10 +84,14 @@ class SimulatedProvider(VideoProvider):
     def view(self, job: VideoJob) -> VideoJob:
         fraction = self.clock() / self.seconds
         status, progress = (JobStatus.SUCCEEDED, 1.0) if fraction >= 1.0 else self.shape(fraction)
-        return job.model_copy(update={
-            "status": status, "raw_status": status.value, "progress": progress,
-            "poll_after_seconds": None if status.is_terminal else self.hint,
-        })
+        return job.model_copy(
+            update={
+                "status": status,
+                "raw_status": status.value,
+                "progress": progress,
+                "poll_after_seconds": None if status.is_terminal else self.hint,
+            }
+        )
 
     async def submit(self, plan, *, idempotency_key=None) -> VideoJob:  # pragma: no cover - not used
         raise NotImplementedError
@@ -108,12 +112,15 @@ class PreviousSchedule(PollSchedule):
         return super().next_delay(hint)
 
 
-async def simulate(seconds: float, shape: Shape, hint: float | None, schedule: PollSchedule) -> tuple[int, float, list[float]]:
+async def simulate(
+    seconds: float, shape: Shape, hint: float | None, schedule: PollSchedule
+) -> tuple[int, float, list[float]]:
     """Polls, lag (detection time - finish time) and poll times of one simulated wait."""
     clock = FakeClock()
     provider = SimulatedProvider(clock, seconds, shape, hint)
-    job = provider.view(VideoJob(provider="simulated", job_id="job-1", model="m", status=JobStatus.QUEUED,
-                                  raw_status="queued"))
+    job = provider.view(
+        VideoJob(provider="simulated", job_id="job-1", model="m", status=JobStatus.QUEUED, raw_status="queued")
+    )
     await wait_for_job(provider, job, timeout=seconds * 10, schedule=schedule, clock=clock, sleep=clock.sleep)
     return len(provider.poll_times), clock.now - seconds, provider.poll_times
 
@@ -121,10 +128,13 @@ async def simulate(seconds: float, shape: Shape, hint: float | None, schedule: P
 async def run(seconds: float, hints_ms: list[float], sweep: range) -> None:
     print(f"simulated job: {seconds:g} s; targets <= 20 polls and <= 6 s lag")
     print(f"sweep: the same over job durations {sweep.start}..{sweep.stop - 1} s (worst lag, polls per minute)")
-    print(f"{'shape':<14} {'schedule':<9} {'polls':>5} {'lag s':>6} {'target':<6} | {'worst lag s':>11} {'polls/min':>9}")
+    print(
+        f"{'shape':<14} {'schedule':<9} {'polls':>5} {'lag s':>6} {'target':<6} | {'worst lag s':>11} {'polls/min':>9}"
+    )
     cases = [(name, shape, None) for name, (shape, hinted) in SHAPES.items() if not hinted]
-    cases[2:2] = [(f"{name} {ms:g}ms", shape, ms / 1000) for name, (shape, hinted) in SHAPES.items() if hinted
-                  for ms in hints_ms]
+    cases[2:2] = [
+        (f"{name} {ms:g}ms", shape, ms / 1000) for name, (shape, hinted) in SHAPES.items() if hinted for ms in hints_ms
+    ]
     schedules = {"current": PollSchedule, "previous": PreviousSchedule}
     timelines = []
     for name, shape, hint in cases:
@@ -144,10 +154,21 @@ async def run(seconds: float, hints_ms: list[float], sweep: range) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0, help="job duration (default 120)")
-    parser.add_argument("--hint-ms", type=float, nargs="+", default=[1000.0, 5000.0],
-                        help="openai poll hints in ms to try (default 1000 5000)")
-    parser.add_argument("--sweep", type=int, nargs=2, default=[30, 240], metavar=("FROM", "TO"),
-                        help="job durations in s for the worst-case sweep (default 30 240)")
+    parser.add_argument(
+        "--hint-ms",
+        type=float,
+        nargs="+",
+        default=[1000.0, 5000.0],
+        help="openai poll hints in ms to try (default 1000 5000)",
+    )
+    parser.add_argument(
+        "--sweep",
+        type=int,
+        nargs=2,
+        default=[30, 240],
+        metavar=("FROM", "TO"),
+        help="job durations in s for the worst-case sweep (default 30 240)",
+    )
     args = parser.parse_args()
     asyncio.run(run(args.seconds, args.hint_ms, range(args.sweep[0], args.sweep[1] + 1)))
 

@@ -148,8 +148,12 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024, help="payload size in MiB (default 1024)")
     parser.add_argument("--part-mib", type=int, default=8, help="multipart part size in MiB (default 8)")
     args = parser.parse_args()
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
         os.environ.setdefault(name, value)
     moto, endpoint = start_moto()
     payload_server, url = start_payload_server(args.size_mib * MIB)

@@ -37,9 +37,7 @@ def _schedules(spec: dict[str, Any]) -> list[Schedule]:
     for entry in spec.get("schedules") or []:
         if "cron" not in entry:
             raise ValueError(f"deployment {spec['name']!r}: only cron schedules are served, got {entry}")
-        schedules.append(
-            Schedule(cron=entry["cron"], timezone=entry.get("timezone"), active=entry.get("active", True))
-        )
+        schedules.append(Schedule(cron=entry["cron"], timezone=entry.get("timezone"), active=entry.get("active", True)))
     return schedules
 
 

@@ -156,8 +156,14 @@ async def join_and_store(
                 )
 
         stored = await storage.write_stream(key, _file_chunks(local), verify=verify)
-    get_run_logger().info("montage of %d clips: %d frames, %.2f s, %d bytes at %s",
-                          len(clip_keys), frames, expected, stored.size, stored.uri)
+    get_run_logger().info(
+        "montage of %d clips: %d frames, %.2f s, %d bytes at %s",
+        len(clip_keys),
+        frames,
+        expected,
+        stored.size,
+        stored.uri,
+    )
     probe = await asyncio.to_thread(_probe_stored, storage, key)
     return stored.uri, probe.duration_seconds, probe.width, probe.height
 
@@ -217,8 +223,9 @@ async def montage_pipeline(
     uri, duration, out_w, out_h = await join_and_store(
         video_storage, [video_storage.key_of(c) for c in clips], f"montages/{batch.batch_id}.mp4", width, height, fps
     )
-    return MontageResult(uri=uri, batch_id=batch.batch_id, clips=clips, duration_seconds=duration,
-                         width=out_w, height=out_h)
+    return MontageResult(
+        uri=uri, batch_id=batch.batch_id, clips=clips, duration_seconds=duration, width=out_w, height=out_h
+    )
 
 
 if __name__ == "__main__":

@@ -142,7 +142,9 @@ class Catalog(BaseModel):
         context = f"{provider} model {model!r}"
         if len(request.prompt) > entry.max_prompt_chars:
             raise InvalidVideoRequest(
-                "prompt", f"<{len(request.prompt)} characters>", f"at most {entry.max_prompt_chars} characters",
+                "prompt",
+                f"<{len(request.prompt)} characters>",
+                f"at most {entry.max_prompt_chars} characters",
                 context=context,
             )
         if request.duration not in spec.durations:

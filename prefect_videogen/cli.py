@@ -26,14 +26,20 @@ PROVIDERS = ("local", "openai", "scenario", "apiframe")
 # What each provider's block needs from the environment: field -> variable.
 PROVIDER_ENV = {
     "openai": {"api_key": "OPENAI_API_KEY", "base_url": "OPENAI_BASE_URL"},
-    "scenario": {"api_key": "SCENARIO_API_KEY", "api_secret": "SCENARIO_API_SECRET",
-                 "project_id": "SCENARIO_PROJECT_ID", "base_url": "SCENARIO_BASE_URL"},
+    "scenario": {
+        "api_key": "SCENARIO_API_KEY",
+        "api_secret": "SCENARIO_API_SECRET",
+        "project_id": "SCENARIO_PROJECT_ID",
+        "base_url": "SCENARIO_BASE_URL",
+    },
     "apiframe": {"api_key": "APIFRAME_API_KEY", "base_url": "APIFRAME_BASE_URL"},
 }
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prefect-videogen", description="Turn prompts into stored videos with Prefect.")
+    parser = argparse.ArgumentParser(
+        prog="prefect-videogen", description="Turn prompts into stored videos with Prefect."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     gen = commands.add_parser("generate", help="generate one video and store it with a JSON sidecar")
@@ -68,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
 
     resume = commands.add_parser("resume", help="wait for, store and book pending jobs of a storage (no new submit)")
     resume.add_argument("--provider", default="local", choices=PROVIDERS, help="provider the jobs were submitted to")
-    resume.add_argument("--block", help="name of a saved credentials block of that provider (instead of environment keys)")
+    resume.add_argument(
+        "--block", help="name of a saved credentials block of that provider (instead of environment keys)"
+    )
     resume.add_argument("--base-url", help="API root of a gateway, proxy or emulator")
     resume.add_argument("--out", default="./videos", help="the storage of the runs (default: ./videos)")
     resume.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for each job (default: 1800)")
@@ -109,8 +117,12 @@ async def provider_block(provider: str, *, block: str | None = None, base_url: s
     from prefect_videogen.blocks import APIFrameCredentials, LocalRenderer, OpenAICredentials, ScenarioCredentials
     from prefect_videogen.errors import InvalidVideoRequest
 
-    classes = {"local": LocalRenderer, "openai": OpenAICredentials, "scenario": ScenarioCredentials,
-               "apiframe": APIFrameCredentials}
+    classes = {
+        "local": LocalRenderer,
+        "openai": OpenAICredentials,
+        "scenario": ScenarioCredentials,
+        "apiframe": APIFrameCredentials,
+    }
     cls = classes[provider]
     if block:
         try:
@@ -120,10 +132,15 @@ async def provider_block(provider: str, *, block: str | None = None, base_url: s
     fields = {field: os.environ[var] for field, var in PROVIDER_ENV.get(provider, {}).items() if os.environ.get(var)}
     if base_url:
         fields["base_url"] = base_url
-    missing = [var for field, var in PROVIDER_ENV.get(provider, {}).items()
-               if field in ("api_key", "api_secret") and field not in fields]
+    missing = [
+        var
+        for field, var in PROVIDER_ENV.get(provider, {}).items()
+        if field in ("api_key", "api_secret") and field not in fields
+    ]
     if missing:
-        raise InvalidVideoRequest("provider", provider, f"credentials: set {' and '.join(missing)} or pass --block NAME")
+        raise InvalidVideoRequest(
+            "provider", provider, f"credentials: set {' and '.join(missing)} or pass --block NAME"
+        )
     return cls(**fields)
 
 
@@ -131,7 +148,7 @@ def storage_block(out: str) -> Any:
     from prefect_videogen.blocks import LocalVideoStorage, S3VideoStorage
 
     if out.startswith("s3://"):
-        bucket, _, prefix = out[len("s3://"):].partition("/")
+        bucket, _, prefix = out[len("s3://") :].partition("/")
         return S3VideoStorage(bucket=bucket, prefix=prefix.strip("/"), endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
     return LocalVideoStorage(base_path=out)
 
@@ -151,8 +168,12 @@ async def _generate(args: argparse.Namespace, submitted: list[Any]) -> int:
 
     try:
         request = VideoRequest(
-            prompt=args.prompt, model=args.model, duration=args.duration, aspect_ratio=args.aspect,
-            resolution=args.resolution, image=args.image,
+            prompt=args.prompt,
+            model=args.model,
+            duration=args.duration,
+            aspect_ratio=args.aspect,
+            resolution=args.resolution,
+            image=args.image,
         )
         provider = await provider_block(args.provider, block=args.block, base_url=args.base_url)
         storage = storage_block(args.out)
@@ -165,24 +186,40 @@ async def _generate(args: argparse.Namespace, submitted: list[Any]) -> int:
 
     failure: BaseException | None = None
     console = Console(stderr=True)
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal,
-    ) as bar, _quiet_prefect_console(args.verbose):
+    with (
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        ) as bar,
+        _quiet_prefect_console(args.verbose),
+    ):
         task_id = bar.add_task("starting Prefect", total=1.0)
 
         def show(event: progress.ProgressEvent) -> None:
             if event.kind == "submitted":
                 submitted.append(event)
             label = {"submitted": "submitted", "status": event.status or "", "stored": "stored"}.get(event.kind, "")
-            bar.update(task_id, description=escape_markup(one_line(f"{event.provider} {event.job_id[:20]} {label}")),
-                       completed=event.progress or 0.0)
+            bar.update(
+                task_id,
+                description=escape_markup(one_line(f"{event.provider} {event.job_id[:20]} {label}")),
+                completed=event.progress or 0.0,
+            )
 
         unsubscribe = progress.subscribe(show)
         try:
             result = await generate_video(
-                request, provider=provider, storage=storage, timeout_seconds=args.timeout,
-                max_cost_usd=args.max_cost_usd, refresh=args.refresh,
+                request,
+                provider=provider,
+                storage=storage,
+                timeout_seconds=args.timeout,
+                max_cost_usd=args.max_cost_usd,
+                refresh=args.refresh,
             )
         except Exception as exc:  # printed below, once the progress bar is gone
             failure = exc
@@ -205,8 +242,10 @@ def _unexpected(exc: BaseException, verbose: bool) -> int:
     """An error the package did not raise on purpose: one line, the traceback only with --verbose."""
     if verbose:
         traceback.print_exception(exc)
-    print_error(f"unexpected {type(exc).__name__}: {exc}",
-                hint=None if verbose else "run again with --verbose to see the traceback")
+    print_error(
+        f"unexpected {type(exc).__name__}: {exc}",
+        hint=None if verbose else "run again with --verbose to see the traceback",
+    )
     return 1
 
 
@@ -240,11 +279,17 @@ def _quiet_prefect_console(verbose: bool) -> Iterator[None]:
     def keep(record: logging.LogRecord) -> bool:
         return logging.WARNING <= record.levelno < logging.ERROR and not record.exc_info
 
-    handlers = [] if verbose else [
-        handler for logger in (logging.getLogger(), *logging.Logger.manager.loggerDict.values())
-        if isinstance(logger, logging.Logger) for handler in logger.handlers
-        if isinstance(handler, PrefectConsoleHandler)
-    ]
+    handlers = (
+        []
+        if verbose
+        else [
+            handler
+            for logger in (logging.getLogger(), *logging.Logger.manager.loggerDict.values())
+            if isinstance(logger, logging.Logger)
+            for handler in logger.handlers
+            if isinstance(handler, PrefectConsoleHandler)
+        ]
+    )
     for handler in handlers:
         handler.addFilter(keep)
     try:
@@ -260,13 +305,17 @@ def _emulator(args: argparse.Namespace) -> int:
     emulator = EMULATORS[args.provider](latency_seconds=args.latency)
     server = EmulatorServer(emulator, port=args.port)
     root = server.base_url + ("/v1" if args.provider in ("openai", "scenario") else "")
-    keys = {name: getattr(emulator, name) for name in ("api_key", "api_secret") if isinstance(getattr(emulator, name, None), str)}
+    keys = {
+        name: getattr(emulator, name)
+        for name in ("api_key", "api_secret")
+        if isinstance(getattr(emulator, name, None), str)
+    }
     env = PROVIDER_ENV[args.provider]
     print(f"{args.provider} emulator on {root} (counters: {server.base_url}/_emulator/state); Ctrl-C stops it")
     print("use it with:")
     for field, value in {**keys, "base_url": root}.items():
         print(f"  export {env[field]}={value}")
-    print(f"  prefect-videogen generate \"a fox\" --provider {args.provider}")
+    print(f'  prefect-videogen generate "a fox" --provider {args.provider}')
     server.serve_forever()
     return 0
 
@@ -279,7 +328,9 @@ async def _costs(args: argparse.Namespace) -> int:
 
     if "://" not in args.out and not os.path.isdir(args.out):
         # An empty table would read as "nothing spent" when the ledger is simply somewhere else.
-        print_error(f"--out {args.out!r}: no such directory", hint="pass the storage the videos went to (default ./videos)")
+        print_error(
+            f"--out {args.out!r}: no such directory", hint="pass the storage the videos went to (default ./videos)"
+        )
         return 2
     ledger = Ledger(storage_block(args.out).get_storage())
     rows = summarize(await ledger.entries(since=args.since), by=args.by)
@@ -290,13 +341,28 @@ async def _costs(args: argparse.Namespace) -> int:
         table.add_column(column, justify="left" if column in (args.by, "units") else "right")
     for row in rows:
         units = ", ".join(f"{amount:g} {unit}" for unit, amount in row["units"].items())
-        table.add_row(row[args.by], str(row["jobs"]), str(row["billed_jobs"]), f"{row['usd']:.4f}", units,
-                      str(row["pending_jobs"]), f"{row['pending_usd']:.4f}", str(row["unknown_jobs"]),
-                      f"{row['unknown_usd']:.4f}")
-    table.add_row("TOTAL", str(sum(r["jobs"] for r in rows)), str(sum(r["billed_jobs"] for r in rows)),
-                  f"{sum(r['usd'] for r in rows):.4f}", "", str(sum(r["pending_jobs"] for r in rows)),
-                  f"{sum(r['pending_usd'] for r in rows):.4f}", str(sum(r["unknown_jobs"] for r in rows)),
-                  f"{sum(r['unknown_usd'] for r in rows):.4f}")
+        table.add_row(
+            row[args.by],
+            str(row["jobs"]),
+            str(row["billed_jobs"]),
+            f"{row['usd']:.4f}",
+            units,
+            str(row["pending_jobs"]),
+            f"{row['pending_usd']:.4f}",
+            str(row["unknown_jobs"]),
+            f"{row['unknown_usd']:.4f}",
+        )
+    table.add_row(
+        "TOTAL",
+        str(sum(r["jobs"] for r in rows)),
+        str(sum(r["billed_jobs"] for r in rows)),
+        f"{sum(r['usd'] for r in rows):.4f}",
+        "",
+        str(sum(r["pending_jobs"] for r in rows)),
+        f"{sum(r['pending_usd'] for r in rows):.4f}",
+        str(sum(r["unknown_jobs"] for r in rows)),
+        f"{sum(r['unknown_usd'] for r in rows):.4f}",
+    )
     console = Console()
     console.print(table)
     if ledger.skipped:
@@ -312,9 +378,11 @@ def _interrupted(submitted: list[Any]) -> int:
         print_error("interrupted before any job was reported submitted")
         return 130
     for event in submitted:
-        print_error(f"interrupted; {event.provider} job {event.job_id} was submitted and may still run (and bill)",
-                    hint="run the same command again to wait for that job: the submit is cached, "
-                         "no new job is created (unless --refresh)")
+        print_error(
+            f"interrupted; {event.provider} job {event.job_id} was submitted and may still run (and bill)",
+            hint="run the same command again to wait for that job: the submit is cached, "
+            "no new job is created (unless --refresh)",
+        )
     return 130
 
 
@@ -323,8 +391,11 @@ async def _resume(args: argparse.Namespace) -> int:
     from prefect_videogen.flows import resume_jobs
 
     try:
-        result = await resume_jobs(provider=await provider_block(args.provider, block=args.block, base_url=args.base_url),
-                                   storage=storage_block(args.out), timeout_seconds=args.timeout)
+        result = await resume_jobs(
+            provider=await provider_block(args.provider, block=args.block, base_url=args.base_url),
+            storage=storage_block(args.out),
+            timeout_seconds=args.timeout,
+        )
     except VideoGenError as exc:
         print_error(str(exc))
         return 1
@@ -356,8 +427,11 @@ def _allow_command_line_paths(args: argparse.Namespace) -> None:
     """
     from prefect_videogen.policy import WorkerPolicy
 
-    paths = [getattr(args, "out", None), getattr(args, "image", None),
-             os.path.dirname(os.path.abspath(args.prompts)) if getattr(args, "prompts", None) else None]
+    paths = [
+        getattr(args, "out", None),
+        getattr(args, "image", None),
+        os.path.dirname(os.path.abspath(args.prompts)) if getattr(args, "prompts", None) else None,
+    ]
     local = [os.path.abspath(path) for path in paths if path and "://" not in path]
     if local:
         roots = [*WorkerPolicy().allowed_roots, *local]

@@ -17,12 +17,15 @@ from typing import Any
 def add_parser(commands: Any, providers: tuple[str, ...]) -> None:
     batch = commands.add_parser("batch", help="generate a video per row of a CSV or JSONL file of prompts")
     batch.add_argument("prompts", help="a .csv (with a header row) or .jsonl file; one item per row")
-    batch.add_argument("--template", default="{prompt}",
-                       help="Python format template over the row's columns (default: {prompt})")
+    batch.add_argument(
+        "--template", default="{prompt}", help="Python format template over the row's columns (default: {prompt})"
+    )
     batch.add_argument("--preview", action="store_true", help="expand, validate and estimate only; submit nothing")
     batch.add_argument("--max-cost-usd", type=float, help="the batch's budget; submits beyond it are refused")
     batch.add_argument("--provider", default="local", choices=providers, help="provider (default: local renderer)")
-    batch.add_argument("--block", help="name of a saved credentials block of that provider (instead of environment keys)")
+    batch.add_argument(
+        "--block", help="name of a saved credentials block of that provider (instead of environment keys)"
+    )
     batch.add_argument("--base-url", help="API root of a gateway, proxy or emulator")
     batch.add_argument("--model", help="model of every item (default: the provider's default, or a 'model' column)")
     batch.add_argument("--duration", type=int, help="seconds of every item (default: 4, or a 'duration' column)")
@@ -70,10 +73,18 @@ async def run_batch(args: argparse.Namespace, submitted: list[Any]) -> int:
 
     console = Console(stderr=True)
     failure: BaseException | None = None
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(), console=console, disable=not console.is_terminal,
-    ) as bars, _quiet_prefect_console(args.verbose):
+    with (
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        ) as bars,
+        _quiet_prefect_console(args.verbose),
+    ):
         rows: dict[str, Any] = {}
 
         def show(event: progress.ProgressEvent) -> None:
@@ -82,14 +93,23 @@ async def run_batch(args: argparse.Namespace, submitted: list[Any]) -> int:
             if event.job_id not in rows:
                 rows[event.job_id] = bars.add_task("", total=1.0)
             label = {"submitted": "submitted", "status": event.status or "", "stored": "stored"}.get(event.kind, "")
-            bars.update(rows[event.job_id], description=escape(one_line(f"{event.provider} {event.job_id[:24]} {label}")),
-                        completed=event.progress or 0.0)
+            bars.update(
+                rows[event.job_id],
+                description=escape(one_line(f"{event.provider} {event.job_id[:24]} {label}")),
+                completed=event.progress or 0.0,
+            )
 
         unsubscribe = progress.subscribe(show)
         try:
             result = await generate_videos(
-                prompts, provider=provider, storage=storage, batch_name=args.name, max_concurrency=args.max_concurrency,
-                max_cost_usd=args.max_cost_usd, preview=args.preview, refresh=args.refresh,
+                prompts,
+                provider=provider,
+                storage=storage,
+                batch_name=args.name,
+                max_concurrency=args.max_concurrency,
+                max_cost_usd=args.max_cost_usd,
+                preview=args.preview,
+                refresh=args.refresh,
                 timeout_seconds=args.timeout,
             )
         except Exception as exc:
@@ -104,15 +124,20 @@ async def run_batch(args: argparse.Namespace, submitted: list[Any]) -> int:
 
     new_jobs = {event.job_id for event in submitted}
     for item in result.items:
-        cost = f"${item.cost_usd:.2f}" if item.cost_usd is not None else (
-            f"~${item.estimated_usd:.2f}" if item.estimated_usd is not None else "")
+        cost = (
+            f"${item.cost_usd:.2f}"
+            if item.cost_usd is not None
+            else (f"~${item.estimated_usd:.2f}" if item.estimated_usd is not None else "")
+        )
         detail = item.video_uri or item.error or ""
         print(one_line(f"{item.status:8} row {item.row:<3} {cost:>8}  {item.prompt[:60]}  {detail}"))
         if item.status == "stored" and item.job_id and item.job_id not in new_jobs:
             print(one_line(f"         reused job {item.job_id} from an earlier run (no new charge)"))
     title = "preview" if result.preview else "batch"
-    print(f"{title} {result.batch_id}: {summary_text(result.counts)}; estimated ${result.total_estimated_usd:.2f}, "
-          f"charged ${result.total_cost_usd:.2f}")
+    print(
+        f"{title} {result.batch_id}: {summary_text(result.counts)}; estimated ${result.total_estimated_usd:.2f}, "
+        f"charged ${result.total_cost_usd:.2f}"
+    )
     if result.manifest_uri:
         print(f"manifest: {result.manifest_uri}")
     return 0 if set(result.counts) <= {"stored", "preview"} else 1

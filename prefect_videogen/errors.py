@@ -234,7 +234,9 @@ class DownloadFailed(ProviderUnavailable):
         self.job_id = job_id
         self.resume_command = resume_command
         hint = f"; run `{resume_command}` to fetch it without a new submit" if resume_command else ""
-        super().__init__(f"job {job_id} is paid and kept, but its video could not be downloaded: {message}{hint}", **kwargs)
+        super().__init__(
+            f"job {job_id} is paid and kept, but its video could not be downloaded: {message}{hint}", **kwargs
+        )
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]

@@ -24,6 +24,7 @@ SIZE_TOLERANCE_FRACTION = 0.02
 REFUSE_DURATION_MIN_SECONDS = 1.0
 REFUSE_DURATION_FRACTION = 0.25
 
+
 @dataclass(frozen=True)
 class VideoProbe:
     """What a video file really is, read back with PyAV."""
@@ -90,8 +91,12 @@ def judge(probe: VideoProbe, *, duration: float, width: int, height: int) -> Ver
             [],
         )
     if off > DURATION_TOLERANCE_SECONDS:
-        warnings.append(f"duration {probe.duration_seconds:.2f} s, expected {duration} s ± {DURATION_TOLERANCE_SECONDS} s")
-    if any(abs(got - want) > want * SIZE_TOLERANCE_FRACTION for got, want in ((probe.width, width), (probe.height, height))):
+        warnings.append(
+            f"duration {probe.duration_seconds:.2f} s, expected {duration} s ± {DURATION_TOLERANCE_SECONDS} s"
+        )
+    if any(
+        abs(got - want) > want * SIZE_TOLERANCE_FRACTION for got, want in ((probe.width, width), (probe.height, height))
+    ):
         warnings.append(f"size {probe.width}x{probe.height}, expected {width}x{height} ± {SIZE_TOLERANCE_FRACTION:.0%}")
     return Verdict(None, warnings)
 

@@ -138,7 +138,12 @@ async def store_video(
         "job_id": job.job_id,
         "size": stored.size,
         "sha256": stored.sha256,
-        "video": {"duration_seconds": result.duration_seconds, "width": probe.width, "height": probe.height, "codec": probe.codec},
+        "video": {
+            "duration_seconds": result.duration_seconds,
+            "width": probe.width,
+            "height": probe.height,
+            "codec": probe.codec,
+        },
         "expected": {"duration_seconds": plan.request.duration, "width": plan.width, "height": plan.height},
         "warnings": verdict.warnings,
         "reported_cost": {"amount": job.reported_cost, "unit": job.reported_cost_unit},
@@ -152,7 +157,10 @@ async def store_video(
 
 def _download_failed(plan: VideoPlan, job: VideoJob, storage: VideoStorage, exc: ProviderUnavailable) -> DownloadFailed:
     return DownloadFailed(
-        exc.detail, provider=plan.provider, job_id=job.job_id, status_code=exc.status_code,
+        exc.detail,
+        provider=plan.provider,
+        job_id=job.job_id,
+        status_code=exc.status_code,
         resume_command=f"prefect-videogen resume --out {storage.uri('')}",
     )
 

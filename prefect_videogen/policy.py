@@ -90,8 +90,9 @@ class WorkerPolicy(BaseSettings):
         description="Directories that local paths named by a run must resolve under (symlinks followed); "
         "the worker's working directory by default. Environment: separated by the OS path separator (:).",
     )
-    max_rows_file_bytes: int = Field(default=10 * _MIB, gt=0, description="Largest rows file read, from stat "
-                                     "or Content-Length, before reading.")
+    max_rows_file_bytes: int = Field(
+        default=10 * _MIB, gt=0, description="Largest rows file read, from stat or Content-Length, before reading."
+    )
     max_image_bytes: int = Field(default=25 * _MIB, gt=0, description="Largest image file read or fetched.")
     max_image_side: int = Field(default=8192, gt=0, description="Largest image width or height (read from its header).")
     allow_url_rows_files: bool = Field(default=False, description="Let runs give rows_file as an http(s) URL.")
@@ -155,8 +156,12 @@ def _local_text(param: str, value: str) -> str:
     if has_scheme(value):
         parts = urlsplit(value)
         if parts.scheme.lower() != "file" or parts.netloc not in ("", "localhost"):
-            raise PolicyViolation(param, value, f"the {parts.scheme!r} protocol is not read through a path",
-                                  "a local path (other protocols only through their own block, e.g. S3VideoStorage)")
+            raise PolicyViolation(
+                param,
+                value,
+                f"the {parts.scheme!r} protocol is not read through a path",
+                "a local path (other protocols only through their own block, e.g. S3VideoStorage)",
+            )
         return parts.path
     return value
 
@@ -164,8 +169,9 @@ def _local_text(param: str, value: str) -> str:
 def _under_roots(param: str, value: str, resolved: Path, policy: WorkerPolicy, extra_roots: tuple) -> None:
     if not any(resolved.is_relative_to(root) for root in policy.roots(extra_roots)):
         # The resolved path is not shown: a symlink's target is the worker's business.
-        raise PolicyViolation(param, value, "it resolves outside the allowed roots (symlinks followed)",
-                              policy.roots_text(extra_roots))
+        raise PolicyViolation(
+            param, value, "it resolves outside the allowed roots (symlinks followed)", policy.roots_text(extra_roots)
+        )
 
 
 def check_directory(param: str, value: str, policy: WorkerPolicy | None = None) -> Path:
@@ -212,11 +218,16 @@ def open_local_file(
     except OSError:
         raise InvalidVideoRequest(param, value, missing) from None
     if not stat.S_ISREG(before.st_mode):
-        raise PolicyViolation(param, value, "it is not a regular file (a directory, FIFO, socket or device)",
-                              "a regular file")
+        raise PolicyViolation(
+            param, value, "it is not a regular file (a directory, FIFO, socket or device)", "a regular file"
+        )
     if before.st_size > max_bytes:
-        raise PolicyViolation(param, value, f"the file has {before.st_size} bytes",
-                              f"a file of at most {_size_text(max_bytes)} ({setting})")
+        raise PolicyViolation(
+            param,
+            value,
+            f"the file has {before.st_size} bytes",
+            f"a file of at most {_size_text(max_bytes)} ({setting})",
+        )
     try:
         fd = os.open(resolved, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except OSError as exc:  # unreadable, or replaced by a symlink since it was resolved
@@ -224,8 +235,11 @@ def open_local_file(
     handle = os.fdopen(fd, "rb")
     try:
         after = os.fstat(fd)
-        if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino) or not stat.S_ISREG(after.st_mode) \
-                or after.st_size > max_bytes:
+        if (
+            (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino)
+            or not stat.S_ISREG(after.st_mode)
+            or after.st_size > max_bytes
+        ):
             raise PolicyViolation(param, value, "the file changed while it was checked", "a regular file")
         yield handle, after.st_size
     finally:
@@ -276,8 +290,12 @@ def _image_header(param: str, value: str, handle: BinaryIO, policy: WorkerPolicy
         raise InvalidVideoRequest(param, value, _NOT_AN_IMAGE) from None
     side = policy.max_image_side
     if width > side or height > side or width < 1 or height < 1:
-        raise PolicyViolation(param, value, f"the image is {width}x{height}",
-                              f"images of at most {side}x{side} (PREFECT_VIDEOGEN_MAX_IMAGE_SIDE)")
+        raise PolicyViolation(
+            param,
+            value,
+            f"the image is {width}x{height}",
+            f"images of at most {side}x{side} (PREFECT_VIDEOGEN_MAX_IMAGE_SIDE)",
+        )
     handle.seek(0)
     return kind, width, height
 
@@ -301,15 +319,26 @@ def check_local_image(
     policy = current(policy)
     limit = min(policy.max_image_bytes, max_bytes or policy.max_image_bytes)
     setting = limit_text if limit_text and limit < policy.max_image_bytes else "PREFECT_VIDEOGEN_MAX_IMAGE_BYTES"
-    with open_local_file(param, value, policy, max_bytes=limit, setting=setting,
-                         missing="an existing local image file or an http(s) URL", extra_roots=extra_roots) as (handle, size):
+    with open_local_file(
+        param,
+        value,
+        policy,
+        max_bytes=limit,
+        setting=setting,
+        missing="an existing local image file or an http(s) URL",
+        extra_roots=extra_roots,
+    ) as (handle, size):
         kind, width, height = _image_header(param, value, handle, policy)
         data = None
         if read:
             data = read_limited(handle, limit)
             if len(data) > limit:
-                raise PolicyViolation(param, value, "the file grew while it was read",
-                                      f"a file of at most {_size_text(limit)} ({setting})")
+                raise PolicyViolation(
+                    param,
+                    value,
+                    "the file grew while it was read",
+                    f"a file of at most {_size_text(limit)} ({setting})",
+                )
     return CheckedImage(Path(value).name or "image", kind, IMAGE_FORMATS[kind], width, height, size, data)
 
 
@@ -334,9 +363,14 @@ def address_refusal(address: str) -> str | None:
     ip = ipaddress.ip_address(address.split("%")[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
-    for name, flag in (("unspecified", ip.is_unspecified), ("loopback", ip.is_loopback),
-                       ("link-local", ip.is_link_local), ("multicast", ip.is_multicast),
-                       ("reserved", ip.is_reserved), ("private", ip.is_private)):
+    for name, flag in (
+        ("unspecified", ip.is_unspecified),
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
+    ):
         if flag:
             return name
     return None if ip.is_global else "reserved"
@@ -379,11 +413,19 @@ def check_url(
     for address in addresses:
         refusal = address_refusal(address)
         if refusal and not policy.allow_private_urls:
-            raise PolicyViolation(param, url, f"{host} resolves to a {refusal} address ({address})",
-                                  f"public addresses, or hosts the worker allows ({how})")
+            raise PolicyViolation(
+                param,
+                url,
+                f"{host} resolves to a {refusal} address ({address})",
+                f"public addresses, or hosts the worker allows ({how})",
+            )
         if refusal is None and not policy.allow_public_urls:
-            raise PolicyViolation(param, url, f"{host} is not among the worker's allowed URL hosts",
-                                  f"hosts in PREFECT_VIDEOGEN_ALLOWED_URL_HOSTS ({policy.allowed_url_hosts})")
+            raise PolicyViolation(
+                param,
+                url,
+                f"{host} is not among the worker's allowed URL hosts",
+                f"hosts in PREFECT_VIDEOGEN_ALLOWED_URL_HOSTS ({policy.allowed_url_hosts})",
+            )
     return addresses
 
 
@@ -406,8 +448,9 @@ def fetch_url(
     Answer bodies are never put in errors: they come from hosts that are not the provider's API.
     """
     policy = current(policy)
-    with httpx.Client(follow_redirects=False, trust_env=False, timeout=policy.url_timeout_seconds,
-                      transport=transport) as client:
+    with httpx.Client(
+        follow_redirects=False, trust_env=False, timeout=policy.url_timeout_seconds, transport=transport
+    ) as client:
         current_url = url
         for _ in range(policy.max_redirects + 1):
             address = check_url(param, current_url, policy, resolver=resolver)[0]
@@ -422,24 +465,35 @@ def fetch_url(
                         current_url = urljoin(current_url, answer.headers["location"])
                         continue
                     if answer.status_code != 200:
-                        raise InvalidVideoRequest(param, url, f"a URL that answers with the file; it answered HTTP "
-                                                  f"{answer.status_code} (the answer is not shown)")
+                        raise InvalidVideoRequest(
+                            param,
+                            url,
+                            f"a URL that answers with the file; it answered HTTP "
+                            f"{answer.status_code} (the answer is not shown)",
+                        )
                     length = answer.headers.get("content-length", "")
                     if length.isdigit() and int(length) > max_bytes:
-                        raise PolicyViolation(param, url, f"the answer has {length} bytes",
-                                              f"at most {_size_text(max_bytes)} ({setting})")
+                        raise PolicyViolation(
+                            param, url, f"the answer has {length} bytes", f"at most {_size_text(max_bytes)} ({setting})"
+                        )
                     data = bytearray()
                     for chunk in answer.iter_bytes():
                         data.extend(chunk)
                         if len(data) > max_bytes:
-                            raise PolicyViolation(param, url, "the answer is larger than the limit",
-                                                  f"at most {_size_text(max_bytes)} ({setting})")
+                            raise PolicyViolation(
+                                param,
+                                url,
+                                "the answer is larger than the limit",
+                                f"at most {_size_text(max_bytes)} ({setting})",
+                            )
                     return bytes(data)
             except httpx.HTTPError as exc:
-                raise InvalidVideoRequest(param, url, f"a reachable http(s) URL; the fetch failed "
-                                          f"({type(exc).__name__})") from None
-        raise PolicyViolation(param, url, f"more than {policy.max_redirects} redirects",
-                              "PREFECT_VIDEOGEN_MAX_REDIRECTS redirects")
+                raise InvalidVideoRequest(
+                    param, url, f"a reachable http(s) URL; the fetch failed ({type(exc).__name__})"
+                ) from None
+        raise PolicyViolation(
+            param, url, f"more than {policy.max_redirects} redirects", "PREFECT_VIDEOGEN_MAX_REDIRECTS redirects"
+        )
 
 
 # --- the pre-flight check of a request ------------------------------------------------------------
@@ -471,8 +525,14 @@ def check_request_inputs(
         if provider in WORKER_FETCHED_IMAGE_PROVIDERS:
             # Fetched (guarded, capped) and checked by content now, so a redirect to a forbidden
             # address or a non-image is refused before the quote; the submit fetches it again.
-            data = fetch_url("image", image, policy, max_bytes=policy.max_image_bytes,
-                             setting="PREFECT_VIDEOGEN_MAX_IMAGE_BYTES", resolver=resolver)
+            data = fetch_url(
+                "image",
+                image,
+                policy,
+                max_bytes=policy.max_image_bytes,
+                setting="PREFECT_VIDEOGEN_MAX_IMAGE_BYTES",
+                resolver=resolver,
+            )
             check_image_bytes("image", image, data, policy)
         return
     check_local_image("image", image, policy)

@@ -36,9 +36,11 @@ BATCH_NAME = "crash-resume"
 
 
 def batch_source(tag: str, items: int) -> PromptSource:
-    return PromptSource(template="a lighthouse in a storm, shot {n}, {tag}",
-                        grid={"n": [str(i) for i in range(items)], "tag": [tag]},
-                        defaults={"model": None if tag.startswith("local") else "sora-2", "duration": 4})
+    return PromptSource(
+        template="a lighthouse in a storm, shot {n}, {tag}",
+        grid={"n": [str(i) for i in range(items)], "tag": [tag]},
+        defaults={"model": None if tag.startswith("local") else "sora-2", "duration": 4},
+    )
 
 
 def provider_block(args: dict[str, Any]) -> Any:
@@ -47,8 +49,9 @@ def provider_block(args: dict[str, Any]) -> Any:
     if args["provider"] == "openai":
         return OpenAICredentials(api_key="sk-emulator-key", base_url=args["base_url"] + "/v1")
     if args["provider"] == "scenario":
-        return ScenarioCredentials(api_key="emu-key", api_secret="emu-secret", base_url=args["base_url"] + "/v1",
-                                   poll_interval_seconds=0.05)
+        return ScenarioCredentials(
+            api_key="emu-key", api_secret="emu-secret", base_url=args["base_url"] + "/v1", poll_interval_seconds=0.05
+        )
     # 6 fps keeps the local renderer's 720p encode quick on a shared 2-core machine.
     return LocalRenderer(jobs_dir=args["jobs_dir"], queue_delay_seconds=args.get("queue_delay_seconds", 1.5), fps=6)
 

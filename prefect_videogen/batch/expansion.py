@@ -137,21 +137,38 @@ def _read_rows(path: str, policy: WorkerPolicy | None = None) -> list[dict[str, 
     scheme = urlsplit(path).scheme.lower() if has_scheme(path) else ""
     if scheme in ("http", "https"):
         if not policy.allow_url_rows_files:
-            raise PolicyViolation("rows_file", path, "rows files from URLs are off on this worker",
-                                  f"a local file ({policy.roots_text()}), or URLs once the worker sets "
-                                  "PREFECT_VIDEOGEN_ALLOW_URL_ROWS_FILES=true")
+            raise PolicyViolation(
+                "rows_file",
+                path,
+                "rows files from URLs are off on this worker",
+                f"a local file ({policy.roots_text()}), or URLs once the worker sets "
+                "PREFECT_VIDEOGEN_ALLOW_URL_ROWS_FILES=true",
+            )
         data = fetch_url("rows_file", path, policy, max_bytes=policy.max_rows_file_bytes, setting=setting)
     elif scheme and scheme != "file":
-        raise PolicyViolation("rows_file", path, f"the {scheme!r} protocol is not read for a run",
-                              "a local CSV or JSONL file under the allowed roots, or an http(s) URL where the "
-                              "worker allows URLs")
+        raise PolicyViolation(
+            "rows_file",
+            path,
+            f"the {scheme!r} protocol is not read for a run",
+            "a local CSV or JSONL file under the allowed roots, or an http(s) URL where the worker allows URLs",
+        )
     else:
-        with open_local_file("rows_file", path, policy, max_bytes=policy.max_rows_file_bytes,
-                             setting=setting, missing="an existing local CSV or JSONL file") as (handle, _):
+        with open_local_file(
+            "rows_file",
+            path,
+            policy,
+            max_bytes=policy.max_rows_file_bytes,
+            setting=setting,
+            missing="an existing local CSV or JSONL file",
+        ) as (handle, _):
             data = read_limited(handle, policy.max_rows_file_bytes)
         if len(data) > policy.max_rows_file_bytes:
-            raise PolicyViolation("rows_file", path, "the file grew while it was read",
-                                  f"a file of at most {policy.max_rows_file_bytes} bytes ({setting})")
+            raise PolicyViolation(
+                "rows_file",
+                path,
+                "the file grew while it was read",
+                f"a file of at most {policy.max_rows_file_bytes} bytes ({setting})",
+            )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -179,8 +196,15 @@ def _template_fields(template: str) -> list[str]:
         if len(shown) > 60:
             shown = shown[:57] + "..."
         if not name.isidentifier() or spec or conversion:
-            what = ("a positional placeholder" if not name else "a format spec" if spec
-                    else "a conversion" if conversion else "attribute or index access")
+            what = (
+                "a positional placeholder"
+                if not name
+                else "a format spec"
+                if spec
+                else "a conversion"
+                if conversion
+                else "attribute or index access"
+            )
             raise InvalidBatch([f"template field {shown} is {what}; allowed: {allowed}"])
         fields.append(name)
     return fields
@@ -194,8 +218,9 @@ def _count_items(source: PromptSource, rows: int) -> int:
         count *= len(values)
         if count > MAX_ITEMS:
             sizes = " x ".join(str(len(v)) for v in source.grid.values())
-            raise InvalidBatch([f"the batch has more than {MAX_ITEMS} items ({max(rows, 1)} row(s) x grid "
-                                f"{sizes}); split the batch"])
+            raise InvalidBatch(
+                [f"the batch has more than {MAX_ITEMS} items ({max(rows, 1)} row(s) x grid {sizes}); split the batch"]
+            )
     if count > MAX_ITEMS:
         raise InvalidBatch([f"the batch has more than {MAX_ITEMS} items ({rows} rows); split the batch"])
     return count
@@ -237,19 +262,26 @@ def expand(source: PromptSource, provider: str | None = None, *, policy: WorkerP
         missing = [name for name in fields if name not in variables]
         if missing:
             if index < len(source.rows) or not file_rows:
-                problems.append(f"row {number}: template variable(s) {', '.join(missing)} missing; "
-                                f"row has {sorted(variables)}")
+                problems.append(
+                    f"row {number}: template variable(s) {', '.join(missing)} missing; row has {sorted(variables)}"
+                )
             else:
                 # A rows file's columns are not listed: its first line could be anything the worker can read.
-                problems.append(f"row {number} (rows_file row {index - len(source.rows) + 1}): template "
-                                f"variable(s) {', '.join(missing)} missing; grid has {sorted(combo)}, "
-                                "the file's columns are not shown")
+                problems.append(
+                    f"row {number} (rows_file row {index - len(source.rows) + 1}): template "
+                    f"variable(s) {', '.join(missing)} missing; grid has {sorted(combo)}, "
+                    "the file's columns are not shown"
+                )
             continue
         prompt = source.template.format(**variables)
         overrides = {k: row[k] for k in REQUEST_COLUMNS if k in row and row[k] not in (None, "")}
         explicit_id = next((str(row[c]) for c in ID_COLUMNS if row.get(c) not in (None, "")), None)
         identity = json.dumps({"prompt": prompt, **overrides}, sort_keys=True, default=str)
-        item_id = safe_part(explicit_id, max_length=64) if explicit_id else "item-" + hashlib.sha256(identity.encode()).hexdigest()[:10]
+        item_id = (
+            safe_part(explicit_id, max_length=64)
+            if explicit_id
+            else "item-" + hashlib.sha256(identity.encode()).hexdigest()[:10]
+        )
         if item_id in seen:
             problems.append(f"row {number}: item id {item_id!r} repeats row {seen[item_id]} (same prompt and settings)")
             continue
@@ -279,8 +311,11 @@ def expand(source: PromptSource, provider: str | None = None, *, policy: WorkerP
             except VideoGenError as exc:
                 problems.append(f"row {number} ({item_id}): {exc}")
                 continue
-        items.append(BatchItem(item_id=item_id, row=number, variables=variables, original_prompt=prompt,
-                               request=request, plan=plan))
+        items.append(
+            BatchItem(
+                item_id=item_id, row=number, variables=variables, original_prompt=prompt, request=request, plan=plan
+            )
+        )
     if not items and not problems:
         problems.append("the batch has no items: give rows, rows_file or grid values")
     if problems:

@@ -107,7 +107,9 @@ def read_manifest(fs: Any, header_path: str, *, batch_id: str = "", provider: st
             if not isinstance(header, dict):
                 raise ValueError("the header is not a JSON object")
             old_items = header.get("items") or {} if header.get("format", 1) == 1 else {}
-            manifest = Manifest.model_validate({k: v for k, v in header.items() if k in ("batch_id", "provider", "created_at")})
+            manifest = Manifest.model_validate(
+                {k: v for k, v in header.items() if k in ("batch_id", "provider", "created_at")}
+            )
         except (ValueError, ValidationError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             skipped.append(_damage(header_path, exc))
     try:
@@ -175,7 +177,9 @@ class ManifestStore:
 
     async def load(self, *, batch_id: str, provider: str) -> Manifest:
         fs = self.storage.fs
-        found = await asyncio.to_thread(read_manifest, fs, self.storage.path(self.key), batch_id=batch_id, provider=provider)
+        found = await asyncio.to_thread(
+            read_manifest, fs, self.storage.path(self.key), batch_id=batch_id, provider=provider
+        )
         if found is None:
             self.manifest = Manifest(batch_id=batch_id, provider=provider)
         else:
@@ -184,7 +188,8 @@ class ManifestStore:
             items_dir = self.storage.path(self.items_prefix)
             listed = set(await asyncio.to_thread(_listing, fs, items_dir))
             self._written = {
-                item_id: item for item_id, item in found.items.items()
+                item_id: item
+                for item_id, item in found.items.items()
                 if self.storage.path(self.item_key(item_id)) in listed
             }
             self._header_written = not _is_format_1(fs, self.storage.path(self.key)) and not any(
@@ -216,9 +221,14 @@ class ManifestStore:
         await asyncio.gather(*(write(item) for item in changed))
         if not self._header_written:
             # After the records: a crash between the two leaves a format-1 header, which still loads.
-            header = {"format": FORMAT, "batch_id": self.manifest.batch_id, "provider": self.manifest.provider,
-                      "created_at": self.manifest.created_at.isoformat(), "items": None,
-                      "records": self.items_prefix + "/"}
+            header = {
+                "format": FORMAT,
+                "batch_id": self.manifest.batch_id,
+                "provider": self.manifest.provider,
+                "created_at": self.manifest.created_at.isoformat(),
+                "items": None,
+                "records": self.items_prefix + "/",
+            }
             await self.storage.write_json(self.key, header)
             self._header_written = True
 

@@ -41,7 +41,8 @@ class StrictCredentialsBlock(CredentialsBlock, ABC):
         # block_type_slug and _-prefixed keys are Prefect's own, added when a block is serialized.
         if isinstance(values, dict):
             unknown = sorted(
-                key for key in values
+                key
+                for key in values
                 if key not in cls.model_fields and not key.startswith("_") and key != "block_type_slug"
             )
             if unknown:

@@ -32,8 +32,9 @@ class LocalRenderer(VideoProviderBlock):
     )
     fps: int = Field(default=24, ge=1, le=60, description="Frames per second of rendered videos.")
     jobs_dir: str | None = Field(
-        default=None, description="Where job records are kept; empty means PREFECT_HOME/videogen-local-jobs "
-        "(or PREFECT_VIDEOGEN_LOCAL_JOBS) on the worker."
+        default=None,
+        description="Where job records are kept; empty means PREFECT_HOME/videogen-local-jobs "
+        "(or PREFECT_VIDEOGEN_LOCAL_JOBS) on the worker.",
     )
 
     def get_client(self) -> LocalProvider:

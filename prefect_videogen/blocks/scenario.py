@@ -46,7 +46,9 @@ class ScenarioCredentials(VideoProviderBlock):
         "empty means a one-way sha256 prefix of the API key.",
     )
     poll_interval_seconds: float | None = Field(
-        default=None, gt=0, le=60,
+        default=None,
+        gt=0,
+        le=60,
         description="Seconds between job status polls (Scenario sends no hint); empty means 1 s growing to 6 s.",
     )
 

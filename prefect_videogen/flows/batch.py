@@ -97,7 +97,9 @@ def expand_prompts(prompts: PromptSource, provider: str) -> list[BatchItem]:
 class StoredItemPolicy(CachePolicy):
     """Key = manifest + item + job: a rerun of a stored item is answered from the cache."""
 
-    def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+    def compute_key(
+        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
+    ) -> str | None:
         return hash_objects("videogen-stored-v1", inputs["manifest"].uri, inputs["item_id"], inputs["job_id"])
 
 
@@ -171,19 +173,40 @@ async def _run_item(
 ) -> BatchItemResult:
     logger = get_run_logger()
     entry = manifest.manifest.items[item.item_id]  # type: ignore[union-attr]
-    base = {"item_id": item.item_id, "row": item.row, "original_prompt": item.original_prompt,
-            "prompt": item.request.prompt, "estimated_usd": estimated.usd}
+    base = {
+        "item_id": item.item_id,
+        "row": item.row,
+        "original_prompt": item.original_prompt,
+        "prompt": item.request.prompt,
+        "estimated_usd": estimated.usd,
+    }
     if entry.status == "stored" and not run.refresh and entry.video_key and await run.storage.exists(entry.video_key):
         # Done in an earlier run: answered from the cache of the item's "stored" step (shown as Cached).
         # Never through the paid submit task, which would pay again if its cache had been cleared.
         await mark_stored(manifest, item.item_id, entry.job_id or "", {})
-        return BatchItemResult(**base, status="stored", job_id=entry.job_id, video_uri=run.storage.uri(entry.video_key),
-                               sidecar_uri=run.storage.uri(entry.sidecar_key or ""), cost_usd=entry.cost_usd)
+        return BatchItemResult(
+            **base,
+            status="stored",
+            job_id=entry.job_id,
+            video_uri=run.storage.uri(entry.video_key),
+            sidecar_uri=run.storage.uri(entry.sidecar_key or ""),
+            cost_usd=entry.cost_usd,
+        )
     outcome = await produce_video(
-        plan, provider, run, item_id=item.item_id, estimated=estimated, bound=bound,
-        metadata={"batch_id": manifest.manifest.batch_id, "item_id": item.item_id,  # type: ignore[union-attr]
-                  "row": item.row, "original_prompt": item.original_prompt,
-                  "expanded_prompt": item.request.prompt, "variables": item.variables},
+        plan,
+        provider,
+        run,
+        item_id=item.item_id,
+        estimated=estimated,
+        bound=bound,
+        metadata={
+            "batch_id": manifest.manifest.batch_id,
+            "item_id": item.item_id,  # type: ignore[union-attr]
+            "row": item.row,
+            "original_prompt": item.original_prompt,
+            "expanded_prompt": item.request.prompt,
+            "variables": item.variables,
+        },
     )
     if outcome.error is not None:
         exc = outcome.error
@@ -196,20 +219,38 @@ async def _run_item(
             cost, charge = booked.charged_usd, booked.charge_status.value
         else:
             cost, charge = None, ("pending" if job_id else None)  # e.g. timed out: the job may still bill
-        await manifest.update(item.item_id, status=status, error=str(exc), job_id=job_id, cost_usd=cost,
-                              charge_status=charge)
+        await manifest.update(
+            item.item_id, status=status, error=str(exc), job_id=job_id, cost_usd=cost, charge_status=charge
+        )
         logger.warning("item %s (row %s) %s: %s", item.item_id, item.row, status, exc)
         return BatchItemResult(**base, status=status, job_id=job_id, error=str(exc), cost_usd=cost)
     result, ledger_entry = outcome.result, outcome.entry
     assert result is not None and ledger_entry is not None  # a stored video always has its entry
-    await mark_stored.with_options(refresh_cache=run.refresh)(manifest, item.item_id, result.job_id, dict(
-        status="stored", provider=result.provider, model=result.model, job_id=result.job_id,
-        video_key=run.storage.key_of(result.video_uri), sidecar_key=run.storage.key_of(result.sidecar_uri),
-        sha256=result.sha256, cost_usd=ledger_entry.charged_usd, charge_status=ledger_entry.charge_status.value,
-        error=None,
-    ))
-    return BatchItemResult(**base, status="stored", job_id=result.job_id, video_uri=result.video_uri,
-                           sidecar_uri=result.sidecar_uri, cost_usd=ledger_entry.charged_usd)
+    await mark_stored.with_options(refresh_cache=run.refresh)(
+        manifest,
+        item.item_id,
+        result.job_id,
+        dict(
+            status="stored",
+            provider=result.provider,
+            model=result.model,
+            job_id=result.job_id,
+            video_key=run.storage.key_of(result.video_uri),
+            sidecar_key=run.storage.key_of(result.sidecar_uri),
+            sha256=result.sha256,
+            cost_usd=ledger_entry.charged_usd,
+            charge_status=ledger_entry.charge_status.value,
+            error=None,
+        ),
+    )
+    return BatchItemResult(
+        **base,
+        status="stored",
+        job_id=result.job_id,
+        video_uri=result.video_uri,
+        sidecar_uri=result.sidecar_uri,
+        cost_usd=ledger_entry.charged_usd,
+    )
 
 
 def summary_text(counts: dict[str, int]) -> str:
@@ -266,13 +307,21 @@ def run_name_for(params: dict[str, Any]) -> str:
 
 async def _summary_artifact(result: BatchResult) -> None:
     rows = [
-        {"item": i.item_id, "row": i.row, "status": i.status, "prompt": i.prompt[:80],
-         "estimated_usd": i.estimated_usd, "cost_usd": i.cost_usd, "video or error": i.video_uri or i.error or ""}
+        {
+            "item": i.item_id,
+            "row": i.row,
+            "status": i.status,
+            "prompt": i.prompt[:80],
+            "estimated_usd": i.estimated_usd,
+            "cost_usd": i.cost_usd,
+            "video or error": i.video_uri or i.error or "",
+        }
         for i in result.items
     ]
     title = "Preview" if result.preview else "Batch"
     await acreate_table_artifact(
-        table=rows, key="videogen-batch",
+        table=rows,
+        key="videogen-batch",
         description=f"{title} {result.batch_id}: {summary_text(result.counts)}; "
         f"estimated ${result.total_estimated_usd:.2f}, charged ${result.total_cost_usd:.2f}",
     )
@@ -325,8 +374,11 @@ async def generate_videos(
         ))
         ```
     """
-    require_saved_blocks(provider=(provider, ProviderBlocks), storage=(storage, StorageBlocks),
-                         rewrite=(rewrite, ChatCompletionsCredentials))
+    require_saved_blocks(
+        provider=(provider, ProviderBlocks),
+        storage=(storage, StorageBlocks),
+        rewrite=(rewrite, ChatCompletionsCredentials),
+    )
     logger = get_run_logger()
     provider = provider or LocalRenderer()
     await tag_flow_run(f"videogen:{provider.provider_name}")  # first: a batch refused below is tagged too
@@ -343,38 +395,63 @@ async def generate_videos(
 
     if preview:
         result = BatchResult(
-            batch_id=batch_id, preview=True, total_estimated_usd=total_estimated, total_cost_usd=0.0,
-            items=[BatchItemResult(item_id=i.item_id, row=i.row, original_prompt=i.original_prompt,
-                                   prompt=i.request.prompt, status="preview", estimated_usd=estimates[i.item_id].usd)
-                   for i in items],
+            batch_id=batch_id,
+            preview=True,
+            total_estimated_usd=total_estimated,
+            total_cost_usd=0.0,
+            items=[
+                BatchItemResult(
+                    item_id=i.item_id,
+                    row=i.row,
+                    original_prompt=i.original_prompt,
+                    prompt=i.request.prompt,
+                    status="preview",
+                    estimated_usd=estimates[i.item_id].usd,
+                )
+                for i in items
+            ],
             counts={"preview": len(items)},
         )
         await _summary_artifact(result)
         return batch_final_state(result)  # type: ignore[return-value]  # the caller gets the BatchResult
 
-    await approve_if_needed(Cost(kind="estimated", amount=total_estimated, unit="usd", usd=total_estimated),
-                            approval_threshold_usd)
+    await approve_if_needed(
+        Cost(kind="estimated", amount=total_estimated, unit="usd", usd=total_estimated), approval_threshold_usd
+    )
     manifest = ManifestStore(video_storage, batch_id)
     loaded = await manifest.load(batch_id=batch_id, provider=provider.provider_name)
     for item in items:
         if item.item_id not in loaded.items:
-            loaded.items[item.item_id] = ManifestItem(item_id=item.item_id, row=item.row,
-                                                      original_prompt=item.original_prompt, prompt=item.request.prompt)
+            loaded.items[item.item_id] = ManifestItem(
+                item_id=item.item_id, row=item.row, original_prompt=item.original_prompt, prompt=item.request.prompt
+            )
     await manifest.save()
     bound_text, bound = await provider_bound(provider.provider_name, concurrency_limit, max_concurrency)
     logger.info("concurrency: %s", bound_text)
 
-    run = RunSettings(storage=video_storage, budget=Budget(max_cost_usd), ledger=Ledger(video_storage),
-                      timeout_seconds=timeout_seconds, refresh=refresh)
-    outcomes = await asyncio.gather(*(
-        _run_item(item, plans[item.item_id], estimates[item.item_id], provider, run, manifest, bound) for item in items
-    ))
+    run = RunSettings(
+        storage=video_storage,
+        budget=Budget(max_cost_usd),
+        ledger=Ledger(video_storage),
+        timeout_seconds=timeout_seconds,
+        refresh=refresh,
+    )
+    outcomes = await asyncio.gather(
+        *(
+            _run_item(item, plans[item.item_id], estimates[item.item_id], provider, run, manifest, bound)
+            for item in items
+        )
+    )
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     result = BatchResult(
-        batch_id=batch_id, preview=False, manifest_uri=manifest.uri, items=list(outcomes),
-        total_estimated_usd=total_estimated, total_cost_usd=round(sum(o.cost_usd or 0.0 for o in outcomes), 6),
+        batch_id=batch_id,
+        preview=False,
+        manifest_uri=manifest.uri,
+        items=list(outcomes),
+        total_estimated_usd=total_estimated,
+        total_cost_usd=round(sum(o.cost_usd or 0.0 for o in outcomes), 6),
         counts=counts,
     )
     await _summary_artifact(result)

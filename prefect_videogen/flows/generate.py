@@ -69,12 +69,24 @@ async def generate_video(
     video_storage = (storage or LocalVideoStorage()).get_storage()
     plan = plan_request(provider.provider_name, request)
     estimated = estimate_cost(plan)
-    logger.info("generating %s s %s on %s/%s; estimated %g %s", plan.request.duration, plan.size,
-                plan.provider, plan.request.model, estimated.amount, estimated.unit)
+    logger.info(
+        "generating %s s %s on %s/%s; estimated %g %s",
+        plan.request.duration,
+        plan.size,
+        plan.provider,
+        plan.request.model,
+        estimated.amount,
+        estimated.unit,
+    )
     await video_storage.check_writable()
     await approve_if_needed(estimated, approval_threshold_usd)
-    run = RunSettings(storage=video_storage, budget=Budget(max_cost_usd), ledger=Ledger(video_storage),
-                      timeout_seconds=timeout_seconds, refresh=refresh)
+    run = RunSettings(
+        storage=video_storage,
+        budget=Budget(max_cost_usd),
+        ledger=Ledger(video_storage),
+        timeout_seconds=timeout_seconds,
+        refresh=refresh,
+    )
     try:
         result = (await produce_video(plan, provider, run, estimated=estimated)).unwrap()
     finally:

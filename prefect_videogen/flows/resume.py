@@ -48,20 +48,24 @@ class ResumeResult(BaseModel):
     skipped_ledger_lines: list[str] = Field(default_factory=list)
 
 
-async def pending_claims(storage: VideoStorage, provider: VideoProviderBlock) -> tuple[list[JobClaim], list[str], list[str]]:
+async def pending_claims(
+    storage: VideoStorage, provider: VideoProviderBlock
+) -> tuple[list[JobClaim], list[str], list[str]]:
     """Claims of ``provider``'s account and base_url whose ledger entry is still pending."""
     claims, unreadable = await ClaimStore(storage).all(provider.provider_name)
     ledger = Ledger(storage)
     entries = await ledger.entries()
     settled = {e.claim_key for e in entries if e.claim_key and e.charge_status is not ChargeStatus.PENDING}
     base_url = provider_base_url(provider)
-    mine = [c for c in claims if c.account_id == provider.account_id() and c.base_url == base_url
-            and c.key not in settled]
+    mine = [
+        c for c in claims if c.account_id == provider.account_id() and c.base_url == base_url and c.key not in settled
+    ]
     return mine, unreadable, ledger.skipped
 
 
-async def resume_claim(claim: JobClaim, provider: VideoProviderBlock, storage: VideoStorage,
-                       timeout_seconds: float) -> ResumedJob:
+async def resume_claim(
+    claim: JobClaim, provider: VideoProviderBlock, storage: VideoStorage, timeout_seconds: float
+) -> ResumedJob:
     store = ClaimStore(storage)
     outcome = ResumedJob(claim_uri=store.uri(claim), item_id=claim.item_id, job_id=claim.job_id, status="pending")
     plan = load_catalog().plan(claim.provider, VideoRequest.model_validate(claim.request))
@@ -73,8 +77,15 @@ async def resume_claim(claim: JobClaim, provider: VideoProviderBlock, storage: V
     try:
         async with provider.shared_client() as client:
             if claim.job_id:
-                job = await client.get_job(VideoJob(provider=claim.provider, job_id=claim.job_id, model=claim.model,
-                                                    status=JobStatus.QUEUED, raw_status="claimed"))
+                job = await client.get_job(
+                    VideoJob(
+                        provider=claim.provider,
+                        job_id=claim.job_id,
+                        model=claim.model,
+                        status=JobStatus.QUEUED,
+                        raw_status="claimed",
+                    )
+                )
             else:
                 job = await find_orphan(client, plan, claim, store, "resuming a claim without a job id")
                 claim = await store.set_job(claim, job.job_id)
@@ -82,14 +93,22 @@ async def resume_claim(claim: JobClaim, provider: VideoProviderBlock, storage: V
         try:
             job = await wait_for_video(job, provider, timeout_seconds)
         except JobFailed as failure:
-            entry = await record_cost(plan, failure.job or job, estimated, ledger, claim.account_id,
-                                      claim.item_id or "", claim_key=claim.key)
+            entry = await record_cost(
+                plan, failure.job or job, estimated, ledger, claim.account_id, claim.item_id or "", claim_key=claim.key
+            )
             outcome.status, outcome.charge, outcome.error = "failed", entry.charge_status.value, failure.message
             return outcome
-        result = await download_video(plan, job, provider, storage, storage.uri(""),
-                                      key_fields={"flow_run": "resume", "item": claim.item_id or ""})
-        entry = await record_cost(plan, job, estimated, ledger, claim.account_id, claim.item_id or "",
-                                  result.video_uri, claim_key=claim.key)
+        result = await download_video(
+            plan,
+            job,
+            provider,
+            storage,
+            storage.uri(""),
+            key_fields={"flow_run": "resume", "item": claim.item_id or ""},
+        )
+        entry = await record_cost(
+            plan, job, estimated, ledger, claim.account_id, claim.item_id or "", result.video_uri, claim_key=claim.key
+        )
         outcome.status, outcome.charge, outcome.video_uri = "stored", entry.charge_status.value, result.video_uri
     except VideoGenError as exc:
         outcome.status = "uncertain" if type(exc).__name__ == "SubmitUncertain" else "pending"

@@ -58,8 +58,12 @@ class RunSettings:
         return self.storage.uri("")
 
 
-@task(task_run_name="quote {plan.provider}/{plan.request.model}", persist_result=True,
-      cache_policy=INPUTS - "provider", cache_expiration=timedelta(hours=24))
+@task(
+    task_run_name="quote {plan.provider}/{plan.request.model}",
+    persist_result=True,
+    cache_policy=INPUTS - "provider",
+    cache_expiration=timedelta(hours=24),
+)
 async def quote_video(plan: VideoPlan, provider: VideoProviderBlock, account_id: str) -> Cost:
     """The provider's own price for ``plan`` from a dry run (Scenario), where it offers one; no job is created."""
     async with provider.get_client() as client:
@@ -96,8 +100,17 @@ async def record_cost(
     claim_key: str | None = None,
 ) -> LedgerEntry:
     """Classify what the provider charged for ``job`` and append it to the ledger (idempotent)."""
-    entry = account_job(plan, job, estimated=estimated, account_id=account_id, quoted=quoted, item_id=item_id,
-                        flow_run_id=str(flow_run.get_id() or ""), video_uri=video_uri, claim_key=claim_key)
+    entry = account_job(
+        plan,
+        job,
+        estimated=estimated,
+        account_id=account_id,
+        quoted=quoted,
+        item_id=item_id,
+        flow_run_id=str(flow_run.get_id() or ""),
+        video_uri=video_uri,
+        claim_key=claim_key,
+    )
     if not await ledger.record(entry):
         get_run_logger().info("ledger already has %s job %s as %s", job.provider, job.job_id, entry.charge_status.value)
     return entry
@@ -136,17 +149,42 @@ class _Job:
     claim_key: str
 
 
-async def _account_failure(run: RunSettings, booking: _Job, job: VideoJob, failure: VideoGenError, code: str | None,
-                           reservation: Reservation, cached: bool) -> LedgerEntry:
+async def _account_failure(
+    run: RunSettings,
+    booking: _Job,
+    job: VideoJob,
+    failure: VideoGenError,
+    code: str | None,
+    reservation: Reservation,
+    cached: bool,
+) -> LedgerEntry:
     """Book a failed job's charge, announce the failure and settle the budget reservation with it."""
-    entry = await record_cost(booking.plan, job, booking.estimated, run.ledger, booking.account_id, booking.item_id,
-                              quoted=booking.quoted, claim_key=booking.claim_key)
+    entry = await record_cost(
+        booking.plan,
+        job,
+        booking.estimated,
+        run.ledger,
+        booking.account_id,
+        booking.item_id,
+        quoted=booking.quoted,
+        claim_key=booking.claim_key,
+    )
     run.entries.append(entry)
-    emit_video_event("failed", provider=job.provider, job_id=job.job_id, model=job.model,
-                     item_id=booking.item_id, payload={
-                         "error": failure.message, "code": code, "charge": entry.charge_status.value,
-                         "cost_usd": entry.charged_usd, "rejected": isinstance(failure, ContentRejected),
-                         "stage": getattr(failure, "stage", None)})
+    emit_video_event(
+        "failed",
+        provider=job.provider,
+        job_id=job.job_id,
+        model=job.model,
+        item_id=booking.item_id,
+        payload={
+            "error": failure.message,
+            "code": code,
+            "charge": entry.charge_status.value,
+            "cost_usd": entry.charged_usd,
+            "rejected": isinstance(failure, ContentRejected),
+            "stage": getattr(failure, "stage", None),
+        },
+    )
     if not cached:
         reservation.settle(entry.charged_usd or 0.0)
     return entry
@@ -175,8 +213,9 @@ async def produce_video(
         ``outcome.entry``).
     """
     try:
-        return await _produce_video(plan, provider, run, item_id=item_id, estimated=estimated, metadata=metadata,
-                                    bound=bound)
+        return await _produce_video(
+            plan, provider, run, item_id=item_id, estimated=estimated, metadata=metadata, bound=bound
+        )
     except VideoGenError as error:  # before any job was accounted
         return VideoOutcome(error=error)
 
@@ -195,8 +234,9 @@ async def _produce_video(
     account_id = provider.account_id()
     quoted = await quote_video(plan, provider, account_id) if provider.offers_quote else None
     nonce = uuid.uuid4().hex if run.refresh else ""
-    idempotency_key = submit_key(provider.provider_name, account_id, plan.request.fingerprint(), nonce,
-                                 base_url=provider_base_url(provider))
+    idempotency_key = submit_key(
+        provider.provider_name, account_id, plan.request.fingerprint(), nonce, base_url=provider_base_url(provider)
+    )
     booking = _Job(plan, estimated, quoted, account_id, item_id, idempotency_key)
     fresh: dict[str, Any] = {"refresh_cache": True} if run.refresh else {}
     started = time.monotonic()
@@ -205,8 +245,9 @@ async def _produce_video(
     reserve_usd = max(estimated.usd or 0.0, (quoted.usd or 0.0) if quoted else 0.0)
     async with ProviderSlot(bound):
         with run.budget.reserve(reserve_usd) as reservation:
-            state = await submit_video.with_options(**fresh)(plan, provider, idempotency_key, item_id, run.storage,
-                                                             estimated, return_state=True)
+            state = await submit_video.with_options(**fresh)(
+                plan, provider, idempotency_key, item_id, run.storage, estimated, return_state=True
+            )
             job = await state.aresult()
         cached = state.name == "Cached"
         if cached:
@@ -220,22 +261,41 @@ async def _produce_video(
     timings = step_timings(started, submitted)
     try:
         result = await download_video.with_options(**fresh)(
-            plan, job, provider, run.storage, run.storage_url,
-            key_fields={"flow_run": flow_run.get_name() or "", "item": item_id}, timings=timings, metadata=metadata,
+            plan,
+            job,
+            provider,
+            run.storage,
+            run.storage_url,
+            key_fields={"flow_run": flow_run.get_name() or "", "item": item_id},
+            timings=timings,
+            metadata=metadata,
         )
     except VideoGenError as failure:
         # The job succeeded, so the provider billed it, even though no good video could be stored
         # (the download kept failing, or the bytes failed verification): the ledger must still show it.
         entry = await _account_failure(run, booking, job, failure, "not_stored", reservation, cached)
         return VideoOutcome(entry=entry, error=failure)
-    entry = await record_cost(plan, job, estimated, run.ledger, account_id, item_id, result.video_uri, quoted,
-                              idempotency_key)
+    entry = await record_cost(
+        plan, job, estimated, run.ledger, account_id, item_id, result.video_uri, quoted, idempotency_key
+    )
     run.entries.append(entry)
-    emit_video_event("completed", provider=job.provider, job_id=job.job_id, model=job.model, item_id=item_id,
-                     payload={"uri": result.video_uri, "sidecar_uri": result.sidecar_uri,
-                              "duration_seconds": result.duration_seconds, "resolution": result.resolution,
-                              "sha256": result.sha256, "cost_usd": entry.charged_usd, "warnings": result.warnings,
-                              "cost": {"amount": entry.charged_amount, "unit": entry.charged_unit}})
+    emit_video_event(
+        "completed",
+        provider=job.provider,
+        job_id=job.job_id,
+        model=job.model,
+        item_id=item_id,
+        payload={
+            "uri": result.video_uri,
+            "sidecar_uri": result.sidecar_uri,
+            "duration_seconds": result.duration_seconds,
+            "resolution": result.resolution,
+            "sha256": result.sha256,
+            "cost_usd": entry.charged_usd,
+            "warnings": result.warnings,
+            "cost": {"amount": entry.charged_amount, "unit": entry.charged_unit},
+        },
+    )
     if not cached:
         reservation.settle(entry.charged_usd or estimated.usd or 0.0)
     return VideoOutcome(result=result, entry=entry)
@@ -263,8 +323,11 @@ async def approve_if_needed(total: Cost, threshold_usd: float | None, *, timeout
     if threshold_usd is None or (total.usd or 0.0) <= threshold_usd:
         return
     logger = get_run_logger()
-    logger.warning("estimated $%.2f exceeds the approval threshold $%.2f: waiting for approval in the UI",
-                   total.usd or 0.0, threshold_usd)
+    logger.warning(
+        "estimated $%.2f exceeds the approval threshold $%.2f: waiting for approval in the UI",
+        total.usd or 0.0,
+        threshold_usd,
+    )
     answer = await apause_flow_run(wait_for_input=CostApproval, timeout=timeout_seconds, poll_interval=2)
     if not answer.approve:
         raise ApprovalDenied(f"estimated ${total.usd:.2f} was not approved{': ' + answer.note if answer.note else ''}")
@@ -275,7 +338,10 @@ async def publish_cost_table(entries: list[LedgerEntry], *, key: str = "videogen
     """A table artifact with each job's cost and the run's total."""
     rows = [
         {
-            "item": e.item_id or "", "provider": e.provider, "model": e.model, "job": e.job_id,
+            "item": e.item_id or "",
+            "provider": e.provider,
+            "model": e.model,
+            "job": e.job_id,
             # "billed" next to $0 reads as a bug: the local renderer costs nothing.
             "charge": "free" if e.charge_status.value == "billed" and e.charged_usd == 0 else e.charge_status.value,
             "estimated": f"{e.estimated.amount:g} {e.estimated.unit}" if e.estimated else "",
@@ -285,6 +351,16 @@ async def publish_cost_table(entries: list[LedgerEntry], *, key: str = "videogen
         for e in entries
     ]
     total = round(sum(e.charged_usd or 0.0 for e in entries), 4)
-    rows.append({"item": "TOTAL", "provider": "", "model": "", "job": "", "charge": "", "estimated": "",
-                 "reported": "", "usd": total})
+    rows.append(
+        {
+            "item": "TOTAL",
+            "provider": "",
+            "model": "",
+            "job": "",
+            "charge": "",
+            "estimated": "",
+            "reported": "",
+            "usd": total,
+        }
+    )
     await acreate_table_artifact(table=rows, key=key, description=f"Video costs of this run: ${total:.4f}")

@@ -76,9 +76,7 @@ STATUS_TABLE: dict[str, JobStatus] = {
     "canceled": JobStatus.CANCELED,  # US spelling: tolerated, the documented word is CANCELLED
 }
 
-EXPIRED_MESSAGE = (
-    "result expired after APIFrame's 24 h retention; the video is lost (a new submit is a new, paid job)"
-)
+EXPIRED_MESSAGE = "result expired after APIFrame's 24 h retention; the video is lost (a new submit is a new, paid job)"
 
 
 #: Account ids of APIFrame keys without a label: this prefix and a hash of the key (providers.accounts).
@@ -141,8 +139,14 @@ class APIFrameVideoProvider(VideoProvider):
         self._account = account_id_for(api_key, prefix=ACCOUNT_PREFIX, label=account_label)
         self.poll_interval_seconds = poll_interval_seconds
         self.http = HttpTransport(
-            self.name, base_url, headers={"X-API-Key": api_key}, error_mapper=self._map_error,
-            policy=policy, sleep=sleep, transport=transport, timeout=timeout,
+            self.name,
+            base_url,
+            headers={"X-API-Key": api_key},
+            error_mapper=self._map_error,
+            policy=policy,
+            sleep=sleep,
+            transport=transport,
+            timeout=timeout,
         )
         # Uploaded local images by content hash: a resubmit reuses the URL, keeping the body (and so
         # an Idempotency-Key replay) identical. Upload URLs live ~1-2 h.
@@ -173,7 +177,8 @@ class APIFrameVideoProvider(VideoProvider):
         except ValueError as exc:  # a 2xx that is not JSON: the job may exist; the key finds it again
             raise ProviderUnavailable(
                 f"submit answered with a body that is not JSON; resubmit with idempotency_key={key!r} "
-                "within 24 h to get the same job", provider=self.name,
+                "within 24 h to get the same job",
+                provider=self.name,
             ) from exc
         except ProviderUnavailable as exc:
             if exc.unreachable:
@@ -181,7 +186,9 @@ class APIFrameVideoProvider(VideoProvider):
             raise ProviderUnavailable(
                 f"{exc.detail}; resubmit with idempotency_key={key!r} within 24 h to get the same job "
                 "instead of paying for a new one",
-                provider=self.name, status_code=exc.status_code, request_id=exc.request_id,
+                provider=self.name,
+                status_code=exc.status_code,
+                request_id=exc.request_id,
             ) from exc
         if not isinstance(data, dict) or not data.get("jobId"):
             raise ProviderUnavailable(f"submit answered without a jobId: {str(data)[:200]}", provider=self.name)
@@ -216,7 +223,9 @@ class APIFrameVideoProvider(VideoProvider):
             raise ProviderUnavailable(f"job {job.job_id} answered {str(data)[:200]}", provider=self.name)
         return self._update(job, data)
 
-    async def list_active_jobs(self, *, page_size: int = 100, max_pages: int = 20) -> tuple[dict[str, dict[str, Any]], bool]:
+    async def list_active_jobs(
+        self, *, page_size: int = 100, max_pages: int = 20
+    ) -> tuple[dict[str, dict[str, Any]], bool]:
         """``GET /v2/jobs?status=...`` for QUEUED and PROCESSING, page by page (both at once).
 
         Returns the job objects by id and whether the listing is complete: False when either
@@ -273,8 +282,9 @@ class APIFrameVideoProvider(VideoProvider):
         clashes = sorted(set(request.provider_options) & {*params, "start_image"})
         if clashes:
             raise InvalidVideoRequest(
-                "provider_options", clashes, "no keys that the request's own fields set (duration, aspect_ratio, "
-                "resolution, image)",
+                "provider_options",
+                clashes,
+                "no keys that the request's own fields set (duration, aspect_ratio, resolution, image)",
             )
         if request.image is not None:
             params["start_image"] = await self._image_url(request.image)
@@ -365,7 +375,8 @@ class APIFrameVideoProvider(VideoProvider):
             model = _sent_model(response.request)
             return ModelUnavailable(
                 f"model {model!r} is not available on APIFrame ({message}); choose another model in the catalog",
-                model=model, **kwargs,
+                model=model,
+                **kwargs,
             )
         if info.status == 409:
             return IdempotencyConflict(

@@ -104,7 +104,12 @@ class ChatClient:
         self.base_url = base_url.rstrip("/")
         self._account_id = account_id_for(api_key, label=account_label)
         self._http = HttpTransport(
-            self.name, self.base_url, headers=headers, error_mapper=self._map_error, policy=policy, sleep=sleep,
+            self.name,
+            self.base_url,
+            headers=headers,
+            error_mapper=self._map_error,
+            policy=policy,
+            sleep=sleep,
             transport=transport,
         )
 
@@ -152,8 +157,11 @@ class ChatClient:
             answer = await self._http.json("POST", "chat/completions", paid=True, json=body)
         except ModelUnavailable as exc:
             raise ModelUnavailable(
-                f"model {model!r} is not served at {self.base_url}: {exc.detail}", model=model, provider=self.name,
-                status_code=exc.status_code, request_id=exc.request_id,
+                f"model {model!r} is not served at {self.base_url}: {exc.detail}",
+                model=model,
+                provider=self.name,
+                status_code=exc.status_code,
+                request_id=exc.request_id,
             ) from exc
         result = self._parse(answer, prompt, model)
         logger.debug("%s rewrote a prompt with %s (%s tokens)", self.name, result.model, result.total_tokens)
@@ -167,7 +175,9 @@ class ChatClient:
         if not isinstance(message, dict):
             # A 200 without a completion: tokens may have been billed, so do not re-send by ourselves.
             raise ProviderUnavailable(
-                "chat completion answered without choices[0].message", provider=self.name, status_code=200,
+                "chat completion answered without choices[0].message",
+                provider=self.name,
+                status_code=200,
                 maybe_created=True,
             )
         completion_id = str(answer.get("id") or "") or None
@@ -177,25 +187,39 @@ class ChatClient:
         if finish == "content_filter":
             raise ContentRejected(
                 "the rewrite was withheld by the provider's content filter (finish_reason content_filter)",
-                provider=self.name, job_id=job_id, code="content_filter", stage="output", charged=True,
+                provider=self.name,
+                job_id=job_id,
+                code="content_filter",
+                stage="output",
+                charged=True,
             )
         if isinstance(refusal, str) and refusal.strip():
             raise ContentRejected(
                 f"the model refused to rewrite the prompt: {refusal.strip()[:200]}",
-                provider=self.name, job_id=job_id, code="refusal", stage="prompt", charged=True,
+                provider=self.name,
+                job_id=job_id,
+                code="refusal",
+                stage="prompt",
+                charged=True,
             )
         content = message.get("content")
         rewritten = content.strip() if isinstance(content, str) else ""
         if not rewritten:
             raise JobFailed(
-                f"the rewrite is empty (finish_reason {finish!r})", provider=self.name, job_id=job_id,
-                code="empty_rewrite", charged=True,
+                f"the rewrite is empty (finish_reason {finish!r})",
+                provider=self.name,
+                job_id=job_id,
+                code="empty_rewrite",
+                charged=True,
             )
         if finish == "length":
             # Cut off at the token limit: half a prompt would be paid for again as a video.
             raise JobFailed(
-                "the rewrite was cut short at the token limit (finish_reason length)", provider=self.name,
-                job_id=job_id, code="length", charged=True,
+                "the rewrite was cut short at the token limit (finish_reason length)",
+                provider=self.name,
+                job_id=job_id,
+                code="length",
+                charged=True,
             )
         usage = json_object(answer.get("usage"))
         return RewriteResult(

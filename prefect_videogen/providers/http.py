@@ -165,8 +165,13 @@ class HttpTransport:
         self.clock = clock
         self.download_budget = download_budget
         self.api = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/", headers=dict(headers or {}), auth=auth, timeout=timeout,
-            transport=transport, limits=DEFAULT_LIMITS, verify=shared_ssl_context(),
+            base_url=base_url.rstrip("/") + "/",
+            headers=dict(headers or {}),
+            auth=auth,
+            timeout=timeout,
+            transport=transport,
+            limits=DEFAULT_LIMITS,
+            verify=shared_ssl_context(),
         )
         # CDN downloads: a separate client that carries no provider credentials at all.
         self.cdn = httpx.AsyncClient(
@@ -202,8 +207,11 @@ class HttpTransport:
         """
         url = path.lstrip("/")
         return await self._request(
-            lambda: self.api.request(method, url, **kwargs), what=f"{method} {path}", origin=self.base_url,
-            paid=paid, retry=retry,
+            lambda: self.api.request(method, url, **kwargs),
+            what=f"{method} {path}",
+            origin=self.base_url,
+            paid=paid,
+            retry=retry,
         )
 
     @property
@@ -242,11 +250,13 @@ class HttpTransport:
                     detail = f": {exc}" if str(exc) else ""
                     consequence = (
                         ", so no job was created: check the base URL and that the service is running"
-                        if origin == self.base_url else ""
+                        if origin == self.base_url
+                        else ""
                     )
                     error: ProviderError = ProviderUnavailable(
                         f"cannot connect to {origin} ({type(exc).__name__}{detail}); nothing was sent{consequence}",
-                        provider=self.provider, unreachable=True,
+                        provider=self.provider,
+                        unreachable=True,
                     )
                 else:
                     error = ProviderUnavailable(
@@ -261,12 +271,17 @@ class HttpTransport:
                 if paid and isinstance(error, ProviderUnavailable) and not error.maybe_created:
                     # A 5xx or 408 after the body was sent: the provider may have created the job.
                     error = ProviderUnavailable(
-                        error.detail, provider=self.provider, status_code=error.status_code,
-                        request_id=error.request_id, maybe_created=True,
+                        error.detail,
+                        provider=self.provider,
+                        status_code=error.status_code,
+                        request_id=error.request_id,
+                        maybe_created=True,
                     )
                 hint = getattr(error, "retry_after", None)
                 allowed = should_retry(error, paid=paid)
-            delay = self.policy.delay(attempt, hint) if retry and allowed and attempt <= self.policy.max_retries else None
+            delay = (
+                self.policy.delay(attempt, hint) if retry and allowed and attempt <= self.policy.max_retries else None
+            )
             if delay is None:
                 if cause is not None:
                     raise error from cause
@@ -379,14 +394,17 @@ class _Download:
         transport = self.transport
         response = await transport._request(
             lambda: self.client.send(self.client.build_request("GET", self.url, headers=headers), stream=True),
-            what=f"download from {self.origin}", origin=self.origin, paid=False,
+            what=f"download from {self.origin}",
+            origin=self.origin,
+            paid=False,
         )
         content_type = response.headers.get("content-type", "")
         if "json" in content_type or "text/html" in content_type:
             await response.aread()
             await response.aclose()
             raise NotVideoBody(
-                f"download answered {content_type!r} instead of video bytes", provider=transport.provider,
+                f"download answered {content_type!r} instead of video bytes",
+                provider=transport.provider,
                 status_code=response.status_code,
             )
         try:
@@ -405,7 +423,8 @@ class _Download:
             return
         changed = DownloadRestart(
             f"the video changed during its download ({response.status_code}, "
-            f"Content-Range {response.headers.get('content-range')!r})", provider=self.transport.provider,
+            f"Content-Range {response.headers.get('content-range')!r})",
+            provider=self.transport.provider,
         )
         if response.status_code == 206:
             match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
@@ -471,10 +490,17 @@ class _Download:
             raise ProviderUnavailable(
                 f"download from {self.origin} failed {self.failures} time(s) in {spent:.0f} s, the last at byte "
                 f"{self.received}{of} ({type(problem).__name__}: {problem}); gave up after the "
-                f"{transport.download_budget:.0f} s download budget", provider=transport.provider,
+                f"{transport.download_budget:.0f} s download budget",
+                provider=transport.provider,
             ) from problem
-        logger.info("%s download from %s interrupted at byte %d (%s); resuming in %.2f s",
-                    transport.provider, self.origin, self.received, type(problem).__name__, delay)
+        logger.info(
+            "%s download from %s interrupted at byte %d (%s); resuming in %.2f s",
+            transport.provider,
+            self.origin,
+            self.received,
+            type(problem).__name__,
+            delay,
+        )
         await transport.sleep(delay)
 
     async def aclose(self) -> None:

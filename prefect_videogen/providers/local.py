@@ -133,7 +133,9 @@ class LocalProvider(VideoProvider):
                 f"no such job {job_id!r}: its record is not in {self.jobs_dir} (the local renderer's job records; "
                 "PREFECT_VIDEOGEN_LOCAL_JOBS, default PREFECT_HOME/videogen-local-jobs). If that folder was cleared "
                 "while Prefect's cached results were kept, run again with --refresh (refresh=True) to render anew",
-                provider=self.name, status_code=404) from None
+                provider=self.name,
+                status_code=404,
+            ) from None
 
     def _job(self, record: dict[str, Any]) -> VideoJob:
         elapsed = self.clock() - record["created_at"]

@@ -83,7 +83,9 @@ def classify_rejection(code: str | None, message: str | None) -> Rejection | Non
     """
     text = (message or "").lower()
     if code == "sentinel_block":
-        stage: RejectionStage = "image" if ("image" in text or "input_reference" in text) and "prompt" not in text else "prompt"
+        stage: RejectionStage = (
+            "image" if ("image" in text or "input_reference" in text) and "prompt" not in text else "prompt"
+        )
         return Rejection(stage=stage, charged=False)
     if code == "moderation_blocked":
         return Rejection(stage="output", charged=True)
@@ -123,7 +125,12 @@ class OpenAIVideoProvider(VideoProvider):
         self.host = urlparse(self.base_url).hostname or ""
         self._account_id = account_id_for(api_key, organization=organization, project=project, label=account_label)
         self._http = HttpTransport(
-            self.name, self.base_url, headers=headers, error_mapper=self._map_error, policy=policy, sleep=sleep,
+            self.name,
+            self.base_url,
+            headers=headers,
+            error_mapper=self._map_error,
+            policy=policy,
+            sleep=sleep,
             transport=transport,
         )
 
@@ -177,7 +184,10 @@ class OpenAIVideoProvider(VideoProvider):
         except ModelUnavailable as exc:
             raise ModelUnavailable(
                 f"model {request.model!r} ({plan.spec.provider_model_id}) is not served at {self.host}: {exc.detail}",
-                provider=self.name, model=request.model or "", status_code=exc.status_code, request_id=exc.request_id,
+                provider=self.name,
+                model=request.model or "",
+                status_code=exc.status_code,
+                request_id=exc.request_id,
             ) from exc
         video = _video_body(response, self.name, maybe_created=True)
         return self._job(video, response, model=request.model or plan.spec.provider_model_id)
@@ -191,8 +201,12 @@ class OpenAIVideoProvider(VideoProvider):
         ambiguous failure mid-submit), never to decide to pay again.
         """
         request, claimed_at = plan.request, claim.created_at.timestamp()
-        wanted = {"prompt": request.prompt, "model": plan.spec.provider_model_id, "size": plan.size,
-                  "seconds": str(request.duration)}
+        wanted = {
+            "prompt": request.prompt,
+            "model": plan.spec.provider_model_id,
+            "size": plan.size,
+            "seconds": str(request.duration),
+        }
         since = claimed_at - LOOKUP_SKEW_SECONDS
         params: dict[str, Any] = {"limit": 100, "order": "desc"}
         found: list[dict[str, Any]] = []
@@ -217,8 +231,13 @@ class OpenAIVideoProvider(VideoProvider):
         if not found:
             return None
         best = min(found, key=lambda video: abs(video["created_at"] - claimed_at))
-        placeholder = VideoJob(provider=self.name, job_id=str(best["id"]), model=request.model or "",
-                               status=JobStatus.QUEUED, raw_status="found")
+        placeholder = VideoJob(
+            provider=self.name,
+            job_id=str(best["id"]),
+            model=request.model or "",
+            status=JobStatus.QUEUED,
+            raw_status="found",
+        )
         return await self.get_job(placeholder)
 
     async def get_job(self, job: VideoJob) -> VideoJob:
@@ -254,7 +273,8 @@ class OpenAIVideoProvider(VideoProvider):
             status=status,
             raw_status=str(raw_status),
             progress=min(max(progress / 100.0, 0.0), 1.0)
-            if isinstance(progress, (int, float)) and not isinstance(progress, bool) else None,
+            if isinstance(progress, (int, float)) and not isinstance(progress, bool)
+            else None,
             error_code=code,
             error_message=message,
             poll_after_seconds=_poll_hint(response),
@@ -307,7 +327,10 @@ def _video_body(response: httpx.Response, provider: str, *, maybe_created: bool 
     if not isinstance(body, dict) or not body.get("id"):
         raise ProviderUnavailable(
             f"{response.request.method} {response.request.url.path} answered {response.status_code} without a "
-            "Video object", provider=provider, status_code=response.status_code, maybe_created=maybe_created,
+            "Video object",
+            provider=provider,
+            status_code=response.status_code,
+            maybe_created=maybe_created,
         )
     return body
 

@@ -208,8 +208,13 @@ async def _poll_until_done(
             raise JobTimedOut(
                 provider=job.provider, job_id=job.job_id, waited_seconds=now - started, last_status=job.raw_status
             )
-        delay = schedule.next_delay(job.poll_after_seconds, progress=job.progress, elapsed=read_at - started,
-                                    age=now - read_at, queued=job.status is JobStatus.QUEUED)
+        delay = schedule.next_delay(
+            job.poll_after_seconds,
+            progress=job.progress,
+            elapsed=read_at - started,
+            age=now - read_at,
+            queued=job.status is JobStatus.QUEUED,
+        )
         delay = min(delay, max(deadline - now, 0.0))
         await sleep(delay)
         # Shared reads may be up to half a sleep old, except the one aimed at the predicted finish:

@@ -129,7 +129,9 @@ class RetryPolicy:
     max_retry_after: float = 120.0
     jitter: float = 0.25
 
-    def delay(self, retry: int, server_hint: float | None = None, *, rand: Callable[[], float] = random.random) -> float | None:
+    def delay(
+        self, retry: int, server_hint: float | None = None, *, rand: Callable[[], float] = random.random
+    ) -> float | None:
         """Seconds to wait before retry number ``retry`` (1-based); None when the server's hint is too long."""
         if server_hint is not None:
             return server_hint if server_hint <= self.max_retry_after else None

@@ -193,8 +193,14 @@ class ScenarioVideoProvider(VideoProvider):
         self.poll_interval = poll_interval
         self._account_id = account_id_for(api_key, prefix=ACCOUNT_PREFIX, label=account_label)
         self.http = HttpTransport(
-            self.name, base_url, auth=httpx.BasicAuth(api_key, api_secret), error_mapper=self._map_error,
-            policy=policy, sleep=sleep, transport=transport, timeout=timeout,
+            self.name,
+            base_url,
+            auth=httpx.BasicAuth(api_key, api_secret),
+            error_mapper=self._map_error,
+            policy=policy,
+            sleep=sleep,
+            transport=transport,
+            timeout=timeout,
         )
 
     @property
@@ -221,7 +227,10 @@ class ScenarioVideoProvider(VideoProvider):
             await self.http.json("GET", f"models/{url_quote(model_id, safe='')}")
             asset_id = await self._upload(image, name=Path(plan.request.image.split("?")[0]).name or "image")
         response = await self.http.send(
-            "POST", self._generate_path(plan), paid=True, json=self._params(plan, asset_id, options),
+            "POST",
+            self._generate_path(plan),
+            paid=True,
+            json=self._params(plan, asset_id, options),
             params=self._project_query(),
         )
         payload = self._decode(response, maybe_created=True)
@@ -243,7 +252,10 @@ class ScenarioVideoProvider(VideoProvider):
         params = self._params(plan, None, self._checked_options(plan))
         # paid=True: were a gateway to drop the query string, this would be a real, billed run.
         response = await self.http.send(
-            "POST", self._generate_path(plan), paid=True, json=params,
+            "POST",
+            self._generate_path(plan),
+            paid=True,
+            json=params,
             params={**self._project_query(), "dryRun": "true"},
         )
         payload = self._decode(response, maybe_created=True)
@@ -253,7 +265,8 @@ class ScenarioVideoProvider(VideoProvider):
             raise ProviderError(
                 f"dry run answered HTTP {response.status_code} instead of {DRY_RUN_STATUS}; it may have run "
                 f"as a real, billed job{f' ({job_id})' if job_id else ''}",
-                provider=self.name, status_code=response.status_code,
+                provider=self.name,
+                status_code=response.status_code,
             )
         cost = payload.get("creativeUnitsCost")
         if isinstance(cost, bool) or not isinstance(cost, (int, float)):
@@ -296,8 +309,10 @@ class ScenarioVideoProvider(VideoProvider):
         clash = sorted(_RESERVED_PARAMS & set(options))
         if clash:
             raise InvalidVideoRequest(
-                "provider_options", {key: options[key] for key in clash},
-                "keys other than " + ", ".join(sorted(_RESERVED_PARAMS))
+                "provider_options",
+                {key: options[key] for key in clash},
+                "keys other than "
+                + ", ".join(sorted(_RESERVED_PARAMS))
                 + " (set them on the request; dryRun is quote()'s job, in the body Scenario bills a real run)",
                 context=f"scenario model {plan.request.model!r}",
             )
@@ -307,7 +322,9 @@ class ScenarioVideoProvider(VideoProvider):
         request = plan.request
         # duration is a JSON number (the model reference types it "number"), never a string.
         params: dict[str, Any] = {
-            "prompt": request.prompt, "aspectRatio": request.aspect_ratio, "duration": request.duration,
+            "prompt": request.prompt,
+            "aspectRatio": request.aspect_ratio,
+            "duration": request.duration,
         }
         # Only models with resolution tiers take "resolution" (sora-2-pro); sora-2 rejects it.
         if len(plan.spec.sizes) > 1:
@@ -331,7 +348,11 @@ class ScenarioVideoProvider(VideoProvider):
             raise InvalidVideoRequest("image", image, "a local file path or an http(s) URL")
         else:
             checked = await asyncio.to_thread(
-                check_local_image, "image", image, read=True, max_bytes=MAX_IMAGE_PAYLOAD,
+                check_local_image,
+                "image",
+                image,
+                read=True,
+                max_bytes=MAX_IMAGE_PAYLOAD,
                 limit_text="Scenario's 6 MB upload limit",
             )
             data = checked.data or b""
@@ -362,8 +383,10 @@ class ScenarioVideoProvider(VideoProvider):
             return response.json()
         except ValueError as exc:
             raise ProviderUnavailable(
-                f"HTTP {response.status_code} answer is not JSON", provider=self.name,
-                status_code=response.status_code, maybe_created=maybe_created,
+                f"HTTP {response.status_code} answer is not JSON",
+                provider=self.name,
+                status_code=response.status_code,
+                maybe_created=maybe_created,
             ) from exc
 
     def _to_job(self, payload: Any, *, model: str, previous: dict[str, Any], maybe_created: bool = False) -> VideoJob:
@@ -418,6 +441,7 @@ class ScenarioVideoProvider(VideoProvider):
             return ModelUnavailable(
                 f"model {model_id!r} not found: Scenario does not serve it (unknown or retired); choose another "
                 "model or provider (catalog overrides: PREFECT_VIDEOGEN_CATALOG)",
-                model=model_id, **kwargs,
+                model=model_id,
+                **kwargs,
             )
         return None

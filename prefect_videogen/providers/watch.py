@@ -46,7 +46,9 @@ class JobWatcher:
     wait and :meth:`observe` instead of ``provider.get_job``.
     """
 
-    def __init__(self, provider: VideoProvider, *, clock: Clock = time.monotonic, max_age: float = DEFAULT_MAX_AGE) -> None:
+    def __init__(
+        self, provider: VideoProvider, *, clock: Clock = time.monotonic, max_age: float = DEFAULT_MAX_AGE
+    ) -> None:
         # Weak: the registry below holds watchers by their provider, and a strong reference back would
         # keep every provider (and its connection pool) alive as long as the process.
         self._provider = weakref.ref(provider)

@@ -93,12 +93,15 @@ class JobClaim(BaseModel):
     pid: int = Field(default_factory=os.getpid)
     model: str = ""
     item_id: str | None = None
-    request: dict[str, Any] = Field(default_factory=dict, description="The VideoRequest, so `resume` can store the video.")
+    request: dict[str, Any] = Field(
+        default_factory=dict, description="The VideoRequest, so `resume` can store the video."
+    )
     estimated: dict[str, Any] | None = Field(default=None, description="The catalog estimate (a Cost).")
     job_id: str | None = None
     job_at: datetime | None = None
     gave_up_at: datetime | None = Field(
-        default=None, description="Its owner stopped waiting for the answer (an ambiguous failure): an orphan now.")
+        default=None, description="Its owner stopped waiting for the answer (an ambiguous failure): an orphan now."
+    )
     adopted_by: list[str] = Field(default_factory=list)
 
     def age_seconds(self, now: datetime | None = None) -> float:
@@ -146,8 +149,10 @@ class ClaimStore:
         try:
             return await asyncio.to_thread(self._create_exclusive, path, payload)
         except OSError as exc:
-            raise StorageError(f"could not write the job claim {self.storage.uri(self.key(claim.provider, claim.key))}: "
-                               f"{redact(str(exc))}; nothing was submitted") from exc
+            raise StorageError(
+                f"could not write the job claim {self.storage.uri(self.key(claim.provider, claim.key))}: "
+                f"{redact(str(exc))}; nothing was submitted"
+            ) from exc
 
     def _create_exclusive(self, path: str, payload: bytes) -> bool:
         if self.storage.is_local:
@@ -190,9 +195,11 @@ class ClaimStore:
         try:
             return JobClaim.model_validate_json(raw)
         except ValidationError as exc:
-            raise StorageError(f"job claim {self.storage.uri(key)} is unreadable ({exc.error_count()} error(s)); "
-                               "check the provider's dashboard for its job, then remove the claim or rerun with "
-                               "refresh") from None
+            raise StorageError(
+                f"job claim {self.storage.uri(key)} is unreadable ({exc.error_count()} error(s)); "
+                "check the provider's dashboard for its job, then remove the claim or rerun with "
+                "refresh"
+            ) from None
 
     async def write(self, claim: JobClaim) -> None:
         """Overwrite ``claim`` (its owner adding the job id; an adopter taking over an orphan)."""
@@ -200,6 +207,7 @@ class ClaimStore:
         path = self.storage.path(key)
         payload = claim.model_dump_json(indent=1).encode()
         if self.storage.is_local:
+
             def replace() -> None:
                 fd, staging = tempfile.mkstemp(dir=posixpath.dirname(path), prefix=".claim-", suffix=".partial")
                 with os.fdopen(fd, "wb") as handle:
@@ -284,14 +292,23 @@ async def find_orphan(client: Any, plan: VideoPlan, claim: JobClaim, store: Clai
     """
     finder = getattr(client, "find_job", None)
     if finder is None:
-        raise SubmitUncertain(f"{why}; {claim.provider} documents no way to list or dedupe jobs",
-                              provider=claim.provider, claim_uri=store.uri(claim), item_id=claim.item_id)
+        raise SubmitUncertain(
+            f"{why}; {claim.provider} documents no way to list or dedupe jobs",
+            provider=claim.provider,
+            claim_uri=store.uri(claim),
+            item_id=claim.item_id,
+        )
     job = await finder(plan, claim)
     if job is None:
-        raise SubmitUncertain(f"{why}; no job matching the claim was found in the provider's listing",
-                              provider=claim.provider, claim_uri=store.uri(claim), item_id=claim.item_id)
-    logger.warning("%s: adopted job %s of the unanswered submit claimed at %s", claim.provider, job.job_id,
-                   store.uri(claim))
+        raise SubmitUncertain(
+            f"{why}; no job matching the claim was found in the provider's listing",
+            provider=claim.provider,
+            claim_uri=store.uri(claim),
+            item_id=claim.item_id,
+        )
+    logger.warning(
+        "%s: adopted job %s of the unanswered submit claimed at %s", claim.provider, job.job_id, store.uri(claim)
+    )
     return job
 
 
@@ -321,9 +338,18 @@ async def claimed_submit(
     store, ledger = ClaimStore(storage), Ledger(storage)
 
     async def book(current: JobClaim, job_id: str, status: ChargeStatus = ChargeStatus.PENDING) -> None:
-        await ledger.record(LedgerEntry.for_job(
-            provider=current.provider, job_id=job_id, model=current.model, charge_status=status, estimated=estimated,
-            account_id=current.account_id, item_id=current.item_id, claim_key=current.key))
+        await ledger.record(
+            LedgerEntry.for_job(
+                provider=current.provider,
+                job_id=job_id,
+                model=current.model,
+                charge_status=status,
+                estimated=estimated,
+                account_id=current.account_id,
+                item_id=current.item_id,
+                claim_key=current.key,
+            )
+        )
 
     async def adopt(current: JobClaim, job: VideoJob) -> tuple[VideoJob, bool]:
         current = current.model_copy(update={"adopted_by": [*current.adopted_by, f"{_HOST}:{os.getpid()}"]})
@@ -346,8 +372,9 @@ async def claimed_submit(
                 try:
                     if not isinstance(exc, ProviderUnavailable):
                         raise
-                    job = await find_orphan(client, plan, claim, store,
-                                            f"the submit failed ambiguously ({exc.message})")
+                    job = await find_orphan(
+                        client, plan, claim, store, f"the submit failed ambiguously ({exc.message})"
+                    )
                 except VideoGenError:
                     await store.write(claim.model_copy(update={"gave_up_at": datetime.now(timezone.utc)}))
                     raise
@@ -364,14 +391,28 @@ async def claimed_submit(
                 continue
             existing = waited
         if existing.job_id:
-            placeholder = VideoJob(provider=existing.provider, job_id=existing.job_id, model=existing.model or claim.model,
-                                   status=JobStatus.QUEUED, raw_status="claimed")
+            placeholder = VideoJob(
+                provider=existing.provider,
+                job_id=existing.job_id,
+                model=existing.model or claim.model,
+                status=JobStatus.QUEUED,
+                raw_status="claimed",
+            )
             job = await client.get_job(placeholder)
             await book(existing, job.job_id)  # idempotent: the owner booked it already
-            logger.info("%s: job %s is claimed at %s; adopted instead of submitting again", existing.provider,
-                        job.job_id, store.uri(existing))
+            logger.info(
+                "%s: job %s is claimed at %s; adopted instead of submitting again",
+                existing.provider,
+                job.job_id,
+                store.uri(existing),
+            )
             return job, True
-        job = await find_orphan(client, plan, existing, store,
-                                f"the submit claimed at {existing.created_at.isoformat()} by "
-                                f"{existing.host}:{existing.pid} never recorded a job id")
+        job = await find_orphan(
+            client,
+            plan,
+            existing,
+            store,
+            f"the submit claimed at {existing.created_at.isoformat()} by "
+            f"{existing.host}:{existing.pid} never recorded a job id",
+        )
         return await adopt(existing, job)

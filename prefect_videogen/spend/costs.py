@@ -80,12 +80,19 @@ def estimate_cost(plan: VideoPlan) -> Cost:
         raise ValueError(f"catalog price of {plan.provider} {request.model!r} has no {request.resolution!r} rate")
     amount = round(amount, 6)
     as_of = f" as of {price.as_of.isoformat()}" if price.as_of else ""
-    return Cost(kind="estimated", amount=amount, unit=price.unit, usd=_usd(plan, amount, price.unit),
-                source=f"catalog{as_of}: {price.source}")
+    return Cost(
+        kind="estimated",
+        amount=amount,
+        unit=price.unit,
+        usd=_usd(plan, amount, price.unit),
+        source=f"catalog{as_of}: {price.source}",
+    )
 
 
 def quoted_cost(plan: VideoPlan, amount: float, unit: str) -> Cost:
-    return Cost(kind="quoted", amount=amount, unit=unit, usd=_usd(plan, amount, unit), source=f"{plan.provider} dry run")
+    return Cost(
+        kind="quoted", amount=amount, unit=unit, usd=_usd(plan, amount, unit), source=f"{plan.provider} dry run"
+    )
 
 
 def reported_cost(plan: VideoPlan, job: VideoJob) -> Cost | None:

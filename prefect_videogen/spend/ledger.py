@@ -72,15 +72,25 @@ class LedgerEntry(BaseModel):
         basis = reported or estimated
         billed = charge_status in BILLED_STATUSES
         return cls(
-            provider=provider, job_id=job_id, model=model, charge_status=charge_status,
-            charged_amount=basis.amount if billed else 0.0, charged_unit=basis.unit,
-            charged_usd=(basis.usd if billed else 0.0), estimated=estimated, quoted=quoted, reported=reported,
+            provider=provider,
+            job_id=job_id,
+            model=model,
+            charge_status=charge_status,
+            charged_amount=basis.amount if billed else 0.0,
+            charged_unit=basis.unit,
+            charged_usd=(basis.usd if billed else 0.0),
+            estimated=estimated,
+            quoted=quoted,
+            reported=reported,
             **extra,
         )
 
     def same_charge(self, other: LedgerEntry) -> bool:
         return (self.charge_status, self.charged_amount, self.charged_unit, self.job_id) == (
-            other.charge_status, other.charged_amount, other.charged_unit, other.job_id,
+            other.charge_status,
+            other.charged_amount,
+            other.charged_unit,
+            other.job_id,
         )
 
     @property
@@ -116,8 +126,11 @@ class Ledger:
         key = self.key(entry.provider, entry.job_id, entry.claim_key)
         path = self.storage.path(key)
         lines = await self._read_lines(key)
-        good = [(line, parsed) for line, parsed in (
-            (line, self._parse(path, number, line)) for number, line in enumerate(lines, 1)) if parsed is not None]
+        good = [
+            (line, parsed)
+            for line, parsed in ((line, self._parse(path, number, line)) for number, line in enumerate(lines, 1))
+            if parsed is not None
+        ]
         if good and good[-1][1].same_charge(entry):
             return False
         payload = "".join(line + "\n" for line in [*(line for line, _ in good), entry.model_dump_json()]).encode()
@@ -140,8 +153,9 @@ class Ledger:
         latest = []
         for path in paths:
             lines = await asyncio.to_thread(self._read_path, path)
-            parsed = [entry for number, line in enumerate(lines, 1)
-                      if (entry := self._parse(path, number, line)) is not None]
+            parsed = [
+                entry for number, line in enumerate(lines, 1) if (entry := self._parse(path, number, line)) is not None
+            ]
             if parsed:
                 latest.append(parsed[-1])
         kept = _one_per_job(latest)
@@ -195,18 +209,32 @@ def _one_per_job(entries: list[LedgerEntry]) -> list[LedgerEntry]:
     return [*by_job.values(), *loose]
 
 
-def summarize(entries: Iterable[LedgerEntry], by: Literal["provider", "model", "day"] = "provider") -> list[dict[str, Any]]:
+def summarize(
+    entries: Iterable[LedgerEntry], by: Literal["provider", "model", "day"] = "provider"
+) -> list[dict[str, Any]]:
     """Totals per group: jobs, billed jobs, USD and amounts per unit; pending and unknown apart.
 
     ``pending_usd`` / ``unknown_usd`` are estimates of jobs whose charge is not known yet (still
     running, or ended without the provider saying): money that may be spent, never added to ``usd``.
     """
-    groups: dict[str, dict[str, Any]] = defaultdict(lambda: {
-        "jobs": 0, "billed_jobs": 0, "usd": 0.0, "units": defaultdict(float),
-        "pending_jobs": 0, "pending_usd": 0.0, "unknown_jobs": 0, "unknown_usd": 0.0})
+    groups: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {
+            "jobs": 0,
+            "billed_jobs": 0,
+            "usd": 0.0,
+            "units": defaultdict(float),
+            "pending_jobs": 0,
+            "pending_usd": 0.0,
+            "unknown_jobs": 0,
+            "unknown_usd": 0.0,
+        }
+    )
     for entry in entries:
-        name = {"provider": entry.provider, "model": f"{entry.provider}/{entry.model}",
-                "day": entry.recorded_at.date().isoformat()}[by]
+        name = {
+            "provider": entry.provider,
+            "model": f"{entry.provider}/{entry.model}",
+            "day": entry.recorded_at.date().isoformat(),
+        }[by]
         group = groups[name]
         group["jobs"] += 1
         if entry.charge_status in BILLED_STATUSES:
@@ -217,9 +245,16 @@ def summarize(entries: Iterable[LedgerEntry], by: Literal["provider", "model", "
         group["usd"] += entry.charged_usd or 0.0
         group["units"][entry.charged_unit] += entry.charged_amount
     return [
-        {by: name, "jobs": g["jobs"], "billed_jobs": g["billed_jobs"], "usd": round(g["usd"], 6),
-         "units": {unit: round(amount, 6) for unit, amount in g["units"].items()},
-         "pending_jobs": g["pending_jobs"], "pending_usd": round(g["pending_usd"], 6),
-         "unknown_jobs": g["unknown_jobs"], "unknown_usd": round(g["unknown_usd"], 6)}
+        {
+            by: name,
+            "jobs": g["jobs"],
+            "billed_jobs": g["billed_jobs"],
+            "usd": round(g["usd"], 6),
+            "units": {unit: round(amount, 6) for unit, amount in g["units"].items()},
+            "pending_jobs": g["pending_jobs"],
+            "pending_usd": round(g["pending_usd"], 6),
+            "unknown_jobs": g["unknown_jobs"],
+            "unknown_usd": round(g["unknown_usd"], 6),
+        }
         for name, g in sorted(groups.items())
     ]

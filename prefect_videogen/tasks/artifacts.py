@@ -91,8 +91,11 @@ class ProgressArtifact:
         """Mark the bar as failed (a progress bar alone would stay at its last value with no sign)."""
         await self.aclose()
         try:
-            await aupdate_progress_artifact(artifact_id=self.artifact_id, progress=self._sent or 0.0,
-                                            description=f"**FAILED**: {reason}\n\n{self.description}")
+            await aupdate_progress_artifact(
+                artifact_id=self.artifact_id,
+                progress=self._sent or 0.0,
+                description=f"**FAILED**: {reason}\n\n{self.description}",
+            )
         except Exception as exc:
             logger.warning("could not update progress artifact %s: %s", self.artifact_id, exc)
 
@@ -239,18 +242,21 @@ async def _publish_local(
     text = f"### {_md(result.prompt[:80])}\n\nStored on host `{host}` at `{path}`."
     image_id = None
     try:
+
         def read_first_frame() -> bytes:
             with storage.open_read(video_key) as handle:
                 return first_frame_image(handle, max_size=EMBEDDED_THUMBNAIL_PIXELS)
 
         data_url = "data:image/jpeg;base64," + base64.b64encode(await asyncio.to_thread(read_first_frame)).decode()
         text += f"\n\n![first frame]({data_url})"
-        image_id = await acreate_image_artifact(image_url=data_url, key=f"{key}-thumbnail",
-                                                description=f"First frame of `{video_key}` (on host `{host}`).")
+        image_id = await acreate_image_artifact(
+            image_url=data_url, key=f"{key}-thumbnail", description=f"First frame of `{video_key}` (on host `{host}`)."
+        )
     except ValueError as exc:  # not a decodable video: say so instead of a thumbnail
         text += f"\n\n(no thumbnail: {exc})"
-    markdown_id = await acreate_markdown_artifact(markdown=text, key=key,
-                                                  description=f"Video on host `{host}`\n\n{description}")
+    markdown_id = await acreate_markdown_artifact(
+        markdown=text, key=key, description=f"Video on host `{host}`\n\n{description}"
+    )
     return VideoArtifacts(markdown_id, image_id, None, None)
 
 

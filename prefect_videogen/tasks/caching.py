@@ -48,8 +48,12 @@ class SubmitCachePolicy(CachePolicy):
         self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
     ) -> str | None:
         provider, plan = inputs["provider"], inputs["plan"]
-        return submit_key(provider.provider_name, provider.account_id(), plan.request.fingerprint(),
-                          base_url=provider_base_url(provider))
+        return submit_key(
+            provider.provider_name,
+            provider.account_id(),
+            plan.request.fingerprint(),
+            base_url=provider_base_url(provider),
+        )
 
 
 @dataclass
@@ -90,8 +94,12 @@ def _redis_lock_manager(url: str) -> Any:
             super().release_lock(key, holder)
 
     parsed = urlparse(url)
-    return RedisLocks(host=parsed.hostname or "127.0.0.1", port=parsed.port or 6379,
-                      db=int((parsed.path or "/0").lstrip("/") or 0), password=parsed.password)
+    return RedisLocks(
+        host=parsed.hostname or "127.0.0.1",
+        port=parsed.port or 6379,
+        db=int((parsed.path or "/0").lstrip("/") or 0),
+        password=parsed.password,
+    )
 
 
 def lock_manager() -> Any:

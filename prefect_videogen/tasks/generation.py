@@ -108,10 +108,15 @@ async def submit_video(
         else:
             estimated = estimated or estimate_cost(plan)
             claim = JobClaim(
-                key=idempotency_key, provider=provider.provider_name, account_id=provider.account_id(),
-                base_url=provider_base_url(provider), fingerprint=plan.request.fingerprint(),
-                model=plan.request.model or plan.spec.provider_model_id, item_id=item_id or None,
-                request=plan.request.model_dump(mode="json"), estimated=estimated.model_dump(mode="json"),
+                key=idempotency_key,
+                provider=provider.provider_name,
+                account_id=provider.account_id(),
+                base_url=provider_base_url(provider),
+                fingerprint=plan.request.fingerprint(),
+                model=plan.request.model or plan.spec.provider_model_id,
+                item_id=item_id or None,
+                request=plan.request.model_dump(mode="json"),
+                estimated=estimated.model_dump(mode="json"),
             )
             job, adopted = await claimed_submit(client, plan, claim, storage, estimated=estimated)
             if adopted:
@@ -146,10 +151,12 @@ async def wait_for_video(job: VideoJob, provider: VideoProviderBlock, timeout_se
     left = timeout_seconds - (time.time() - started)
     if left <= 0:
         _wait_started.pop(run_id, None)
-        raise JobTimedOut(provider=job.provider, job_id=job.job_id, waited_seconds=time.time() - started,
-                          last_status=job.raw_status)
-    bar = await ProgressArtifact.create(f"{job.provider} {job.model} job {job.job_id}",
-                                        key=video_artifact_key(job.provider, job.job_id, "progress"))
+        raise JobTimedOut(
+            provider=job.provider, job_id=job.job_id, waited_seconds=time.time() - started, last_status=job.raw_status
+        )
+    bar = await ProgressArtifact.create(
+        f"{job.provider} {job.model} job {job.job_id}", key=video_artifact_key(job.provider, job.job_id, "progress")
+    )
     shown = {"progress": -1.0}
 
     def on_update(current: VideoJob) -> None:
@@ -209,7 +216,11 @@ async def download_video(
         get_run_logger().warning("could not publish artifacts for %s: %s", result.video_uri, exc)
     progress.publish(
         progress.ProgressEvent(
-            "stored", job.provider, job.job_id, 1.0, "stored",
+            "stored",
+            job.provider,
+            job.job_id,
+            1.0,
+            "stored",
             {"uri": result.video_uri, "seconds": time.monotonic() - started},
         )
     )

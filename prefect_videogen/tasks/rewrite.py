@@ -59,8 +59,11 @@ class RewriteCachePolicy(CachePolicy):
     ) -> str | None:
         credentials = inputs["credentials"]
         return cache_key_for(
-            base_url=credentials.base_url, model=credentials.model, instruction=inputs["instruction"],
-            prompt=inputs["prompt"], account_id=credentials.account_id(),
+            base_url=credentials.base_url,
+            model=credentials.model,
+            instruction=inputs["instruction"],
+            prompt=inputs["prompt"],
+            account_id=credentials.account_id(),
         )
 
 
@@ -120,10 +123,12 @@ async def rewrite_prompt(prompt: str, instruction: str, credentials: ChatComplet
         ```
     """
     async with credentials.get_client() as client:
-        result = await client.rewrite(prompt, instruction=instruction, model=credentials.model,
-                                      temperature=TEMPERATURE)
+        result = await client.rewrite(prompt, instruction=instruction, model=credentials.model, temperature=TEMPERATURE)
     get_run_logger().info(
         "rewrote a %d-character prompt into %d characters with %s (%s tokens)",
-        len(prompt), len(result.rewritten), result.model, result.total_tokens,
+        len(prompt),
+        len(result.rewritten),
+        result.model,
+        result.total_tokens,
     )
     return result

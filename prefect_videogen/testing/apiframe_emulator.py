@@ -57,13 +57,20 @@ CREDITS = {
 }
 # sora-2 "may ignore" resolution: it always renders 720p. Sora 2 Pro high is 1080p.
 SIZES = {
-    ("sora-2", "standard"): (1280, 720), ("sora-2", "high"): (1280, 720),
-    ("sora-2-pro", "standard"): (1280, 720), ("sora-2-pro", "high"): (1920, 1080),
+    ("sora-2", "standard"): (1280, 720),
+    ("sora-2", "high"): (1280, 720),
+    ("sora-2-pro", "standard"): (1280, 720),
+    ("sora-2-pro", "high"): (1920, 1080),
 }
 CONTENT_POLICY_ERROR = "Provider returned an error: content policy violation"
 GENERATION_ERROR = "Provider returned an error: generation failed"
-_DEFAULT_FAULT_BODIES = {429: "Too many requests", 500: "Internal server error", 502: "Bad gateway",
-                         503: "Service unavailable", 504: "Gateway timeout"}
+_DEFAULT_FAULT_BODIES = {
+    429: "Too many requests",
+    500: "Internal server error",
+    502: "Bad gateway",
+    503: "Service unavailable",
+    504: "Gateway timeout",
+}
 
 
 def _iso(moment: datetime) -> str:
@@ -132,14 +139,16 @@ class APIFrameEmulator(EmulatorState):
         return self._app
 
     def _build_app(self) -> Any:
-        starlette = Starlette(routes=[
-            Route("/v2/videos/generate", self._generate, methods=["POST"]),
-            Route("/v2/uploads", self._upload, methods=["POST"]),
-            Route("/v2/jobs", self._list_jobs, methods=["GET"]),
-            Route("/v2/jobs/{job_id}", self._get_job, methods=["GET"]),
-            Route("/cdn/videos/{name}", self._download, methods=["GET"]),
-            Route("/cdn/uploads/{upload_id}", self._uploaded_file, methods=["GET"]),
-        ])
+        starlette = Starlette(
+            routes=[
+                Route("/v2/videos/generate", self._generate, methods=["POST"]),
+                Route("/v2/uploads", self._upload, methods=["POST"]),
+                Route("/v2/jobs", self._list_jobs, methods=["GET"]),
+                Route("/v2/jobs/{job_id}", self._get_job, methods=["GET"]),
+                Route("/cdn/videos/{name}", self._download, methods=["GET"]),
+                Route("/cdn/uploads/{upload_id}", self._uploaded_file, methods=["GET"]),
+            ]
+        )
 
         async def app(scope: dict, receive: Any, send: Any) -> None:
             # Every APIFrame answer carries x-request-id.
@@ -200,9 +209,18 @@ class APIFrameEmulator(EmulatorState):
         if status in ("COMPLETED", "FAILED"):
             completed = _iso(job["created_at"] + timedelta(seconds=self.latency_seconds))
         return {
-            "id": job["id"], "status": status, "model": job["model"], "progress": progress, "error": error,
-            "creditCost": cost, "webhookStatus": None, "createdAt": _iso(job["created_at"]),
-            "completedAt": completed, "expired": job["expired"], "input": job["input"], "result": result,
+            "id": job["id"],
+            "status": status,
+            "model": job["model"],
+            "progress": progress,
+            "error": error,
+            "creditCost": cost,
+            "webhookStatus": None,
+            "createdAt": _iso(job["created_at"]),
+            "completedAt": completed,
+            "expired": job["expired"],
+            "input": job["input"],
+            "result": result,
         }
 
     def _validate(self, body: dict[str, Any]) -> dict[str, list[str]]:
@@ -298,8 +316,11 @@ class APIFrameEmulator(EmulatorState):
             if cost > self.credits_available:
                 self.counters["rejected_requests"] += 1
                 return JSONResponse(
-                    {"error": "Insufficient credits", "creditsRequired": cost,
-                     "creditsAvailable": self.credits_available},
+                    {
+                        "error": "Insufficient credits",
+                        "creditsRequired": cost,
+                        "creditsAvailable": self.credits_available,
+                    },
                     status_code=402,
                 )
             width, height = SIZES[(model, resolution)]
@@ -311,9 +332,18 @@ class APIFrameEmulator(EmulatorState):
             self.credits_available -= billed
             self.charges[job_id] = billed
             self.jobs[job_id] = {
-                "id": job_id, "model": model, "input": body, "cost": cost, "fail": fail, "expired": False,
-                "created": self.clock(), "created_at": datetime.now(timezone.utc), "duration": duration,
-                "width": width, "height": height, "cdn_base": str(request.base_url).rstrip("/"),
+                "id": job_id,
+                "model": model,
+                "input": body,
+                "cost": cost,
+                "fail": fail,
+                "expired": False,
+                "created": self.clock(),
+                "created_at": datetime.now(timezone.utc),
+                "duration": duration,
+                "width": width,
+                "height": height,
+                "cdn_base": str(request.base_url).rstrip("/"),
             }
             if key is not None:
                 self.idempotency[key] = (fingerprint, job_id, self.clock())
@@ -357,8 +387,12 @@ class APIFrameEmulator(EmulatorState):
         if details:
             return self._invalid(details)
         views = [self._view(job) for job in sorted(self.jobs.values(), key=lambda j: j["created"], reverse=True)]
-        views = [v for v in views if (status is None or v["status"] == status.upper())
-                 and (query.get("model") is None or v["model"] == query["model"])]
+        views = [
+            v
+            for v in views
+            if (status is None or v["status"] == status.upper())
+            and (query.get("model") is None or v["model"] == query["model"])
+        ]
         start = int(cursor)
         page = views[start : start + limit]
         more = start + limit < len(views)
@@ -386,10 +420,16 @@ class APIFrameEmulator(EmulatorState):
         with self.lock:
             self.uploads[upload_id] = {"data": data, "contentType": file_type}
             self.counters["uploads"] += 1
-        return JSONResponse({
-            "id": upload_id, "url": f"{str(request.base_url).rstrip('/')}/cdn/uploads/{upload_id}", "kind": "image",
-            "contentType": file_type, "byteSize": len(data), "expiresAt": _iso(expires),
-        })
+        return JSONResponse(
+            {
+                "id": upload_id,
+                "url": f"{str(request.base_url).rstrip('/')}/cdn/uploads/{upload_id}",
+                "kind": "image",
+                "contentType": file_type,
+                "byteSize": len(data),
+                "expiresAt": _iso(expires),
+            }
+        )
 
     def _cdn_refusal(self, request: Request) -> Response | None:
         # The CDN is not the API: a request carrying the API key proves a client leaks it.

@@ -73,8 +73,14 @@ class ChatEmulator(EmulatorState):
 
     provider = "chat"
 
-    def __init__(self, *, api_key: str | Iterable[str] = "sk-emulator-key", models: Iterable[str] = MODELS,
-                 rewrite: Callable[[str, str], str] = cinematic, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str | Iterable[str] = "sk-emulator-key",
+        models: Iterable[str] = MODELS,
+        rewrite: Callable[[str, str], str] = cinematic,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.api_keys = {api_key} if isinstance(api_key, str) else set(api_key)
         self.models = set(models)
@@ -101,10 +107,19 @@ class ChatEmulator(EmulatorState):
         if fault.body is not None:
             return JSONResponse(fault.body, status_code=status, headers=fault.headers)
         if status == 429:
-            return error_response(429, "Rate limit reached for requests. Please try again shortly.", type="requests",
-                          code="rate_limit_exceeded", headers=fault.headers)
-        return error_response(status, "The server had an error while processing your request. Sorry about that!",
-                      type="server_error", headers=fault.headers)
+            return error_response(
+                429,
+                "Rate limit reached for requests. Please try again shortly.",
+                type="requests",
+                code="rate_limit_exceeded",
+                headers=fault.headers,
+            )
+        return error_response(
+            status,
+            "The server had an error while processing your request. Sorry about that!",
+            type="server_error",
+            headers=fault.headers,
+        )
 
     async def _completions(self, request: Request) -> Response:
         self.count("requests")
@@ -127,14 +142,18 @@ class ChatEmulator(EmulatorState):
         try:
             body = json.loads(await request.body())
         except ValueError:
-            raise refuse(400, "We could not parse the JSON body of your request. (HINT: This likely means "
-                          "you aren't using your HTTP library correctly.)") from None
+            raise refuse(
+                400,
+                "We could not parse the JSON body of your request. (HINT: This likely means "
+                "you aren't using your HTTP library correctly.)",
+            ) from None
         if not isinstance(body, dict):
             raise _invalid_type("body", "an object")
         unknown = sorted(set(body) - FIELDS)
         if unknown:
-            raise refuse(400, f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0],
-                          code="unknown_parameter")
+            raise refuse(
+                400, f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0], code="unknown_parameter"
+            )
         model = body.get("model")
         if model is None:
             raise refuse(400, "you must provide a model parameter", param="model", code="missing_required_parameter")
@@ -142,36 +161,56 @@ class ChatEmulator(EmulatorState):
             raise _invalid_type("model", "a string")
         messages = body.get("messages")
         if messages is None:
-            raise refuse(400, "Missing required parameter: 'messages'.", param="messages",
-                          code="missing_required_parameter")
+            raise refuse(
+                400, "Missing required parameter: 'messages'.", param="messages", code="missing_required_parameter"
+            )
         if not isinstance(messages, list):
             raise _invalid_type("messages", "an array")
         if not messages:
-            raise refuse(400, "Invalid 'messages': empty array. Expected an array with minimum length 1.",
-                          param="messages", code="empty_array")
+            raise refuse(
+                400,
+                "Invalid 'messages': empty array. Expected an array with minimum length 1.",
+                param="messages",
+                code="empty_array",
+            )
         for i, message in enumerate(messages):
             if not isinstance(message, dict):
                 raise _invalid_type(f"messages[{i}]", "an object")
             if message.get("role") not in ROLES:
-                raise refuse(400, f"Invalid value: '{message.get('role')}'. Supported values are: "
-                              + ", ".join(f"'{r}'" for r in sorted(ROLES)) + ".", param=f"messages[{i}].role",
-                              code="invalid_value")
+                raise refuse(
+                    400,
+                    f"Invalid value: '{message.get('role')}'. Supported values are: "
+                    + ", ".join(f"'{r}'" for r in sorted(ROLES))
+                    + ".",
+                    param=f"messages[{i}].role",
+                    code="invalid_value",
+                )
             if not isinstance(message.get("content"), str):
                 raise _invalid_type(f"messages[{i}].content", "a string")
             extra = sorted(set(message) - {"role", "content", "name"})
             if extra:
-                raise refuse(400, f"Unrecognized request argument supplied: messages[{i}].{extra[0]}",
-                              param=f"messages[{i}].{extra[0]}", code="unknown_parameter")
+                raise refuse(
+                    400,
+                    f"Unrecognized request argument supplied: messages[{i}].{extra[0]}",
+                    param=f"messages[{i}].{extra[0]}",
+                    code="unknown_parameter",
+                )
         temperature = body.get("temperature")
         if temperature is not None:
             if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
                 raise _invalid_type("temperature", "a number")
             if not 0 <= temperature <= 2:
-                raise refuse(400, f"Invalid 'temperature': decimal above maximum value. Expected a value <= 2, "
-                              f"but got {temperature} instead.", param="temperature", code="decimal_above_max_value")
+                raise refuse(
+                    400,
+                    f"Invalid 'temperature': decimal above maximum value. Expected a value <= 2, "
+                    f"but got {temperature} instead.",
+                    param="temperature",
+                    code="decimal_above_max_value",
+                )
         if model not in self.models:
-            raise refuse(404, f"The model `{model}` does not exist or you do not have access to it.",
-                          code="model_not_found")
+            raise refuse(
+                404, f"The model `{model}` does not exist or you do not have access to it.", code="model_not_found"
+            )
         if not any(m["role"] == "user" for m in messages):
             raise refuse(400, "Invalid 'messages': at least one 'user' message is required.", param="messages")
         return body
@@ -195,12 +234,17 @@ class ChatEmulator(EmulatorState):
             "created": int(time.time()),
             "model": body["model"],
             "system_fingerprint": "fp_emulator",
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None},
-                "logprobs": None,
-                "finish_reason": finish,
-            }],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }

@@ -85,8 +85,15 @@ class OpenAIEmulator(EmulatorState):
 
     provider = "openai"
 
-    def __init__(self, *, api_key: str = "sk-emulator-key", organization: str | None = None,
-                 project: str | None = None, retired_models: set[str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str = "sk-emulator-key",
+        organization: str | None = None,
+        project: str | None = None,
+        retired_models: set[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.api_key = api_key
         self.organization = organization
@@ -117,8 +124,9 @@ class OpenAIEmulator(EmulatorState):
         check_bearer(request, {self.api_key})
         org = request.headers.get("openai-organization")
         if self.organization and org and org != self.organization:
-            raise refuse(401, "OpenAI-Organization header should match organization for API key.",
-                          code="mismatched_organization")
+            raise refuse(
+                401, "OpenAI-Organization header should match organization for API key.", code="mismatched_organization"
+            )
         proj = request.headers.get("openai-project")
         if self.project and proj and proj != self.project:
             raise refuse(401, "OpenAI-Project header should match project for API key.", code="mismatched_project")
@@ -128,10 +136,19 @@ class OpenAIEmulator(EmulatorState):
         if fault.body is not None:
             return JSONResponse(fault.body, status_code=status, headers=fault.headers)
         if status == 429:
-            return error_response(429, "Rate limit reached for requests. Please try again shortly.", type="requests",
-                          code="rate_limit_exceeded", headers=fault.headers)
-        return error_response(status, "The server had an error while processing your request. Sorry about that!",
-                      type="server_error", headers=fault.headers)
+            return error_response(
+                429,
+                "Rate limit reached for requests. Please try again shortly.",
+                type="requests",
+                code="rate_limit_exceeded",
+                headers=fault.headers,
+            )
+        return error_response(
+            status,
+            "The server had an error while processing your request. Sorry about that!",
+            type="server_error",
+            headers=fault.headers,
+        )
 
     def _job(self, video_id: str) -> dict[str, Any]:
         job = self.jobs.get(video_id)
@@ -150,8 +167,10 @@ class OpenAIEmulator(EmulatorState):
             job["expires_at"] = job["completed_at"] + EXPIRY_SECONDS
             if job["reject"] == "output":
                 job["status"] = "failed"
-                job["error"] = {"code": "moderation_blocked",
-                                "message": "The generated video was blocked by our moderation system."}
+                job["error"] = {
+                    "code": "moderation_blocked",
+                    "message": "The generated video was blocked by our moderation system.",
+                }
             else:
                 job["status"] = "completed"
             with self.lock:
@@ -161,9 +180,24 @@ class OpenAIEmulator(EmulatorState):
 
     @staticmethod
     def _video(job: dict[str, Any]) -> dict[str, Any]:
-        return {key: job[key] for key in ("id", "object", "model", "status", "progress", "created_at",
-                                          "completed_at", "expires_at", "prompt", "size", "seconds",
-                                          "remixed_from_video_id", "error")}
+        return {
+            key: job[key]
+            for key in (
+                "id",
+                "object",
+                "model",
+                "status",
+                "progress",
+                "created_at",
+                "completed_at",
+                "expires_at",
+                "prompt",
+                "size",
+                "seconds",
+                "remixed_from_video_id",
+                "error",
+            )
+        }
 
     # -- create ------------------------------------------------------------------------------
 
@@ -194,53 +228,85 @@ class OpenAIEmulator(EmulatorState):
             try:
                 fields = json.loads(body)
             except ValueError:
-                raise refuse(400, "We could not parse the JSON body of your request. (HINT: This likely means "
-                              "you aren't using your HTTP library correctly.)") from None
+                raise refuse(
+                    400,
+                    "We could not parse the JSON body of your request. (HINT: This likely means "
+                    "you aren't using your HTTP library correctly.)",
+                ) from None
             if not isinstance(fields, dict):
                 raise refuse(400, "Invalid type for request body: expected an object.", code="invalid_type")
         elif content_type.startswith("multipart/form-data"):
             fields, image = self._parse_multipart(content_type, body)
         else:
-            raise refuse(400, f"Unsupported content type: '{content_type}'. Send application/json or "
-                          "multipart/form-data.")
+            raise refuse(
+                400, f"Unsupported content type: '{content_type}'. Send application/json or multipart/form-data."
+            )
         unknown = sorted(set(fields) - CREATE_FIELDS)
         if unknown:
             raise refuse(400, f"Unknown parameter: '{unknown[0]}'.", param=unknown[0], code="unknown_parameter")
         prompt = fields.get("prompt")
         if prompt is None:
-            raise refuse(400, "Missing required parameter: 'prompt'.", param="prompt",
-                          code="missing_required_parameter")
+            raise refuse(
+                400, "Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter"
+            )
         if not isinstance(prompt, str) or not 1 <= len(prompt) <= 32000:
-            raise refuse(400, "Invalid 'prompt': expected a string of 1 to 32000 characters.", param="prompt",
-                          code="invalid_value")
+            raise refuse(
+                400,
+                "Invalid 'prompt': expected a string of 1 to 32000 characters.",
+                param="prompt",
+                code="invalid_value",
+            )
         model = fields.setdefault("model", "sora-2")
         if not isinstance(model, str):
             raise refuse(400, "Invalid type for 'model': expected a string.", param="model", code="invalid_type")
         if model in self.retired_models:
-            raise refuse(404, f"The model `{model}` does not exist or you do not have access to it.",
-                          code="model_not_found")
+            raise refuse(
+                404, f"The model `{model}` does not exist or you do not have access to it.", code="model_not_found"
+            )
         if model not in MODELS:
-            raise refuse(400, f"Invalid value: '{model}'. Supported values are: "
-                          + ", ".join(f"'{m}'" for m in MODELS) + ".", param="model", code="invalid_value")
+            raise refuse(
+                400,
+                f"Invalid value: '{model}'. Supported values are: " + ", ".join(f"'{m}'" for m in MODELS) + ".",
+                param="model",
+                code="invalid_value",
+            )
         seconds = fields.setdefault("seconds", "4")
         if not isinstance(seconds, str):
             kind = "an integer" if isinstance(seconds, int) and not isinstance(seconds, bool) else "another type"
-            raise refuse(400, "Invalid type for 'seconds': expected one of '4', '8', or '12', but got "
-                          f"{kind} instead.", param="seconds", code="invalid_type")
+            raise refuse(
+                400,
+                f"Invalid type for 'seconds': expected one of '4', '8', or '12', but got {kind} instead.",
+                param="seconds",
+                code="invalid_type",
+            )
         if seconds not in SECONDS:
-            raise refuse(400, f"Invalid value: '{seconds}'. Supported values are: '4', '8', and '12'.",
-                          param="seconds", code="invalid_value")
+            raise refuse(
+                400,
+                f"Invalid value: '{seconds}'. Supported values are: '4', '8', and '12'.",
+                param="seconds",
+                code="invalid_value",
+            )
         size = fields.setdefault("size", "720x1280")
         if size not in MODELS[model]:
-            raise refuse(400, f"Invalid value: '{size}'. Supported values for {model} are: "
-                          + ", ".join(f"'{s}'" for s in MODELS[model]) + ".", param="size", code="invalid_value")
+            raise refuse(
+                400,
+                f"Invalid value: '{size}'. Supported values for {model} are: "
+                + ", ".join(f"'{s}'" for s in MODELS[model])
+                + ".",
+                param="size",
+                code="invalid_value",
+            )
         reference = fields.get("input_reference")
         if content_type.startswith("application/json") and reference is not None:
             image = self._json_reference(reference)
         elif reference is not None and image is None:
             # The most reported mistake: a URL string in a form field where a file upload belongs.
-            raise refuse(400, "Invalid type for 'input_reference': expected a file, but got a string instead.",
-                          param="input_reference", code="invalid_type")
+            raise refuse(
+                400,
+                "Invalid type for 'input_reference': expected a file, but got a string instead.",
+                param="input_reference",
+                code="invalid_type",
+            )
         if image is not None:
             self._check_image(image, size)
         return fields, image
@@ -258,9 +324,13 @@ class OpenAIEmulator(EmulatorState):
             payload = part.get_payload(decode=True) or b""
             if name == "input_reference" and part.get_filename():
                 if part.get_content_type() not in IMAGE_TYPES:
-                    raise refuse(400, f"Invalid file format for 'input_reference': '{part.get_content_type()}'. "
-                                  "Supported formats are: 'image/jpeg', 'image/png', and 'image/webp'.",
-                                  param="input_reference", code="invalid_value")
+                    raise refuse(
+                        400,
+                        f"Invalid file format for 'input_reference': '{part.get_content_type()}'. "
+                        "Supported formats are: 'image/jpeg', 'image/png', and 'image/webp'.",
+                        param="input_reference",
+                        code="invalid_value",
+                    )
                 fields[name], image = part.get_filename(), payload
             elif name:
                 fields[name] = payload.decode("utf-8", errors="replace")
@@ -269,20 +339,32 @@ class OpenAIEmulator(EmulatorState):
     @staticmethod
     def _json_reference(reference: Any) -> bytes | None:
         if not isinstance(reference, dict) or len(reference) != 1 or not ({"image_url", "file_id"} >= set(reference)):
-            raise refuse(400, "Invalid 'input_reference': expected an object with exactly one of 'image_url' or "
-                          "'file_id'.", param="input_reference", code="invalid_type")
+            raise refuse(
+                400,
+                "Invalid 'input_reference': expected an object with exactly one of 'image_url' or 'file_id'.",
+                param="input_reference",
+                code="invalid_type",
+            )
         url = reference.get("image_url")
         if url is None:
             return None  # a file_id: the emulator has no Files API to resolve it against
         if not isinstance(url, str) or not url.startswith(("https://", "http://", "data:image/")):
-            raise refuse(400, "Invalid 'input_reference.image_url': expected an http(s) URL or a base64 data URL.",
-                          param="input_reference.image_url", code="invalid_value")
+            raise refuse(
+                400,
+                "Invalid 'input_reference.image_url': expected an http(s) URL or a base64 data URL.",
+                param="input_reference.image_url",
+                code="invalid_value",
+            )
         if url.startswith("data:image/"):
             try:
                 return base64.b64decode(url.split(",", 1)[1], validate=True)
             except (IndexError, binascii.Error):
-                raise refuse(400, "Invalid base64 image data in 'input_reference.image_url'.",
-                              param="input_reference.image_url", code="invalid_value") from None
+                raise refuse(
+                    400,
+                    "Invalid base64 image data in 'input_reference.image_url'.",
+                    param="input_reference.image_url",
+                    code="invalid_value",
+                ) from None
         return None  # no network on loopback: remote URLs are taken on trust
 
     @staticmethod
@@ -291,8 +373,12 @@ class OpenAIEmulator(EmulatorState):
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
         except (UnidentifiedImageError, OSError):
-            raise refuse(400, "Invalid image in 'input_reference': the file could not be decoded.",
-                          param="input_reference", code="invalid_image") from None
+            raise refuse(
+                400,
+                "Invalid image in 'input_reference': the file could not be decoded.",
+                param="input_reference",
+                code="invalid_image",
+            ) from None
         if f"{width}x{height}" != size:
             # OpenAI's documented rule: the reference image must match the target size.
             raise refuse(400, "Inpaint image must match the requested width and height", param="input_reference")
@@ -301,10 +387,21 @@ class OpenAIEmulator(EmulatorState):
         created = int(time.time())
         family = "sora-2-pro" if fields["model"].startswith("sora-2-pro") else "sora-2"
         job: dict[str, Any] = {
-            "id": f"video_{uuid.uuid4().hex}", "object": "video", "model": fields["model"], "status": "queued",
-            "progress": 0, "created_at": created, "completed_at": None, "expires_at": None,
-            "prompt": fields["prompt"], "size": fields["size"], "seconds": fields["seconds"],
-            "remixed_from_video_id": None, "error": None, "created": self.clock(), "reject": fault.reject,
+            "id": f"video_{uuid.uuid4().hex}",
+            "object": "video",
+            "model": fields["model"],
+            "status": "queued",
+            "progress": 0,
+            "created_at": created,
+            "completed_at": None,
+            "expires_at": None,
+            "prompt": fields["prompt"],
+            "size": fields["size"],
+            "seconds": fields["seconds"],
+            "remixed_from_video_id": None,
+            "error": None,
+            "created": self.clock(),
+            "reject": fault.reject,
             "price": PRICES[(family, "1024" if "1024" in fields["size"] else "720")],
         }
         if fault.reject in ("prompt", "image"):
@@ -343,27 +440,40 @@ class OpenAIEmulator(EmulatorState):
             try:
                 limit = int(params.get("limit", "20"))
             except ValueError:
-                raise refuse(400, "Invalid type for 'limit': expected an integer.", param="limit",
-                              code="invalid_type") from None
+                raise refuse(
+                    400, "Invalid type for 'limit': expected an integer.", param="limit", code="invalid_type"
+                ) from None
             if not 0 <= limit <= 100:
-                raise refuse(400, "Invalid 'limit': expected a value from 0 to 100.", param="limit",
-                              code="integer_out_of_range")
+                raise refuse(
+                    400, "Invalid 'limit': expected a value from 0 to 100.", param="limit", code="integer_out_of_range"
+                )
             order = params.get("order", "desc")
             if order not in ("asc", "desc"):
-                raise refuse(400, f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.",
-                              param="order", code="invalid_value")
+                raise refuse(
+                    400,
+                    f"Invalid value: '{order}'. Supported values are: 'asc' and 'desc'.",
+                    param="order",
+                    code="invalid_value",
+                )
         except Refusal as refusal:
             return refusal.response
         jobs = sorted(self.jobs.values(), key=lambda job: job["created"], reverse=order == "desc")
         after = params.get("after")
         if after:
             ids = [job["id"] for job in jobs]
-            jobs = jobs[ids.index(after) + 1:] if after in ids else []
+            jobs = jobs[ids.index(after) + 1 :] if after in ids else []
         for job in jobs:
             self._advance(job)
         page = [self._video(job) for job in jobs[:limit]]
-        return JSONResponse({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
-                             "last_id": page[-1]["id"] if page else None, "has_more": len(jobs) > limit})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(jobs) > limit,
+            }
+        )
 
     async def _delete(self, request: Request) -> Response:
         try:
@@ -371,8 +481,12 @@ class OpenAIEmulator(EmulatorState):
             job = self._job(request.path_params["video_id"])
             self._advance(job)
             if job["status"] not in ("completed", "failed"):
-                raise refuse(400, f"Video '{job['id']}' cannot be deleted while it is {job['status']}; only "
-                              "completed or failed videos can be deleted.", param="video_id")
+                raise refuse(
+                    400,
+                    f"Video '{job['id']}' cannot be deleted while it is {job['status']}; only "
+                    "completed or failed videos can be deleted.",
+                    param="video_id",
+                )
         except Refusal as refusal:
             return refusal.response
         with self.lock:
@@ -391,11 +505,18 @@ class OpenAIEmulator(EmulatorState):
             self._advance(job)
             variant = request.query_params.get("variant", "video")
             if variant not in ("video", "thumbnail", "spritesheet"):
-                raise refuse(400, f"Invalid value: '{variant}'. Supported values are: 'video', 'thumbnail', and "
-                              "'spritesheet'.", param="variant", code="invalid_value")
+                raise refuse(
+                    400,
+                    f"Invalid value: '{variant}'. Supported values are: 'video', 'thumbnail', and 'spritesheet'.",
+                    param="variant",
+                    code="invalid_value",
+                )
             if job["status"] != "completed":
-                raise refuse(404, f"Video '{job['id']}' is {job['status']}: content is only available for "
-                              "completed videos.", param="video_id")
+                raise refuse(
+                    404,
+                    f"Video '{job['id']}' is {job['status']}: content is only available for completed videos.",
+                    param="video_id",
+                )
         except Refusal as refusal:
             return refusal.response
         width, height = (int(n) for n in job["size"].split("x"))

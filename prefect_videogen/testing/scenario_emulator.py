@@ -43,8 +43,11 @@ DURATIONS = (4, 8, 12, 16, 20)
 ASPECTS = ("16:9", "9:16")
 SIZES = {"standard": (1280, 720), "high": (1920, 1080)}
 # Creative units per second of video (emulator prices; the real ones are quoted by dry runs).
-UNITS_PER_SECOND = {("model_open-ai-sora-2", "standard"): 10, ("model_open-ai-sora-2-pro", "standard"): 30,
-                    ("model_open-ai-sora-2-pro", "high"): 50}
+UNITS_PER_SECOND = {
+    ("model_open-ai-sora-2", "standard"): 10,
+    ("model_open-ai-sora-2-pro", "standard"): 30,
+    ("model_open-ai-sora-2-pro", "high"): 50,
+}
 MODELS: dict[str, set[str]] = {
     "model_open-ai-sora-2": {"prompt", "image", "aspectRatio", "duration"},
     "model_open-ai-sora-2-pro": {"prompt", "image", "aspectRatio", "duration", "resolution"},
@@ -77,9 +80,15 @@ class ScenarioEmulator(EmulatorState):
 
     provider = "scenario"
 
-    def __init__(self, *, api_key: str = "emu-key", api_secret: str = "emu-secret",
-                 retired_models: set[str] | None = None, plan_limited_models: set[str] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str = "emu-key",
+        api_secret: str = "emu-secret",
+        retired_models: set[str] | None = None,
+        plan_limited_models: set[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.api_key, self.api_secret = api_key, api_secret
         self.retired_models = set(retired_models or ())
@@ -99,15 +108,17 @@ class ScenarioEmulator(EmulatorState):
 
     @property
     def app(self) -> Starlette:
-        return Starlette(routes=[
-            Route("/v1/generate/custom/{model_id}", self._generate, methods=["POST"]),
-            Route("/v1/models/{model_id}", self._model, methods=["GET"]),
-            Route("/v1/jobs/{job_id}", self._get_job, methods=["GET"]),
-            Route("/v1/assets", self._upload, methods=["POST"]),
-            Route("/v1/assets/{asset_id}", self._get_asset, methods=["GET"]),
-            Route("/cdn/{token}", self._cdn_redirect, methods=["GET"]),
-            Route("/cdn/objects/{token}", self._cdn_object, methods=["GET"]),
-        ])
+        return Starlette(
+            routes=[
+                Route("/v1/generate/custom/{model_id}", self._generate, methods=["POST"]),
+                Route("/v1/models/{model_id}", self._model, methods=["GET"]),
+                Route("/v1/jobs/{job_id}", self._get_job, methods=["GET"]),
+                Route("/v1/assets", self._upload, methods=["POST"]),
+                Route("/v1/assets/{asset_id}", self._get_asset, methods=["GET"]),
+                Route("/cdn/{token}", self._cdn_redirect, methods=["GET"]),
+                Route("/cdn/objects/{token}", self._cdn_object, methods=["GET"]),
+            ]
+        )
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -127,8 +138,11 @@ class ScenarioEmulator(EmulatorState):
         status = fault.status or 500
         body = fault.body
         if body is None:
-            body = ({"reason": "Too many requests", "details": {"actionName": "generate", "actionLimit": 10}}
-                    if status == 429 else {"reason": "Internal server error"})
+            body = (
+                {"reason": "Too many requests", "details": {"actionName": "generate", "actionLimit": 10}}
+                if status == 429
+                else {"reason": "Internal server error"}
+            )
         if isinstance(body, dict):
             body = {**body, "trace_id": uuid.uuid4().hex}
         return JSONResponse(body, status_code=status, headers=fault.headers)
@@ -176,7 +190,9 @@ class ScenarioEmulator(EmulatorState):
         metadata: dict[str, Any] = {"modelId": job["model_id"], "input": job["params"], "assetIds": []}
         reject = job["reject"]
         # Request-time blocks (prompt, image) fail early; output moderation only after rendering.
-        fails_now = job["failed_at_create"] or (reject is not None and fraction >= (1.0 if reject == "output" else 0.25))
+        fails_now = job["failed_at_create"] or (
+            reject is not None and fraction >= (1.0 if reject == "output" else 0.25)
+        )
         if fails_now:
             # Two words for the same outcome, as Scenario's own pages disagree.
             status, progress = ("failure" if reject == "output" else "failed"), fraction
@@ -188,11 +204,25 @@ class ScenarioEmulator(EmulatorState):
             status, progress = "success", 1.0
             metadata["assetIds"] = [job["asset_id"]]
         else:
-            status = "queued" if fraction < 0.25 else "warming-up" if fraction < 0.5 else \
-                "processing" if fraction < 0.75 else "in-progress"
+            status = (
+                "queued"
+                if fraction < 0.25
+                else "warming-up"
+                if fraction < 0.5
+                else "processing"
+                if fraction < 0.75
+                else "in-progress"
+            )
             progress = round(fraction, 3)
-        return {"jobId": job["id"], "jobType": "inference", "status": status, "progress": progress,
-                "metadata": metadata, "createdAt": job["created_at"], "updatedAt": _now()}
+        return {
+            "jobId": job["id"],
+            "jobType": "inference",
+            "status": status,
+            "progress": progress,
+            "metadata": metadata,
+            "createdAt": job["created_at"],
+            "updatedAt": _now(),
+        }
 
     # -- API routes --------------------------------------------------------------------------
 
@@ -216,8 +246,14 @@ class ScenarioEmulator(EmulatorState):
             # A dry run prices the request without validating it (Scenario skills repo, 2026-08).
             self.count("dry_runs")
             units = self._units(model_id, body if isinstance(body, dict) else {})
-            return JSONResponse({"creativeUnitsCost": units, "creativeUnitsDiscount": 0,
-                                 "costDetails": {"modelId": model_id, "creativeUnits": units}}, status_code=269)
+            return JSONResponse(
+                {
+                    "creativeUnitsCost": units,
+                    "creativeUnitsDiscount": 0,
+                    "costDetails": {"modelId": model_id, "creativeUnits": units},
+                },
+                status_code=269,
+            )
         if (reason := self._validate(model_id, body)) is not None:
             return _error(400, reason)
         job_id = f"job_{uuid.uuid4().hex[:20]}"
@@ -225,10 +261,20 @@ class ScenarioEmulator(EmulatorState):
         width, height = SIZES[body.get("resolution", "standard")]
         if body.get("aspectRatio", "16:9") == "9:16":
             width, height = height, width
-        job = {"id": job_id, "model_id": model_id, "params": body, "created": self.clock(), "created_at": _now(),
-               "width": width, "height": height, "duration": int(body.get("duration", 4)),
-               "reject": fault.reject if fault else None, "failed_at_create": bool(fault and fault.fail_on_create),
-               "asset_id": f"asset_{uuid.uuid4().hex[:20]}", "project_id": request.query_params.get("projectId")}
+        job = {
+            "id": job_id,
+            "model_id": model_id,
+            "params": body,
+            "created": self.clock(),
+            "created_at": _now(),
+            "width": width,
+            "height": height,
+            "duration": int(body.get("duration", 4)),
+            "reject": fault.reject if fault else None,
+            "failed_at_create": bool(fault and fault.fail_on_create),
+            "asset_id": f"asset_{uuid.uuid4().hex[:20]}",
+            "project_id": request.query_params.get("projectId"),
+        }
         with self.lock:
             self.jobs[job_id] = job
             self.charges[job_id] = units
@@ -247,8 +293,16 @@ class ScenarioEmulator(EmulatorState):
         model_id = request.path_params["model_id"]
         if (problem := self._model_error(model_id)) is not None:
             return problem
-        return JSONResponse({"model": {"id": model_id, "type": "custom", "capabilities": ["txt2video", "img2video"],
-                                       "inputs": sorted(MODELS[model_id])}})
+        return JSONResponse(
+            {
+                "model": {
+                    "id": model_id,
+                    "type": "custom",
+                    "capabilities": ["txt2video", "img2video"],
+                    "inputs": sorted(MODELS[model_id]),
+                }
+            }
+        )
 
     async def _get_job(self, request: Request) -> Response:
         if (denied := self._auth_error(request)) is not None:
@@ -285,8 +339,12 @@ class ScenarioEmulator(EmulatorState):
             return _error(400, "image is not a PNG, JPEG or WEBP")
         asset_id = f"asset_{uuid.uuid4().hex[:20]}"
         with self.lock:
-            self.assets[asset_id] = {"type": "image", "name": name, "bytes": data,
-                                     "project_id": request.query_params.get("projectId")}
+            self.assets[asset_id] = {
+                "type": "image",
+                "name": name,
+                "bytes": data,
+                "project_id": request.query_params.get("projectId"),
+            }
             self.counters["uploads"] += 1
         return JSONResponse({"asset": {"id": asset_id, "type": "image", "name": name, "status": "success"}})
 
@@ -296,8 +354,10 @@ class ScenarioEmulator(EmulatorState):
         if (fault := self.faults.take("asset")) and fault.status:
             return self._fault_response(fault)
         asset_id = request.path_params["asset_id"]
-        job = next((j for j in self.jobs.values()
-                    if j["asset_id"] == asset_id and self._job_view(j)["status"] == "success"), None)
+        job = next(
+            (j for j in self.jobs.values() if j["asset_id"] == asset_id and self._job_view(j)["status"] == "success"),
+            None,
+        )
         if asset_id not in self.assets and job is None:
             return _error(404, "Asset not found")
         token = uuid.uuid4().hex
@@ -305,8 +365,13 @@ class ScenarioEmulator(EmulatorState):
             self.cdn[token] = asset_id
         url = f"{str(request.base_url).rstrip('/')}/cdn/{token}?signature={uuid.uuid4().hex[:16]}"
         if job is not None:
-            asset = {"id": asset_id, "type": "video", "mimeType": "video/mp4", "url": url,
-                     "metadata": {"width": job["width"], "height": job["height"], "duration": job["duration"]}}
+            asset = {
+                "id": asset_id,
+                "type": "video",
+                "mimeType": "video/mp4",
+                "url": url,
+                "metadata": {"width": job["width"], "height": job["height"], "duration": job["duration"]},
+            }
         else:
             asset = {"id": asset_id, "type": "image", "name": self.assets[asset_id]["name"], "url": url}
         return JSONResponse({"asset": asset})
@@ -316,8 +381,11 @@ class ScenarioEmulator(EmulatorState):
     def _cdn_denied(self, request: Request) -> Response | None:
         if "authorization" in request.headers:
             self.count("cdn_auth_rejected")
-            return Response("<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed"
-                            "</Message></Error>", status_code=400, media_type="application/xml")
+            return Response(
+                "<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>",
+                status_code=400,
+                media_type="application/xml",
+            )
         if request.path_params["token"].removesuffix(".bin") not in self.cdn:
             return Response("<Error><Code>NoSuchKey</Code></Error>", status_code=404, media_type="application/xml")
         return None

@@ -122,9 +122,18 @@ class EmulatorState:
 
     provider = "emulator"
 
-    def __init__(self, *, latency_seconds: float = 0.05, poll_after_ms: int | None = None, clock: Callable[[], float] = time.monotonic, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        latency_seconds: float = 0.05,
+        poll_after_ms: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int = 0,
+    ) -> None:
         self.latency_seconds = latency_seconds
-        self.poll_after_ms = poll_after_ms if poll_after_ms is not None else int(min(500, max(10, latency_seconds * 250)))
+        self.poll_after_ms = (
+            poll_after_ms if poll_after_ms is not None else int(min(500, max(10, latency_seconds * 250)))
+        )
         self.clock = clock
         self.faults = FaultPlan(seed)
         self.counters: Counter[str] = Counter()
@@ -156,8 +165,12 @@ def _rendered(width: int, height: int, duration: int) -> bytes:
     with tempfile.TemporaryDirectory(prefix="videogen-emulator-") as tmp:
         target = Path(tmp) / "video.mp4"
         render_title_card(
-            target, prompt=f"emulated {width}x{height} {duration}s", width=width, height=height,
-            duration=duration, fps=EMULATOR_FPS,
+            target,
+            prompt=f"emulated {width}x{height} {duration}s",
+            width=width,
+            height=height,
+            duration=duration,
+            fps=EMULATOR_FPS,
         )
         return target.read_bytes()
 
@@ -171,14 +184,24 @@ class DroppedDownload:
     """An ASGI response that announces the whole body (Content-Length), sends ``keep`` bytes, then
     fails, so uvicorn aborts the connection: the client sees a download dropped midway."""
 
-    def __init__(self, data: bytes, keep: int, *, media_type: str = "video/mp4", status: int = 200,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        keep: int,
+        *,
+        media_type: str = "video/mp4",
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.data, self.keep, self.media_type, self.status = data, keep, media_type, status
         self.headers = headers or {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        headers = [(b"content-type", self.media_type.encode()), (b"content-length", str(len(self.data)).encode()),
-                   *((k.lower().encode(), v.encode()) for k, v in self.headers.items())]
+        headers = [
+            (b"content-type", self.media_type.encode()),
+            (b"content-length", str(len(self.data)).encode()),
+            *((k.lower().encode(), v.encode()) for k, v in self.headers.items()),
+        ]
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.data[: self.keep], "more_body": True})
         raise ConnectionAbortedError("emulated connection drop mid-download")
@@ -237,14 +260,21 @@ def with_control_routes(emulator: EmulatorState) -> Any:
             return
         if path == f"{CONTROL_PREFIX}/reset" and scope["method"] == "POST":
             emulator.reset()
-        body = json.dumps({
-            "provider": emulator.provider,
-            "counters": dict(emulator.counters),
-            "charges": dict(getattr(emulator, "charges", {}) or {}),
-            "jobs": len(emulator.jobs),
-        }).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {
+                "provider": emulator.provider,
+                "counters": dict(emulator.counters),
+                "charges": dict(getattr(emulator, "charges", {}) or {}),
+                "jobs": len(emulator.jobs),
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     return wrapped
@@ -265,7 +295,11 @@ class EmulatorServer:
 
     def start(self) -> EmulatorServer:
         config = uvicorn.Config(
-            with_control_routes(self.emulator), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
+            with_control_routes(self.emulator),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
             access_log=False,
         )
         self._server = uvicorn.Server(config)
@@ -292,5 +326,6 @@ class EmulatorServer:
 
     def serve_forever(self) -> None:
         """Run in the foreground until interrupted (the ``prefect-videogen emulator`` command)."""
-        uvicorn.run(with_control_routes(self.emulator), host="127.0.0.1", port=self.port, log_level="warning",
-                    lifespan="off")
+        uvicorn.run(
+            with_control_routes(self.emulator), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )

@@ -43,14 +43,18 @@ def test_expansion_over_grid_rows_and_files(tmp_path):
     csv_file.write_text("id,subject,duration,aspect_ratio\nfox-1,a fox,8,9:16\nowl-1,an owl,4,16:9\n")
     rows = expand(PromptSource(template="{subject}, {style}", rows_file=str(csv_file), grid={"style": ["noir"]}))
     assert [(r.item_id, r.request.prompt, r.request.duration, r.request.aspect_ratio) for r in rows] == [
-        ("fox-1", "a fox, noir", 8, "9:16"), ("owl-1", "an owl, noir", 4, "16:9")]
+        ("fox-1", "a fox, noir", 8, "9:16"),
+        ("owl-1", "an owl, noir", 4, "16:9"),
+    ]
     jsonl = tmp_path / "rows.jsonl"
     jsonl.write_text('{"prompt": "a heron"}\n\n{"prompt": "a crane", "resolution": "high"}\n')
     assert [r.request.resolution for r in expand(PromptSource(rows_file=str(jsonl)))] == ["standard", "high"]
 
 
 async def test_one_bad_row_fails_the_batch_up_front(prefect_server, tmp_path):
-    source = PromptSource(rows=[{"prompt": "fine"}, {"prompt": "too long", "duration": 61}, {"prompt": "x", "aspect_ratio": "4:3"}])
+    source = PromptSource(
+        rows=[{"prompt": "fine"}, {"prompt": "too long", "duration": 61}, {"prompt": "x", "aspect_ratio": "4:3"}]
+    )
     with pytest.raises(InvalidBatch) as caught:
         await generate_videos(source, provider=renderer(tmp_path), storage=storage(tmp_path))
     message = str(caught.value)
@@ -60,8 +64,11 @@ async def test_one_bad_row_fails_the_batch_up_front(prefect_server, tmp_path):
 
 
 async def test_batch_stores_every_item_and_a_rerun_pays_nothing(prefect_server, tmp_path):
-    source = PromptSource(template="{subject} at {time_of_day} ({tag})", grid={**GRID, "tag": [tmp_path.name]},
-                          defaults={"duration": 1, "aspect_ratio": "9:16"})
+    source = PromptSource(
+        template="{subject} at {time_of_day} ({tag})",
+        grid={**GRID, "tag": [tmp_path.name]},
+        defaults={"duration": 1, "aspect_ratio": "9:16"},
+    )
     first = await generate_videos(source, provider=renderer(tmp_path), storage=storage(tmp_path), max_concurrency=3)
     assert first.counts == {"stored": 6}
     for item in first.items:
@@ -86,15 +93,32 @@ async def test_batch_stores_every_item_and_a_rerun_pays_nothing(prefect_server, 
 
 async def test_failures_are_isolated_and_reported_by_item(prefect_server, tmp_path, monkeypatch):
     override = tmp_path / "prices.json"
-    override.write_text(json.dumps({"providers": {"local": {"models": {"title-card": {
-        "provider_model_id": "title-card", "durations": {"min": 1, "max": 60}, "aspect_ratios": ["16:9", "9:16"],
-        "sizes": {"standard": {"16:9": "1280x720", "9:16": "720x1280"}},
-        "price": {"unit": "usd", "per_second": {"standard": 1.0}}}}}}}))
+    override.write_text(
+        json.dumps(
+            {
+                "providers": {
+                    "local": {
+                        "models": {
+                            "title-card": {
+                                "provider_model_id": "title-card",
+                                "durations": {"min": 1, "max": 60},
+                                "aspect_ratios": ["16:9", "9:16"],
+                                "sizes": {"standard": {"16:9": "1280x720", "9:16": "720x1280"}},
+                                "price": {"unit": "usd", "per_second": {"standard": 1.0}},
+                            }
+                        }
+                    }
+                }
+            }
+        )
+    )
     monkeypatch.setenv("PREFECT_VIDEOGEN_CATALOG", str(override))
-    source = PromptSource(template="{subject} {n}", grid={"subject": ["fox"], "n": [str(i) for i in range(5)]},
-                          defaults={"duration": 1})
-    result = await generate_videos(source, provider=renderer(tmp_path), storage=storage(tmp_path), max_cost_usd=3.0,
-                                   max_concurrency=5)
+    source = PromptSource(
+        template="{subject} {n}", grid={"subject": ["fox"], "n": [str(i) for i in range(5)]}, defaults={"duration": 1}
+    )
+    result = await generate_videos(
+        source, provider=renderer(tmp_path), storage=storage(tmp_path), max_cost_usd=3.0, max_concurrency=5
+    )
     assert result.counts == {"stored": 3, "refused": 2}
     refused = [i for i in result.items if i.status == "refused"]
     assert all("max_cost_usd" in i.error for i in refused)
@@ -103,8 +127,12 @@ async def test_failures_are_isolated_and_reported_by_item(prefect_server, tmp_pa
 
 
 async def test_preview_submits_nothing(prefect_server, tmp_path):
-    result = await generate_videos(PromptSource(template="{subject} at {time_of_day}", grid=GRID),
-                                   provider=renderer(tmp_path), storage=storage(tmp_path), preview=True)
+    result = await generate_videos(
+        PromptSource(template="{subject} at {time_of_day}", grid=GRID),
+        provider=renderer(tmp_path),
+        storage=storage(tmp_path),
+        preview=True,
+    )
     assert result.preview and result.counts == {"preview": 6}
     assert jobs(tmp_path) == []
     assert [p for p in (tmp_path / "videos").rglob("*") if p.is_file()] == []  # storage checked, nothing written
@@ -117,10 +145,16 @@ async def test_provider_concurrency_is_bounded(prefect_server, tmp_path, use_glo
         limit_name = f"videogen-test-{tmp_path.name[-20:]}".lower().replace("_", "-")
         async with get_client() as client:
             await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=limit_name, limit=1))
-    source = PromptSource(template="bounded {n}", grid={"n": [f"{tmp_path.name}-{i}" for i in range(3)]},
-                          defaults={"duration": 1})
-    await generate_videos(source, provider=renderer(tmp_path, delay=0.3), storage=storage(tmp_path),
-                          max_concurrency=1, concurrency_limit=limit_name)
+    source = PromptSource(
+        template="bounded {n}", grid={"n": [f"{tmp_path.name}-{i}" for i in range(3)]}, defaults={"duration": 1}
+    )
+    await generate_videos(
+        source,
+        provider=renderer(tmp_path, delay=0.3),
+        storage=storage(tmp_path),
+        max_concurrency=1,
+        concurrency_limit=limit_name,
+    )
     created = sorted(json.loads(p.read_text())["created_at"] for p in jobs(tmp_path))
     # One job in flight at a time: each is created only after the previous one's 0.3 s queue delay.
     assert len(created) == 3
@@ -131,8 +165,11 @@ async def test_rewrite_keeps_both_prompts_and_is_paid_once(prefect_server, tmp_p
     from prefect_videogen.blocks import ChatCompletionsCredentials
     from prefect_videogen.testing import ChatEmulator, EmulatorServer
 
-    source = PromptSource(template="{subject} {tag}", grid={"subject": ["a fox", "an owl"], "tag": [tmp_path.name]},
-                          defaults={"duration": 1})
+    source = PromptSource(
+        template="{subject} {tag}",
+        grid={"subject": ["a fox", "an owl"], "tag": [tmp_path.name]},
+        defaults={"duration": 1},
+    )
     with EmulatorServer(ChatEmulator()) as chat:
         creds = ChatCompletionsCredentials(api_key="sk-emulator-key", base_url=chat.base_url + "/v1")
         first = await generate_videos(source, provider=renderer(tmp_path), storage=storage(tmp_path), rewrite=creds)

@@ -22,10 +22,16 @@ def redis_available() -> bool:
 
 
 async def test_same_request_in_two_rows_is_paid_once(prefect_server, tmp_path):
-    source = PromptSource(rows=[{"id": "a", "prompt": f"twin {tmp_path.name}"}, {"id": "b", "prompt": f"twin {tmp_path.name}"}],
-                          defaults={"duration": 1})
-    result = await generate_videos(source, provider=LocalRenderer(queue_delay_seconds=0.2, jobs_dir=str(tmp_path / "jobs")),
-                                   storage=LocalVideoStorage(base_path=str(tmp_path / "videos")), max_concurrency=2)
+    source = PromptSource(
+        rows=[{"id": "a", "prompt": f"twin {tmp_path.name}"}, {"id": "b", "prompt": f"twin {tmp_path.name}"}],
+        defaults={"duration": 1},
+    )
+    result = await generate_videos(
+        source,
+        provider=LocalRenderer(queue_delay_seconds=0.2, jobs_dir=str(tmp_path / "jobs")),
+        storage=LocalVideoStorage(base_path=str(tmp_path / "videos")),
+        max_concurrency=2,
+    )
     assert result.counts == {"stored": 2}
     assert len({item.job_id for item in result.items}) == 1
     assert len(list((tmp_path / "jobs").glob("*.json"))) == 1

@@ -67,21 +67,39 @@ def test_submit_key_counts_the_base_url():
     assert direct != gateway
     assert direct == submit_key("openai", "acct", "fp", base_url="https://api.openai.com/v1/")
     plan = load_catalog().plan("openai", VideoRequest(prompt="a fox", model="sora-2"))
-    keys = {SubmitCachePolicy().compute_key(None, {"plan": plan, "provider": OpenAICredentials(
-        api_key="sk-same-key-for-both", base_url=url)}, {}) for url in ("https://api.openai.com/v1", "https://gw.example/v1")}
+    keys = {
+        SubmitCachePolicy().compute_key(
+            None, {"plan": plan, "provider": OpenAICredentials(api_key="sk-same-key-for-both", base_url=url)}, {}
+        )
+        for url in ("https://api.openai.com/v1", "https://gw.example/v1")
+    }
     assert len(keys) == 2
 
 
 def test_scenario_failure_without_a_stage_is_unknown_not_billed():
     rejection = classify_rejection(None, "Your request was rejected by the moderation system")
     assert rejection == Rejection(stage=None, charged=None)
-    job = VideoJob(provider="scenario", job_id="job_1", model="sora-2", status=JobStatus.FAILED, raw_status="failed",
-                   reported_cost=40, reported_cost_unit="creative_units", rejection=rejection)
+    job = VideoJob(
+        provider="scenario",
+        job_id="job_1",
+        model="sora-2",
+        status=JobStatus.FAILED,
+        raw_status="failed",
+        reported_cost=40,
+        reported_cost_unit="creative_units",
+        rejection=rejection,
+    )
     plan = load_catalog().plan("scenario", VideoRequest(prompt="a fox", model="sora-2"))
     status = charge_status(job, reported_cost(plan, job))
     assert status is ChargeStatus.UNKNOWN
-    entry = LedgerEntry.for_job(provider="scenario", job_id="job_1", model="sora-2", charge_status=status,
-                                estimated=estimate_cost(plan), reported=reported_cost(plan, job))
+    entry = LedgerEntry.for_job(
+        provider="scenario",
+        job_id="job_1",
+        model="sora-2",
+        charge_status=status,
+        estimated=estimate_cost(plan),
+        reported=reported_cost(plan, job),
+    )
     assert entry.charged_amount == 0 and entry.charged_usd == 0 and entry.open_usd == pytest.approx(0.4)
     [row] = summarize([entry])
     assert (row["billed_jobs"], row["usd"], row["unknown_jobs"], row["unknown_usd"]) == (0, 0.0, 1, 0.4)
@@ -93,8 +111,13 @@ def test_scenario_failure_without_a_stage_is_unknown_not_billed():
 async def test_ledger_skips_and_counts_damaged_lines(tmp_path, caplog):
     ledger = Ledger(VideoStorage(str(tmp_path)))
     plan = load_catalog().plan("apiframe", VideoRequest(prompt="a fox", model="sora-2"))
-    good = LedgerEntry.for_job(provider="apiframe", job_id="j1", model="sora-2", charge_status=ChargeStatus.BILLED,
-                               estimated=estimate_cost(plan))
+    good = LedgerEntry.for_job(
+        provider="apiframe",
+        job_id="j1",
+        model="sora-2",
+        charge_status=ChargeStatus.BILLED,
+        estimated=estimate_cost(plan),
+    )
     await ledger.record(good)
     folder = tmp_path / "ledger" / "apiframe"
     (folder / "j1.jsonl").write_text((folder / "j1.jsonl").read_text() + "{garbage\n")
@@ -119,12 +142,26 @@ def test_costs_command_reports_damage_pending_and_unknown(tmp_path, capsys, monk
     estimated = estimate_cost(plan)
 
     async def book() -> None:
-        await ledger.record(LedgerEntry.for_job(provider="openai", job_id="", claim_key="c1", model="sora-2",
-                                                charge_status=ChargeStatus.PENDING, estimated=estimated))
-        await ledger.record(LedgerEntry.for_job(provider="openai", job_id="v2", model="sora-2",
-                                                charge_status=ChargeStatus.UNKNOWN, estimated=estimated))
-        await ledger.record(LedgerEntry.for_job(provider="openai", job_id="v3", model="sora-2",
-                                                charge_status=ChargeStatus.BILLED, estimated=estimated))
+        await ledger.record(
+            LedgerEntry.for_job(
+                provider="openai",
+                job_id="",
+                claim_key="c1",
+                model="sora-2",
+                charge_status=ChargeStatus.PENDING,
+                estimated=estimated,
+            )
+        )
+        await ledger.record(
+            LedgerEntry.for_job(
+                provider="openai", job_id="v2", model="sora-2", charge_status=ChargeStatus.UNKNOWN, estimated=estimated
+            )
+        )
+        await ledger.record(
+            LedgerEntry.for_job(
+                provider="openai", job_id="v3", model="sora-2", charge_status=ChargeStatus.BILLED, estimated=estimated
+            )
+        )
 
     asyncio.run(book())
     (tmp_path / "ledger" / "openai" / "v4.jsonl").write_bytes(b'{"provider": "openai", "job_\xff')
@@ -160,9 +197,14 @@ def s3_endpoint():
     moto_server = pytest.importorskip("moto.server", reason="moto[server] is needed for the S3 tests")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with pytest.MonkeyPatch.context() as env:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
-                            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}.items():
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }.items():
             env.setenv(name, value)
         server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
@@ -210,8 +252,9 @@ def credentials(provider: str, base_url: str):
     if provider == "openai":
         return OpenAICredentials(api_key="sk-emulator-key", base_url=base_url + "/v1")
     if provider == "scenario":
-        return ScenarioCredentials(api_key="emu-key", api_secret="emu-secret", base_url=base_url + "/v1",
-                                   poll_interval_seconds=0.02)
+        return ScenarioCredentials(
+            api_key="emu-key", api_secret="emu-secret", base_url=base_url + "/v1", poll_interval_seconds=0.02
+        )
     return APIFrameCredentials(api_key=EMULATOR_API_KEY, base_url=base_url, poll_interval_seconds=0.02)
 
 
@@ -251,8 +294,9 @@ async def test_a_500_after_the_job_exists_never_pays_twice(prefect_server, tmp_p
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-async def test_a_submit_answered_after_the_client_timeout_is_not_paid_again(prefect_server, tmp_path, provider,
-                                                                           monkeypatch):
+async def test_a_submit_answered_after_the_client_timeout_is_not_paid_again(
+    prefect_server, tmp_path, provider, monkeypatch
+):
     block_type = type(credentials(provider, "http://127.0.0.1:9"))
     original = block_type.get_client
 
@@ -308,15 +352,20 @@ async def test_batch_keeps_job_id_and_charge_when_the_download_fails(prefect_ser
         emulator.faults.rate("download", 1.0, Fault(status=404))
         creds = credentials("openai", server.base_url)
         storage = LocalVideoStorage(base_path=str(tmp_path / "videos"))
-        source = PromptSource(template="a crane {n} {tag}", grid={"n": ["1", "2"], "tag": [tmp_path.name]},
-                              defaults={"model": "sora-2", "duration": 4})
+        source = PromptSource(
+            template="a crane {n} {tag}",
+            grid={"n": ["1", "2"], "tag": [tmp_path.name]},
+            defaults={"model": "sora-2", "duration": 4},
+        )
         result = await generate_videos(source, provider=creds, storage=storage, batch_name="keeps-charges")
     assert result.counts == {"failed": 2}
     assert {i.job_id for i in result.items} == set(emulator.charges)  # every billed job named
     assert [i.cost_usd for i in result.items] == [0.4, 0.4] and result.total_cost_usd == pytest.approx(0.8)
     from prefect_videogen.batch.manifest import ManifestStore
 
-    manifest = await ManifestStore(storage.get_storage(), "keeps-charges").load(batch_id="keeps-charges", provider="openai")
+    manifest = await ManifestStore(storage.get_storage(), "keeps-charges").load(
+        batch_id="keeps-charges", provider="openai"
+    )
     assert {i.job_id for i in manifest.items.values()} == set(emulator.charges)
     assert {i.charge_status for i in manifest.items.values()} == {"billed"}
 
@@ -333,7 +382,15 @@ def test_resume_command_finishes_a_pending_job(prefect_server, tmp_path, monkeyp
         with pytest.raises(Exception, match="still"):
             asyncio.run(generate_video(request, provider=creds, storage=storage, timeout_seconds=0.2))
         monkeypatch.setenv("OPENAI_API_KEY", "sk-emulator-key")
-        args = ["resume", "--provider", "openai", "--base-url", server.base_url + "/v1", "--out", str(tmp_path / "videos")]
+        args = [
+            "resume",
+            "--provider",
+            "openai",
+            "--base-url",
+            server.base_url + "/v1",
+            "--out",
+            str(tmp_path / "videos"),
+        ]
         assert main([*args, "--timeout", "0.2"]) == 1  # still running: reported as pending, nothing submitted
         assert "pending" in capsys.readouterr().out
         now[0] = 200.0
@@ -348,15 +405,18 @@ async def test_batch_rerun_survives_a_damaged_ledger(prefect_server, tmp_path, c
 
     storage = LocalVideoStorage(base_path=str(tmp_path / "videos"))
     provider = LocalRenderer(jobs_dir=str(tmp_path / "jobs"), queue_delay_seconds=0, fps=6)
-    source = PromptSource(template="a wren {n} {tag}", grid={"n": ["1", "2"], "tag": [tmp_path.name]},
-                          defaults={"duration": 1})
+    source = PromptSource(
+        template="a wren {n} {tag}", grid={"n": ["1", "2"], "tag": [tmp_path.name]}, defaults={"duration": 1}
+    )
     first = await generate_videos(source, provider=provider, storage=storage, batch_name="damaged")
     assert first.counts == {"stored": 2}
     job_files = sorted((tmp_path / "videos" / "ledger" / "local").glob("local_*.jsonl"))
     assert len(job_files) == 2
     job_files[0].write_bytes(job_files[0].read_bytes() + b'{"provider": "local", "job_id": "tru\n')
     job_files[1].write_bytes(job_files[1].read_bytes() + b"\xff\xfe\x80 not utf-8\n")
-    shutil.rmtree(tmp_path / "videos" / "manifests")  # the rerun goes through every step again, and books every job again
+    shutil.rmtree(
+        tmp_path / "videos" / "manifests"
+    )  # the rerun goes through every step again, and books every job again
     with caplog.at_level(logging.WARNING, logger="prefect_videogen.ledger"):
         again = await generate_videos(source, provider=provider, storage=storage, batch_name="damaged")
     assert again.counts == {"stored": 2}

@@ -21,8 +21,20 @@ from prefect_videogen.testing import EmulatorServer, Fault, OpenAIEmulator
 
 
 def test_cli_generates_in_process(prefect_server, tmp_path, capsys):
-    code = main(["generate", "a red fox running through fresh snow", "--provider", "local", "--duration", "2",
-                 "--aspect", "9:16", "--out", str(tmp_path / "videos")])
+    code = main(
+        [
+            "generate",
+            "a red fox running through fresh snow",
+            "--provider",
+            "local",
+            "--duration",
+            "2",
+            "--aspect",
+            "9:16",
+            "--out",
+            str(tmp_path / "videos"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     video = next(line.split(None, 1)[1] for line in out.splitlines() if line.startswith("video:"))
@@ -48,9 +60,22 @@ def test_console_script_on_an_ephemeral_server(tmp_path):
     env["PREFECT_VIDEOGEN_LOCAL_JOBS"] = str(tmp_path / "jobs")
     script = os.path.join(os.path.dirname(sys.executable), "prefect-videogen")
     completed = subprocess.run(
-        [script, "generate", "a red fox running through fresh snow", "--provider", "local", "--duration", "4",
-         "--aspect", "9:16"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
+        [
+            script,
+            "generate",
+            "a red fox running through fresh snow",
+            "--provider",
+            "local",
+            "--duration",
+            "4",
+            "--aspect",
+            "9:16",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     video = next(line.split(None, 1)[1] for line in completed.stdout.splitlines() if line.startswith("video:"))
@@ -61,12 +86,24 @@ def test_console_script_on_an_ephemeral_server(tmp_path):
 
 # -- failing cleanly (issue 14) ----------------------------------------------------------------------------
 
-def cli(args: list[str], cwd, *, env: dict[str, str] | None = None, timeout: float = 120,
-        ) -> tuple[subprocess.CompletedProcess, float]:
+
+def cli(
+    args: list[str],
+    cwd,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> tuple[subprocess.CompletedProcess, float]:
     """The CLI in a subprocess on the session's Prefect server; (completed process, seconds it took)."""
     started = time.monotonic()
-    completed = subprocess.run([sys.executable, "-m", "prefect_videogen.cli", *args], cwd=cwd, env=env or cli_env(),
-                               capture_output=True, text=True, timeout=timeout)
+    completed = subprocess.run(
+        [sys.executable, "-m", "prefect_videogen.cli", *args],
+        cwd=cwd,
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return completed, time.monotonic() - started
 
 
@@ -87,8 +124,20 @@ def error_lines(stderr: str) -> list[str]:
 def test_block_name_loads_the_saved_block(prefect_server, tmp_path, capsys):
     name = f"cli-renderer-{uuid.uuid4().hex[:8]}"
     LocalRenderer(jobs_dir=str(tmp_path / "jobs"), queue_delay_seconds=0).save(name)
-    code = main(["generate", fresh("a heron at dawn over a still lake"), "--provider", "local", "--block", name,
-                 "--duration", "2", "--out", str(tmp_path / "videos")])
+    code = main(
+        [
+            "generate",
+            fresh("a heron at dawn over a still lake"),
+            "--provider",
+            "local",
+            "--block",
+            name,
+            "--duration",
+            "2",
+            "--out",
+            str(tmp_path / "videos"),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     video = next(line.split(None, 1)[1] for line in captured.out.splitlines() if line.startswith("video:"))
@@ -115,8 +164,11 @@ def test_markup_in_values_is_printed_literally(tmp_path, capsys):
 def test_error_text_is_one_plain_line():
     stream = io.StringIO()
     with contextlib.redirect_stderr(stream):
-        print_error("openai job video_1 failed [moderation_blocked]: blocked [/x]\nsecond line \x1b[31mred "
-                    "Bearer sk-abcdefghijklmnop", hint="a [bold]hint[/bold]")
+        print_error(
+            "openai job video_1 failed [moderation_blocked]: blocked [/x]\nsecond line \x1b[31mred "
+            "Bearer sk-abcdefghijklmnop",
+            hint="a [bold]hint[/bold]",
+        )
     assert stream.getvalue() == (
         "error: openai job video_1 failed [moderation_blocked]: blocked [/x] second line  [31mred Bearer ***\n"
         "hint: a [bold]hint[/bold]\n"
@@ -125,8 +177,9 @@ def test_error_text_is_one_plain_line():
 
 def test_a_non_image_file_is_one_error_line_without_traceback(prefect_server, tmp_path):
     (tmp_path / "frame.png").write_text("this is not an image\n")
-    completed, _ = cli(["generate", fresh("a fox"), "--image", "frame.png", "--duration", "2", "--out", "videos"],
-                       tmp_path)
+    completed, _ = cli(
+        ["generate", fresh("a fox"), "--image", "frame.png", "--duration", "2", "--out", "videos"], tmp_path
+    )
     assert completed.returncode != 0
     assert "Traceback" not in completed.stderr and "Traceback" not in completed.stdout
     [line] = error_lines(completed.stderr)
@@ -138,8 +191,20 @@ def test_moderation_code_keeps_its_brackets(prefect_server, tmp_path):
     emulator = OpenAIEmulator(latency_seconds=0.05)
     emulator.faults.add("create", Fault(reject="output"))
     with EmulatorServer(emulator) as server:
-        completed, _ = cli(["generate", fresh("a fox"), "--provider", "openai", "--base-url", f"{server.base_url}/v1",
-                            "--out", "videos"], tmp_path, env=cli_env(OPENAI_API_KEY=emulator.api_key))
+        completed, _ = cli(
+            [
+                "generate",
+                fresh("a fox"),
+                "--provider",
+                "openai",
+                "--base-url",
+                f"{server.base_url}/v1",
+                "--out",
+                "videos",
+            ],
+            tmp_path,
+            env=cli_env(OPENAI_API_KEY=emulator.api_key),
+        )
     assert completed.returncode == 1
     [line] = error_lines(completed.stderr)
     assert "[moderation_blocked]" in line, completed.stderr
@@ -156,8 +221,20 @@ def closed_port() -> int:
 def test_a_refused_connection_is_one_error_line(prefect_server, tmp_path):
     """With the suite's instant task retries: whatever the HTTP layer raises is printed as one line."""
     port = closed_port()
-    completed, _ = cli(["generate", fresh("a fox"), "--provider", "openai", "--base-url", f"http://127.0.0.1:{port}/v1",
-                        "--out", "videos"], tmp_path, env=cli_env(OPENAI_API_KEY="sk-emulator-key"))
+    completed, _ = cli(
+        [
+            "generate",
+            fresh("a fox"),
+            "--provider",
+            "openai",
+            "--base-url",
+            f"http://127.0.0.1:{port}/v1",
+            "--out",
+            "videos",
+        ],
+        tmp_path,
+        env=cli_env(OPENAI_API_KEY="sk-emulator-key"),
+    )
     assert completed.returncode == 1
     [line] = error_lines(completed.stderr)
     assert line.startswith("error: openai: ") and "Traceback" not in completed.stderr, completed.stderr
@@ -168,8 +245,12 @@ def test_a_refused_connection_fails_within_seconds_naming_the_url(prefect_server
     url = f"http://127.0.0.1:{port}"
     env = cli_env(APIFRAME_API_KEY="afk_emulator_refused_0001")
     env.pop("PREFECT_VIDEOGEN_RETRY_DELAYS", None)  # the user's defaults, not the suite's instant retries
-    completed, seconds = cli(["generate", fresh("a fox"), "--provider", "apiframe", "--base-url", url,
-                              "--out", "videos"], tmp_path, env=env, timeout=30)
+    completed, seconds = cli(
+        ["generate", fresh("a fox"), "--provider", "apiframe", "--base-url", url, "--out", "videos"],
+        tmp_path,
+        env=env,
+        timeout=30,
+    )
     assert completed.returncode != 0
     [line] = error_lines(completed.stderr)
     assert f"127.0.0.1:{port}" in line and "no job was created" in line, completed.stderr
@@ -180,11 +261,25 @@ def test_a_refused_connection_fails_within_seconds_naming_the_url(prefect_server
 def test_ctrl_c_exits_quickly_and_names_the_job_to_resume(prefect_server, tmp_path):
     emulator = OpenAIEmulator(latency_seconds=600)
     with EmulatorServer(emulator) as server:
-        args = ["generate", fresh("a fox"), "--provider", "openai", "--base-url", f"{server.base_url}/v1",
-                "--out", "videos"]
+        args = [
+            "generate",
+            fresh("a fox"),
+            "--provider",
+            "openai",
+            "--base-url",
+            f"{server.base_url}/v1",
+            "--out",
+            "videos",
+        ]
         env = cli_env(OPENAI_API_KEY=emulator.api_key)
-        process = subprocess.Popen([sys.executable, "-m", "prefect_videogen.cli", *args], cwd=tmp_path, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "prefect_videogen.cli", *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 120
             while emulator.counters["polls"] < 1:  # polled: the submit has returned and was reported
@@ -227,7 +322,18 @@ def test_batch_command_runs_a_csv_with_a_summary(prefect_server, tmp_path, capsy
     prompts = tmp_path / "prompts.csv"
     prompts.write_text("subject,when\na fox [bold]x[/bold],dawn\nan owl,dusk\n")
     out = str(tmp_path / "videos")
-    argv = ["batch", str(prompts), "--template", "{subject} at {when}", "--duration", "1", "--out", out, "--name", "cli"]
+    argv = [
+        "batch",
+        str(prompts),
+        "--template",
+        "{subject} at {when}",
+        "--duration",
+        "1",
+        "--out",
+        out,
+        "--name",
+        "cli",
+    ]
     assert main([*argv, "--preview"]) == 0
     preview = capsys.readouterr().out
     assert "preview cli: 2 preview" in preview and not (tmp_path / "videos" / "manifests").exists()

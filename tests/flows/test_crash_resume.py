@@ -38,8 +38,12 @@ def runner_env() -> dict[str, str]:
     """The harness's API and PREFECT_HOME, so the runner's task caches are the test's."""
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME
 
-    return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(PREFECT_HOME.value()),
-            "PREFECT_LOGGING_LEVEL": "WARNING"}
+    return {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PREFECT_HOME": str(PREFECT_HOME.value()),
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
 
 
 @pytest.fixture
@@ -49,7 +53,8 @@ def apiframe_process(tmp_path) -> Iterator[str]:
     log = (tmp_path / "emulator.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect_videogen.cli", "emulator", "apiframe", "--port", str(port), "--latency", "1.5"],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -75,8 +80,11 @@ def emulator_state(base_url: str) -> dict:
 
 def start_runner(args: dict, stderr_path: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(RUNNER), json.dumps(args)], env=runner_env(), text=True,
-        stdout=subprocess.PIPE, stderr=stderr_path.open("a"),
+        [sys.executable, str(RUNNER), json.dumps(args)],
+        env=runner_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=stderr_path.open("a"),
     )
 
 
@@ -121,19 +129,29 @@ def ledger_lines(storage_dir: Path, provider: str) -> dict[str, int]:
     """
     counts = {}
     for f in (storage_dir / "ledger" / provider).glob("*.jsonl"):
-        charges = [line for line in f.read_text().splitlines()
-                   if line.strip() and json.loads(line)["charge_status"] != "pending"]
+        charges = [
+            line
+            for line in f.read_text().splitlines()
+            if line.strip() and json.loads(line)["charge_status"] != "pending"
+        ]
         if charges or not f.stem.startswith("claim-"):
             counts[f.stem] = len(charges)
     return counts
 
 
 @pytest.mark.parametrize("kill_after", ["submitted", "stored"])
-async def test_apiframe_batch_killed_and_rerun_pays_each_job_once(prefect_server, tmp_path, apiframe_process,
-                                                                 kill_after):
+async def test_apiframe_batch_killed_and_rerun_pays_each_job_once(
+    prefect_server, tmp_path, apiframe_process, kill_after
+):
     storage_dir = tmp_path / "videos"
-    args = {"provider": "apiframe", "base_url": apiframe_process, "storage": str(storage_dir),
-            "tag": f"apiframe-{tmp_path.name}", "items": ITEMS, "concurrency": 4}
+    args = {
+        "provider": "apiframe",
+        "base_url": apiframe_process,
+        "storage": str(storage_dir),
+        "tag": f"apiframe-{tmp_path.name}",
+        "items": ITEMS,
+        "concurrency": 4,
+    }
     stderr = tmp_path / "runner.log"
 
     kill_at(start_runner(args, stderr), kill_after, stderr)
@@ -162,8 +180,15 @@ async def test_apiframe_batch_killed_and_rerun_pays_each_job_once(prefect_server
 
 async def test_local_batch_killed_and_rerun_renders_each_job_once(prefect_server, tmp_path):
     storage_dir, jobs_dir = tmp_path / "videos", tmp_path / "jobs"
-    args = {"provider": "local", "jobs_dir": str(jobs_dir), "storage": str(storage_dir),
-            "tag": f"local-{tmp_path.name}", "items": ITEMS, "concurrency": 4, "queue_delay_seconds": 1.5}
+    args = {
+        "provider": "local",
+        "jobs_dir": str(jobs_dir),
+        "storage": str(storage_dir),
+        "tag": f"local-{tmp_path.name}",
+        "items": ITEMS,
+        "concurrency": 4,
+        "queue_delay_seconds": 1.5,
+    }
     stderr = tmp_path / "runner.log"
 
     kill_at(start_runner(args, stderr), "submitted", stderr)
@@ -189,7 +214,8 @@ def emulator_of(provider: str):
     from prefect_videogen.testing import APIFrameEmulator, OpenAIEmulator, ScenarioEmulator
 
     return {"openai": OpenAIEmulator, "scenario": ScenarioEmulator, "apiframe": APIFrameEmulator}[provider](
-        latency_seconds=0.3)
+        latency_seconds=0.3
+    )
 
 
 def wait_until(condition, what: str, timeout: float = 60.0) -> None:
@@ -219,8 +245,14 @@ async def test_sigkill_during_in_flight_creates_then_rerun_pays_each_job_once(pr
         emulator = server.emulator
         # Every create is made at once and answered 5 s later: the kill lands while 4 answers are in flight.
         emulator.faults.rate("create", 1.0, Fault(answer_delay_seconds=5.0))
-        args = {"provider": provider, "base_url": server.base_url, "storage": str(storage_dir),
-                "tag": f"{provider}-{tmp_path.name}", "items": ITEMS, "concurrency": 4}
+        args = {
+            "provider": provider,
+            "base_url": server.base_url,
+            "storage": str(storage_dir),
+            "tag": f"{provider}-{tmp_path.name}",
+            "items": ITEMS,
+            "concurrency": 4,
+        }
         process = start_runner(args, stderr)
         wait_until(lambda: emulator.counters["jobs_created"] >= 4, "four jobs in flight")
         os.kill(process.pid, signal.SIGKILL)
@@ -241,8 +273,11 @@ async def test_sigkill_during_in_flight_creates_then_rerun_pays_each_job_once(pr
             # No jobs listing is documented: the four orphans fail as SubmitUncertain, zero new jobs for them,
             # and their estimates stay in the books as pending.
             assert counts == {"stored": ITEMS - 4, "failed": 4}
-            assert all("SubmitUncertain" in (i["error"] or "") or "cannot be looked up" in (i["error"] or "")
-                       for i in items if i["status"] == "failed")
+            assert all(
+                "SubmitUncertain" in (i["error"] or "") or "cannot be looked up" in (i["error"] or "")
+                for i in items
+                if i["status"] == "failed"
+            )
             assert len(pending) == 4
             assert billed + sum(e.estimated.amount for e in pending) == sum(emulator.charges.values())
         else:
@@ -260,12 +295,25 @@ async def test_two_processes_run_the_same_batch_at_once_without_redis(prefect_se
         emulator = server.emulator
         # A slow answer widens the window in which both processes want the same item.
         emulator.faults.rate("create", 1.0, Fault(answer_delay_seconds=0.3))
-        args = {"provider": provider, "base_url": server.base_url, "storage": str(storage_dir),
-                "tag": f"{provider}-{tmp_path.name}", "items": 6, "concurrency": 3}
+        args = {
+            "provider": provider,
+            "base_url": server.base_url,
+            "storage": str(storage_dir),
+            "tag": f"{provider}-{tmp_path.name}",
+            "items": 6,
+            "concurrency": 3,
+        }
         env = {k: v for k, v in runner_env().items() if k != "PREFECT_VIDEOGEN_REDIS_URL"}
-        processes = [subprocess.Popen([sys.executable, str(RUNNER), json.dumps(args)], env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=(tmp_path / f"runner{i}.log").open("a"))
-                     for i in range(2)]
+        processes = [
+            subprocess.Popen(
+                [sys.executable, str(RUNNER), json.dumps(args)],
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=(tmp_path / f"runner{i}.log").open("a"),
+            )
+            for i in range(2)
+        ]
         results = [finished(p, tmp_path / f"runner{i}.log") for i, p in enumerate(processes)]
         print(f"\n{provider} two processes: {dict(emulator.counters)} {[r[0] for r in results]}")
         assert emulator.counters["jobs_created"] == 6

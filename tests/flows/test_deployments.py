@@ -59,7 +59,9 @@ def test_the_file_has_a_scheduled_batch_and_an_adhoc_deployment():
         assert isinstance(spec["concurrency_limit"], int) and spec["concurrency_limit"] >= 1
         assert "videogen" in spec["tags"] and spec["enforce_parameter_schema"] is True
     [pull] = config["pull"]
-    assert pull == {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PREFECT_VIDEOGEN_CHECKOUT }}"}}
+    assert pull == {
+        "prefect.deployments.steps.set_working_directory": {"directory": "{{ $PREFECT_VIDEOGEN_CHECKOUT }}"}
+    }
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -82,8 +84,11 @@ def test_parameters_validate_against_the_flow_schema(name):
 
 @pytest.mark.parametrize(
     ("name", "path", "bad"),
-    [("daily", ("prompts", "defaults", "aspect_ratio"), "4:3"), ("adhoc", ("request", "resolution"), "ultra"),
-     ("adhoc", ("request", "colour"), "red")],
+    [
+        ("daily", ("prompts", "defaults", "aspect_ratio"), "4:3"),
+        ("adhoc", ("request", "resolution"), "ultra"),
+        ("adhoc", ("request", "colour"), "red"),
+    ],
 )
 def test_a_bad_parameter_fails_both_validations(name, path, bad):
     flow = load_flow_from_entrypoint(SPECS[name]["entrypoint"], use_placeholder_flow=False)

@@ -40,7 +40,9 @@ async def read_event(name: str, resource_id: str, *, timeout: float = 20.0) -> E
     async with get_client() as client:
         while True:
             # A fresh filter each time: its default window ends at its creation.
-            event_filter = EventFilter(event=EventNameFilter(name=[name]), resource=EventResourceFilter(id=[resource_id]))
+            event_filter = EventFilter(
+                event=EventNameFilter(name=[name]), resource=EventResourceFilter(id=[resource_id])
+            )
             page = await client.read_events(filter=event_filter, limit=10)
             if page.events or time.monotonic() > deadline:
                 break
@@ -56,8 +58,10 @@ def related_roles(event: Event) -> dict[str, str]:
 async def test_completed_event_on_the_local_renderer(prefect_server, tmp_path):
     request = VideoRequest(prompt=f"a fox at dawn ({tmp_path.name})", duration=1, aspect_ratio="9:16")
     state = await generate_video(
-        request, provider=LocalRenderer(queue_delay_seconds=0, jobs_dir=str(tmp_path / "jobs")),
-        storage=LocalVideoStorage(base_path=str(tmp_path / "videos")), return_state=True,
+        request,
+        provider=LocalRenderer(queue_delay_seconds=0, jobs_dir=str(tmp_path / "jobs")),
+        storage=LocalVideoStorage(base_path=str(tmp_path / "videos")),
+        return_state=True,
     )
     result = await state.aresult()
     event = await read_event("videogen.video.completed", f"videogen.job.local.{result.job_id}")
@@ -83,8 +87,11 @@ async def test_failed_event_on_a_content_policy_rejection(prefect_server, apifra
     apiframe.emulator.faults.add("create", Fault(reject="output"))
     block = APIFrameCredentials(api_key=EMULATOR_API_KEY, base_url=apiframe.base_url, poll_interval_seconds=0.01)
     with pytest.raises(ContentRejected) as caught:
-        await generate_video(VideoRequest(prompt=f"a fox ({tmp_path.name})", duration=4), provider=block,
-                             storage=LocalVideoStorage(base_path=str(tmp_path / "videos")))
+        await generate_video(
+            VideoRequest(prompt=f"a fox ({tmp_path.name})", duration=4),
+            provider=block,
+            storage=LocalVideoStorage(base_path=str(tmp_path / "videos")),
+        )
     job_id = caught.value.job_id
     event = await read_event("videogen.video.failed", f"videogen.job.apiframe.{job_id}")
     assert event.resource["videogen.provider"] == "apiframe" and event.resource["videogen.model"] == "sora-2"
@@ -98,7 +105,9 @@ async def test_failed_event_on_a_content_policy_rejection(prefect_server, apifra
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("failure_automation", REPO_ROOT / "examples" / "failure_automation.py")
+    spec = importlib.util.spec_from_file_location(
+        "failure_automation", REPO_ROOT / "examples" / "failure_automation.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

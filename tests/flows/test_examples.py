@@ -50,20 +50,28 @@ def frame_at(path: str, seconds: float) -> np.ndarray:
 async def test_montage_of_three_clips_with_a_letterboxed_portrait_one(prefect_server, tmp_path):
     prompts = PromptSource(
         template="{subject} ({run})",
-        rows=[{"subject": "a fox at dawn", "duration": 1}, {"subject": "an owl at dusk", "duration": 2},
-              {"subject": "a heron in fog", "duration": 1, "aspect_ratio": "9:16"}],
+        rows=[
+            {"subject": "a fox at dawn", "duration": 1},
+            {"subject": "an owl at dusk", "duration": 2},
+            {"subject": "a heron in fog", "duration": 1, "aspect_ratio": "9:16"},
+        ],
         grid={"run": [tmp_path.name]},
         defaults={"aspect_ratio": "16:9"},
     )
     state = await montage.montage_pipeline(
-        prompts, provider=LocalRenderer(queue_delay_seconds=0, jobs_dir=str(tmp_path / "jobs")),
-        storage=LocalVideoStorage(base_path=str(tmp_path / "videos")), return_state=True,
+        prompts,
+        provider=LocalRenderer(queue_delay_seconds=0, jobs_dir=str(tmp_path / "jobs")),
+        storage=LocalVideoStorage(base_path=str(tmp_path / "videos")),
+        return_state=True,
     )
     result = await state.aresult()
 
     clips = [probe_video(c) for c in result.clips]
     assert [(c.width, c.height, c.duration_seconds) for c in clips] == [
-        (1280, 720, 1.0), (1280, 720, 2.0), (720, 1280, 1.0)]
+        (1280, 720, 1.0),
+        (1280, 720, 2.0),
+        (720, 1280, 1.0),
+    ]
     probe = probe_video(result.uri)
     assert result.uri == str(tmp_path / "videos" / "montages" / f"{result.batch_id}.mp4")
     assert (probe.width, probe.height, probe.codec) == (1280, 720, "h264")
@@ -80,8 +88,11 @@ async def test_montage_of_three_clips_with_a_letterboxed_portrait_one(prefect_se
 
     # generate_videos ran as a subflow of the montage run.
     async with get_client() as client:
-        children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])))
+        children = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
     assert [(c.flow_id is not None, c.state_name) for c in children] == [(True, "Completed")]
 
 
@@ -91,8 +102,9 @@ async def test_no_montage_when_a_clip_is_missing(prefect_server, tmp_path):
         apiframe.emulator.faults.add("create", Fault(reject="prompt"))  # one of the two jobs is rejected
         block = APIFrameCredentials(api_key=EMULATOR_API_KEY, base_url=apiframe.base_url, poll_interval_seconds=0.01)
         with pytest.raises(VideoGenError, match=r"1 clip\(s\) missing: item-\w+ \(rejected: .*content policy"):
-            await montage.montage_pipeline(prompts, provider=block,
-                                           storage=LocalVideoStorage(base_path=str(tmp_path / "videos")))
+            await montage.montage_pipeline(
+                prompts, provider=block, storage=LocalVideoStorage(base_path=str(tmp_path / "videos"))
+            )
         assert apiframe.emulator.counters["jobs_created"] == 2
     assert len(list((tmp_path / "videos").rglob("*.mp4"))) == 1  # the other clip is stored, for a rerun
     assert not (tmp_path / "videos" / "montages").exists()

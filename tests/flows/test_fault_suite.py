@@ -56,17 +56,20 @@ class Scenario:
     seed: int
 
 
-QUICK = Scenario(videos=50, concurrency=10, rate_limited=0.30, server_errors=0.10, dropped_downloads=0.10,
-                 rejected=0.05, seed=8)
-LONG_RUN = Scenario(videos=300, concurrency=20, rate_limited=0.40, server_errors=0.15, dropped_downloads=0.15,
-                    rejected=0.08, seed=88)
+QUICK = Scenario(
+    videos=50, concurrency=10, rate_limited=0.30, server_errors=0.10, dropped_downloads=0.10, rejected=0.05, seed=8
+)
+LONG_RUN = Scenario(
+    videos=300, concurrency=20, rate_limited=0.40, server_errors=0.15, dropped_downloads=0.15, rejected=0.08, seed=88
+)
 
 
 def inject_faults(emulator: APIFrameEmulator, s: Scenario) -> None:
     """Seeded random faults. FaultPlan draws the rates of one endpoint in order, first hit wins."""
     faults = emulator.faults
-    faults.rate("create", s.rate_limited, Fault(status=429, body={"error": "Too many requests"},
-                                                headers={"Retry-After": "0"}))
+    faults.rate(
+        "create", s.rate_limited, Fault(status=429, body={"error": "Too many requests"}, headers={"Retry-After": "0"})
+    )
     # An ambiguous 5xx: the job WAS created, the answer says otherwise; the retry must replay it.
     # retry-after-ms 0 keeps the transport's backoff out of the test's wall time.
     faults.rate("create", s.server_errors, Fault(status=503, after_create=True, headers={"retry-after-ms": "0"}))
@@ -77,18 +80,22 @@ def inject_faults(emulator: APIFrameEmulator, s: Scenario) -> None:
 
 def source(tag: str, n: int) -> PromptSource:
     # The tag keeps prompts unique per test: submit caches are keyed on the request and live all session.
-    return PromptSource(template="a paper boat, take {n}, {tag}",
-                        grid={"n": [str(i) for i in range(n)], "tag": [tag]},
-                        defaults={"model": "sora-2", "duration": 4})
+    return PromptSource(
+        template="a paper boat, take {n}, {tag}",
+        grid={"n": [str(i) for i in range(n)], "tag": [tag]},
+        defaults={"model": "sora-2", "duration": 4},
+    )
 
 
-async def run_until_settled(src: PromptSource, creds: APIFrameCredentials, storage: LocalVideoStorage,
-                            concurrency: int) -> tuple[list, list[list[str]]]:
+async def run_until_settled(
+    src: PromptSource, creds: APIFrameCredentials, storage: LocalVideoStorage, concurrency: int
+) -> tuple[list, list[list[str]]]:
     """Run the batch, then rerun it while items failed for a reason a rerun can cure."""
     failures_per_run: list[list[str]] = []
     for _ in range(1 + MAX_RERUNS):
-        result = await generate_videos(src, provider=creds, storage=storage, max_concurrency=concurrency,
-                                       batch_name="faults")
+        result = await generate_videos(
+            src, provider=creds, storage=storage, max_concurrency=concurrency, batch_name="faults"
+        )
         failed = [i for i in result.items if i.status == "failed"]
         failures_per_run.append([i.error or "" for i in failed])
         if not failed:
@@ -106,8 +113,10 @@ async def check_batch(s: Scenario, tag: str, tmp_path, record_property) -> None:
         items, failures = await run_until_settled(source(tag, s.videos), creds, storage, s.concurrency)
     seconds = time.monotonic() - started
     counters = dict(emulator.counters)
-    record_property("fault_suite", {"seconds": round(seconds, 1), "counters": counters,
-                                    "failed_per_run": [len(f) for f in failures]})
+    record_property(
+        "fault_suite",
+        {"seconds": round(seconds, 1), "counters": counters, "failed_per_run": [len(f) for f in failures]},
+    )
     print(f"\n{s}: {seconds:.1f} s; counters {counters}; failed per run {[len(f) for f in failures]}")
 
     # Every failure was one a rerun can cure (retries exhausted on 429 / 5xx / a dropped download),

@@ -33,7 +33,12 @@ def priced_local(tmp_path, monkeypatch):
     """The local renderer at $0.10 per second, through a user catalog override."""
     override = tmp_path / "prices.json"
     row = load_catalog().provider("local").models["title-card"].model_dump(mode="json")
-    row["price"] = {"unit": "usd", "per_second": {"standard": 0.10, "high": 0.20}, "source": "test", "as_of": "2026-11-22"}
+    row["price"] = {
+        "unit": "usd",
+        "per_second": {"standard": 0.10, "high": 0.20},
+        "source": "test",
+        "as_of": "2026-11-22",
+    }
     override.write_text(json.dumps({"providers": {"local": {"models": {"title-card": row}}}}))
     monkeypatch.setenv("PREFECT_VIDEOGEN_CATALOG", str(override))
     return override
@@ -66,16 +71,23 @@ async def test_rerun_reuses_the_paid_job_and_refresh_pays_again(prefect_server, 
 
 async def test_budget_refuses_before_anything_is_sent(prefect_server, tmp_path, priced_local):
     with pytest.raises(BudgetExceeded, match=r"estimated \$0.40 exceeds the \$0.30 left"):
-        await generate_video(VideoRequest(prompt="too dear", duration=4), provider=renderer(tmp_path),
-                             storage=LocalVideoStorage(base_path=str(tmp_path / "videos")), max_cost_usd=0.30)
+        await generate_video(
+            VideoRequest(prompt="too dear", duration=4),
+            provider=renderer(tmp_path),
+            storage=LocalVideoStorage(base_path=str(tmp_path / "videos")),
+            max_cost_usd=0.30,
+        )
     assert not (tmp_path / "jobs").exists()
 
 
 async def _paused_run_id():
     async with get_client() as client:
         for _ in range(200):
-            runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+                )
+            )
             if runs:
                 return runs[0].id
             await asyncio.sleep(0.1)
@@ -84,10 +96,14 @@ async def _paused_run_id():
 
 @pytest.mark.parametrize("approve", [True, False])
 async def test_approval_gate_pauses_for_a_person(prefect_server, tmp_path, priced_local, approve):
-    run = asyncio.create_task(generate_video(
-        VideoRequest(prompt="needs a yes", duration=4), provider=renderer(tmp_path),
-        storage=LocalVideoStorage(base_path=str(tmp_path / "videos")), approval_threshold_usd=0.25,
-    ))
+    run = asyncio.create_task(
+        generate_video(
+            VideoRequest(prompt="needs a yes", duration=4),
+            provider=renderer(tmp_path),
+            storage=LocalVideoStorage(base_path=str(tmp_path / "videos")),
+            approval_threshold_usd=0.25,
+        )
+    )
     flow_run_id = await _paused_run_id()
     assert not (tmp_path / "jobs").exists()  # nothing submitted while waiting
     await resume_flow_run(flow_run_id, run_input={"approve": approve, "note": "test"})
@@ -101,13 +117,19 @@ async def test_approval_gate_pauses_for_a_person(prefect_server, tmp_path, price
 
 
 async def test_cost_table_artifact(prefect_server, tmp_path, priced_local):
-    state = await generate_video(VideoRequest(prompt="artifact fox", duration=3), provider=renderer(tmp_path),
-                                 storage=LocalVideoStorage(base_path=str(tmp_path / "videos")), return_state=True)
+    state = await generate_video(
+        VideoRequest(prompt="artifact fox", duration=3),
+        provider=renderer(tmp_path),
+        storage=LocalVideoStorage(base_path=str(tmp_path / "videos")),
+        return_state=True,
+    )
     async with get_client() as client:  # filtered on the server: the session's harness holds hundreds of artifacts
-        tables = await client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["videogen-costs"]),
-            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
-        ))
+        tables = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["videogen-costs"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+            )
+        )
     assert len(tables) == 1
     rows = json.loads(tables[0].data) if isinstance(tables[0].data, str) else tables[0].data
     assert rows[-1]["item"] == "TOTAL" and rows[-1]["usd"] == pytest.approx(0.30)

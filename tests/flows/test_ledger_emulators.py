@@ -28,9 +28,11 @@ def scenario():
 
 
 def source(tag, n=6):
-    return PromptSource(template="{animal} {n} {tag}", grid={"animal": ["fox"], "n": [str(i) for i in range(n)],
-                                                              "tag": [tag]},
-                        defaults={"model": "sora-2-pro", "duration": 4})
+    return PromptSource(
+        template="{animal} {n} {tag}",
+        grid={"animal": ["fox"], "n": [str(i) for i in range(n)], "tag": [tag]},
+        defaults={"model": "sora-2-pro", "duration": 4},
+    )
 
 
 async def ledger_total(storage):
@@ -64,8 +66,9 @@ async def test_apiframe_ledger_matches_reported_charges_with_faults_and_rerun(pr
 async def test_scenario_ledger_matches_reported_units(prefect_server, tmp_path, scenario):
     emulator = scenario.emulator
     emulator.faults.add("create", Fault(status=429, body={"reason": "cooldown", "remainingSeconds": 0}))
-    creds = ScenarioCredentials(api_key="emu-key", api_secret="emu-secret", base_url=scenario.base_url + "/v1",
-                                poll_interval_seconds=0.02)
+    creds = ScenarioCredentials(
+        api_key="emu-key", api_secret="emu-secret", base_url=scenario.base_url + "/v1", poll_interval_seconds=0.02
+    )
     storage = LocalVideoStorage(base_path=str(tmp_path / "videos"))
     result = await generate_videos(source(tmp_path.name, n=3), provider=creds, storage=storage)
     assert result.counts == {"stored": 3}
@@ -80,8 +83,9 @@ async def test_apiframe_402_is_a_clear_error_and_no_charge(prefect_server, tmp_p
         creds = APIFrameCredentials(api_key=EMULATOR_API_KEY, base_url=server.base_url, poll_interval_seconds=0.02)
         storage = LocalVideoStorage(base_path=str(tmp_path / "videos"))
         with pytest.raises(InsufficientCredits) as caught:
-            await generate_video(VideoRequest(prompt="too dear", model="sora-2-pro", duration=4), provider=creds,
-                                 storage=storage)
+            await generate_video(
+                VideoRequest(prompt="too dear", model="sora-2-pro", duration=4), provider=creds, storage=storage
+            )
         assert caught.value.credits_required == 12 and caught.value.credits_available == 5
         assert "Insufficient credits" in str(caught.value)
         assert server.emulator.counters["jobs_created"] == 0
@@ -92,8 +96,11 @@ async def test_apiframe_402_is_a_clear_error_and_no_charge(prefect_server, tmp_p
 async def test_budget_holds_for_twenty_concurrent_real_submits(prefect_server, tmp_path, apiframe):
     creds = APIFrameCredentials(api_key=EMULATOR_API_KEY, base_url=apiframe.base_url, poll_interval_seconds=0.02)
     storage = LocalVideoStorage(base_path=str(tmp_path / "videos"))
-    batch = PromptSource(template="budget {n} {tag}", grid={"n": [str(i) for i in range(20)], "tag": [tmp_path.name]},
-                         defaults={"model": "sora-2", "duration": 4})  # 4 credits = $0.04 each
+    batch = PromptSource(
+        template="budget {n} {tag}",
+        grid={"n": [str(i) for i in range(20)], "tag": [tmp_path.name]},
+        defaults={"model": "sora-2", "duration": 4},
+    )  # 4 credits = $0.04 each
     result = await generate_videos(batch, provider=creds, storage=storage, max_cost_usd=0.28, max_concurrency=20)
     assert result.counts == {"stored": 7, "refused": 13}
     assert apiframe.emulator.counters["jobs_created"] == 7

@@ -72,14 +72,16 @@ def stop(process: subprocess.Popen) -> None:
 def prefect_env(database, tmp_path):
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    env.update({
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": database,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "PREFECT_VIDEOGEN_LOCAL_JOBS": str(tmp_path / "jobs"),
-    })
+    env.update(
+        {
+            "PREFECT_HOME": str(tmp_path / "prefect-home"),
+            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": database,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_ENABLED": "false",
+            "PREFECT_VIDEOGEN_LOCAL_JOBS": str(tmp_path / "jobs"),
+        }
+    )
     return env, port
 
 
@@ -87,8 +89,13 @@ def prefect_env(database, tmp_path):
 def server(prefect_env, tmp_path):
     env, port = prefect_env
     log = open(tmp_path / "server.log", "wb")
-    process = subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 90
     try:
         while True:
@@ -107,8 +114,15 @@ def server(prefect_env, tmp_path):
 
 
 def prefect_cli(env: dict[str, str], *args: str, timeout: float = 60) -> str:
-    done = subprocess.run([*PREFECT, "--no-prompt", *args], env=env, cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    done = subprocess.run(
+        [*PREFECT, "--no-prompt", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 
@@ -122,17 +136,22 @@ async def test_deploy_and_run_on_postgres_with_a_process_worker(server, tmp_path
 
     videos = tmp_path / "videos"
     parameters = {
-        "prompts": {"template": "{subject} ({run})", "grid": {"run": [tmp_path.name]},
-                    "rows": [{"subject": "a fox at dawn"}, {"subject": "an owl at dusk", "aspect_ratio": "9:16"}],
-                    "defaults": {"duration": 1}},
+        "prompts": {
+            "template": "{subject} ({run})",
+            "grid": {"run": [tmp_path.name]},
+            "rows": [{"subject": "a fox at dawn"}, {"subject": "an owl at dusk", "aspect_ratio": "9:16"}],
+            "defaults": {"duration": 1},
+        },
         "approval_threshold_usd": None,
     }
     async with PrefectClient(api=env["PREFECT_API_URL"]) as client:
         # Deployment runs take saved blocks, referenced as the UI's block picker does.
         from prefect_videogen.blocks import LocalRenderer, LocalVideoStorage
 
-        for name, block in (("provider", LocalRenderer(queue_delay_seconds=0)),
-                            ("storage", LocalVideoStorage(base_path=str(videos)))):
+        for name, block in (
+            ("provider", LocalRenderer(queue_delay_seconds=0)),
+            ("storage", LocalVideoStorage(base_path=str(videos))),
+        ):
             block_id = await block.asave(f"worker-test-{name}", client=client)
             parameters[name] = {"$ref": {"block_document_id": str(block_id)}}
         deployments = {f"{d.name}": d for d in await client.read_deployments()}
@@ -140,16 +159,27 @@ async def test_deploy_and_run_on_postgres_with_a_process_worker(server, tmp_path
         daily = deployments["daily"]
         assert daily.work_pool_name == "videogen-local" and daily.global_concurrency_limit.limit == 1
         assert [s.schedule.cron for s in daily.schedules] == ["0 6 * * *"]
-        assert daily.pull_steps == [{"prefect.deployments.steps.set_working_directory":
-                                     {"directory": "{{ $PREFECT_VIDEOGEN_CHECKOUT }}"}}]
+        assert daily.pull_steps == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PREFECT_VIDEOGEN_CHECKOUT }}"}}
+        ]
         run = await client.create_flow_run_from_deployment(daily.id, parameters=parameters)
 
         log = open(tmp_path / "worker.log", "wb")
         # Only the worker knows where its checkout is: the pull step resolves the variable there.
         # The worker's policy allows the storage folder the run names (a worker allows its working directory only).
-        worker_env = {**env, "PREFECT_VIDEOGEN_CHECKOUT": str(REPO_ROOT), "PREFECT_VIDEOGEN_ALLOWED_ROOTS": str(tmp_path)}
-        worker = subprocess.Popen([*PREFECT, "worker", "start", "--pool", "videogen-local", "--run-once"],
-                                  env=worker_env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        worker_env = {
+            **env,
+            "PREFECT_VIDEOGEN_CHECKOUT": str(REPO_ROOT),
+            "PREFECT_VIDEOGEN_ALLOWED_ROOTS": str(tmp_path),
+        }
+        worker = subprocess.Popen(
+            [*PREFECT, "worker", "start", "--pool", "videogen-local", "--run-once"],
+            env=worker_env,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + 120
             while True:
@@ -161,12 +191,15 @@ async def test_deploy_and_run_on_postgres_with_a_process_worker(server, tmp_path
             stop(worker)
             log.close()
         assert run.state is not None and run.state.is_completed(), (
-            f"flow run {run.state}:\n{(tmp_path / 'worker.log').read_text()[-4000:]}")
+            f"flow run {run.state}:\n{(tmp_path / 'worker.log').read_text()[-4000:]}"
+        )
 
     stored = sorted(videos.rglob("*.mp4"))
     assert len(stored) == 2
     assert sorted((probe_video(p).width, probe_video(p).height, probe_video(p).duration_seconds) for p in stored) == [
-        (720, 1280, 1.0), (1280, 720, 1.0)]
+        (720, 1280, 1.0),
+        (1280, 720, 1.0),
+    ]
     [manifest_file] = (videos / "manifests").glob("batch-*.json")
     manifest = load_manifest(str(manifest_file)).model_dump(mode="json")
     assert {item["status"] for item in manifest["items"].values()} == {"stored"}
@@ -184,28 +217,48 @@ async def test_two_workers_run_the_same_batch_at_once_against_s3(server, tmp_pat
     from prefect_videogen.testing import EmulatorServer, Fault, OpenAIEmulator
 
     env = server
-    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
-           "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    aws = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     bucket = f"twins-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
     emulator = OpenAIEmulator(latency_seconds=0.3)
     emulator.faults.rate("create", 1.0, Fault(answer_delay_seconds=0.3))  # both runs want each item at once
     workers, logs = [], []
     try:
         with EmulatorServer(emulator) as api:
             prefect_cli(env, "work-pool", "create", "videogen-twins", "--type", "process")
-            prefect_cli(env, "deploy", "prefect_videogen/flows/batch.py:generate_videos", "--name", "twins",
-                        "--pool", "videogen-twins", timeout=120)
+            prefect_cli(
+                env,
+                "deploy",
+                "prefect_videogen/flows/batch.py:generate_videos",
+                "--name",
+                "twins",
+                "--pool",
+                "videogen-twins",
+                timeout=120,
+            )
             parameters = {
-                "prompts": {"template": "a heron, take {n} ({run})", "grid": {"n": [str(i) for i in range(10)],
-                                                                         "run": [tmp_path.name]},
-                            "defaults": {"model": "sora-2", "duration": 4}},
+                "prompts": {
+                    "template": "a heron, take {n} ({run})",
+                    "grid": {"n": [str(i) for i in range(10)], "run": [tmp_path.name]},
+                    "defaults": {"model": "sora-2", "duration": 4},
+                },
                 "batch_name": "twins",
                 "max_concurrency": 5,
             }
@@ -215,21 +268,36 @@ async def test_two_workers_run_the_same_batch_at_once_against_s3(server, tmp_pat
 
                 for name, block in (
                     ("provider", OpenAICredentials(api_key="sk-emulator-key", base_url=api.base_url + "/v1")),
-                    ("storage", S3VideoStorage(bucket=bucket, prefix="videos", endpoint_url=endpoint,
-                                               region_name="us-east-1", aws_access_key_id="testing",
-                                               aws_secret_access_key="testing")),
+                    (
+                        "storage",
+                        S3VideoStorage(
+                            bucket=bucket,
+                            prefix="videos",
+                            endpoint_url=endpoint,
+                            region_name="us-east-1",
+                            aws_access_key_id="testing",
+                            aws_secret_access_key="testing",
+                        ),
+                    ),
                 ):
                     block_id = await block.asave(f"twins-{name}", client=client, overwrite=True)
                     parameters[name] = {"$ref": {"block_document_id": str(block_id)}}
                 [deployment] = [d for d in await client.read_deployments() if d.name == "twins"]
-                runs = [await client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
-                        for _ in range(2)]
+                runs = [
+                    await client.create_flow_run_from_deployment(deployment.id, parameters=parameters) for _ in range(2)
+                ]
                 for i in range(2):
                     logs.append(open(tmp_path / f"worker{i}.log", "wb"))
-                    workers.append(subprocess.Popen(
-                        [*PREFECT, "worker", "start", "--pool", "videogen-twins", "--limit", "1"],
-                        env={**env, **aws}, cwd=tmp_path, stdout=logs[i], stderr=subprocess.STDOUT,
-                        start_new_session=True))
+                    workers.append(
+                        subprocess.Popen(
+                            [*PREFECT, "worker", "start", "--pool", "videogen-twins", "--limit", "1"],
+                            env={**env, **aws},
+                            cwd=tmp_path,
+                            stdout=logs[i],
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,
+                        )
+                    )
                 deadline = time.monotonic() + 180
                 while True:
                     runs = [await client.read_flow_run(r.id) for r in runs]
@@ -238,10 +306,14 @@ async def test_two_workers_run_the_same_batch_at_once_against_s3(server, tmp_pat
                     await asyncio.sleep(1)  # separate worker processes: poll their flow runs' states
             worker_logs = "\n".join((tmp_path / f"worker{i}.log").read_text()[-3000:] for i in range(2))
             assert all(r.state is not None and r.state.is_completed() for r in runs), (
-                [r.state for r in runs], worker_logs)
+                [r.state for r in runs],
+                worker_logs,
+            )
             assert emulator.counters["jobs_created"] == 10, worker_logs
-        storage = VideoStorage(f"s3://{bucket}/videos", storage_options={
-            "key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": endpoint}})
+        storage = VideoStorage(
+            f"s3://{bucket}/videos",
+            storage_options={"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": endpoint}},
+        )
         entries = await Ledger(storage).entries()
         assert len(entries) == 10 and {e.charge_status.value for e in entries} == {"billed"}
         assert {e.job_id for e in entries} == set(emulator.jobs)

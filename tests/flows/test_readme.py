@@ -54,9 +54,11 @@ def emulated_blocks(prefect_server):
     from prefect_videogen.testing import APIFrameEmulator, EmulatorServer
 
     with EmulatorServer(APIFrameEmulator(latency_seconds=0.05)) as server:
+
         def save() -> None:
-            APIFrameCredentials(api_key=server.emulator.api_key, base_url=server.base_url).save("apiframe",
-                                                                                                 overwrite=True)
+            APIFrameCredentials(api_key=server.emulator.api_key, base_url=server.base_url).save(
+                "apiframe", overwrite=True
+            )
             SlackWebhook(url="http://127.0.0.1:9/hook").save("videogen-alerts", overwrite=True)
 
         yield save, server

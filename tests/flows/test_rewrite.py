@@ -44,10 +44,16 @@ INSTRUCTION = "Rewrite the prompt as one vivid shot description for a video mode
 
 def completion(content="  a fox, golden hour  ", finish="stop", **extra):
     message = {"role": "assistant", "content": content, "refusal": extra.pop("refusal", None)}
-    return {"id": "chatcmpl-123", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini-2024-07-18",
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-            "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}, "service_tier": "default",
-            **extra}
+    return {
+        "id": "chatcmpl-123",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25},
+        "service_tier": "default",
+        **extra,
+    }
 
 
 def openai_error(message, *, type="invalid_request_error", param=None, code=None):
@@ -61,14 +67,16 @@ def mock_client(handler, *, sleep=None, **kwargs) -> tuple[ChatClient, list[http
         seen.append(request)
         return handler(request) if callable(handler) else handler.pop(0)
 
-    client = ChatClient(KEY, base_url=GATEWAY, transport=httpx.MockTransport(record), sleep=sleep or SleepRecorder(),
-                        **kwargs)
+    client = ChatClient(
+        KEY, base_url=GATEWAY, transport=httpx.MockTransport(record), sleep=sleep or SleepRecorder(), **kwargs
+    )
     return client, seen
 
 
 async def rewrite(client: ChatClient, prompt: str = "a fox in snow", **kwargs) -> RewriteResult:
-    return await client.rewrite(prompt, instruction=kwargs.pop("instruction", INSTRUCTION),
-                                model=kwargs.pop("model", "gpt-4o-mini"), **kwargs)
+    return await client.rewrite(
+        prompt, instruction=kwargs.pop("instruction", INSTRUCTION), model=kwargs.pop("model", "gpt-4o-mini"), **kwargs
+    )
 
 
 # -- unit: the client on MockTransport ---------------------------------------------------------------
@@ -78,14 +86,21 @@ async def test_rewrite_sends_the_documented_request_and_parses_the_answer():
     client, seen = mock_client(lambda r: httpx.Response(200, json=completion()), organization="org-1")
     result = await rewrite(client)
     assert json.loads(seen[0].content) == {
-        "model": "gpt-4o-mini", "temperature": 0.0,
+        "model": "gpt-4o-mini",
+        "temperature": 0.0,
         "messages": [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": "a fox in snow"}],
     }
     assert str(seen[0].url) == f"{GATEWAY}/chat/completions" and seen[0].method == "POST"
     assert seen[0].headers["authorization"] == f"Bearer {KEY}" and seen[0].headers["openai-organization"] == "org-1"
-    assert result == RewriteResult(original="a fox in snow", rewritten="a fox, golden hour",
-                                   model="gpt-4o-mini-2024-07-18", prompt_tokens=20, completion_tokens=5,
-                                   total_tokens=25, completion_id="chatcmpl-123")
+    assert result == RewriteResult(
+        original="a fox in snow",
+        rewritten="a fox, golden hour",
+        model="gpt-4o-mini-2024-07-18",
+        prompt_tokens=20,
+        completion_tokens=5,
+        total_tokens=25,
+        completion_id="chatcmpl-123",
+    )
 
 
 async def test_answer_without_usage_or_model_is_tolerated_and_temperature_can_be_left_out():
@@ -99,14 +114,16 @@ async def test_answer_without_usage_or_model_is_tolerated_and_temperature_can_be
 
 @pytest.mark.parametrize(
     ("answer", "error", "text"),
-    [(completion("   \n "), JobFailed, "rewrite is empty"),
-     (completion(None), JobFailed, "rewrite is empty"),
-     (completion(None, "content_filter"), ContentRejected, "content filter"),
-     (completion("partial", "content_filter"), ContentRejected, "content filter"),
-     (completion(None, refusal="I can't help with that."), ContentRejected, "refused.*can't help"),
-     (completion("a fox, golden ho", "length"), JobFailed, "cut short"),
-     ({"id": "x", "object": "chat.completion", "choices": []}, ProviderUnavailable, "without choices"),
-     ({"error": None}, ProviderUnavailable, "without choices")],
+    [
+        (completion("   \n "), JobFailed, "rewrite is empty"),
+        (completion(None), JobFailed, "rewrite is empty"),
+        (completion(None, "content_filter"), ContentRejected, "content filter"),
+        (completion("partial", "content_filter"), ContentRejected, "content filter"),
+        (completion(None, refusal="I can't help with that."), ContentRejected, "refused.*can't help"),
+        (completion("a fox, golden ho", "length"), JobFailed, "cut short"),
+        ({"id": "x", "object": "chat.completion", "choices": []}, ProviderUnavailable, "without choices"),
+        ({"error": None}, ProviderUnavailable, "without choices"),
+    ],
 )
 async def test_unusable_answers_are_clear_errors_and_not_resent(answer, error, text):
     client, seen = mock_client(lambda r: httpx.Response(200, json=answer))
@@ -120,16 +137,34 @@ async def test_unusable_answers_are_clear_errors_and_not_resent(answer, error, t
 
 @pytest.mark.parametrize(
     ("status", "body", "error", "text"),
-    [(401, openai_error("Incorrect API key provided: sk-********CRET.", code="invalid_api_key"), AuthError,
-      "Incorrect API key"),
-     (400, openai_error("Unrecognized request argument supplied: foo", param="foo"), InvalidRequest,
-      "Unrecognized request argument"),
-     (404, openai_error("The model `gpt-9` does not exist or you do not have access to it.",
-                        code="model_not_found"), ModelUnavailable, "model 'gpt-4o-mini' is not served"),
-     (429, openai_error("You exceeded your current quota.", type="insufficient_quota", code="insufficient_quota"),
-      InsufficientCredits, "exceeded your current quota"),
-     (500, openai_error("The server had an error", type="server_error"), ProviderUnavailable, "may have created"),
-     (502, "<html>Bad gateway</html>", ProviderUnavailable, "Bad gateway")],
+    [
+        (
+            401,
+            openai_error("Incorrect API key provided: sk-********CRET.", code="invalid_api_key"),
+            AuthError,
+            "Incorrect API key",
+        ),
+        (
+            400,
+            openai_error("Unrecognized request argument supplied: foo", param="foo"),
+            InvalidRequest,
+            "Unrecognized request argument",
+        ),
+        (
+            404,
+            openai_error("The model `gpt-9` does not exist or you do not have access to it.", code="model_not_found"),
+            ModelUnavailable,
+            "model 'gpt-4o-mini' is not served",
+        ),
+        (
+            429,
+            openai_error("You exceeded your current quota.", type="insufficient_quota", code="insufficient_quota"),
+            InsufficientCredits,
+            "exceeded your current quota",
+        ),
+        (500, openai_error("The server had an error", type="server_error"), ProviderUnavailable, "may have created"),
+        (502, "<html>Bad gateway</html>", ProviderUnavailable, "Bad gateway"),
+    ],
 )
 async def test_error_bodies_map_to_typed_errors_and_are_sent_once(status, body, error, text):
     kwargs = {"json": body} if isinstance(body, dict) else {"text": body}
@@ -144,18 +179,22 @@ async def test_error_bodies_map_to_typed_errors_and_are_sent_once(status, body, 
 
 async def test_rate_limit_hint_is_honoured_then_the_rewrite_succeeds():
     sleep = SleepRecorder()
-    responses = [httpx.Response(429, json=openai_error("Rate limit reached", code="rate_limit_exceeded"),
-                                headers={"retry-after-ms": "250"}),
-                 httpx.Response(429, json=openai_error("Rate limit reached"), headers={"retry-after": "2"}),
-                 httpx.Response(200, json=completion())]
+    responses = [
+        httpx.Response(
+            429, json=openai_error("Rate limit reached", code="rate_limit_exceeded"), headers={"retry-after-ms": "250"}
+        ),
+        httpx.Response(429, json=openai_error("Rate limit reached"), headers={"retry-after": "2"}),
+        httpx.Response(200, json=completion()),
+    ]
     client, seen = mock_client(responses, sleep=sleep)
     assert (await rewrite(client)).rewritten == "a fox, golden hour"
     assert len(seen) == 3 and sleep.delays == [0.25, 2.0]
 
 
 async def test_rate_limit_beyond_the_retry_budget_is_rate_limited():
-    client, seen = mock_client(lambda r: httpx.Response(429, json=openai_error("slow down"),
-                                                        headers={"retry-after": "600"}))
+    client, seen = mock_client(
+        lambda r: httpx.Response(429, json=openai_error("slow down"), headers={"retry-after": "600"})
+    )
     with pytest.raises(RateLimited) as caught:
         await rewrite(client)
     assert len(seen) == 1 and caught.value.retry_after == 600 and caught.value.retryable
@@ -171,8 +210,9 @@ async def test_read_timeout_after_sending_is_not_resent():
     assert len(seen) == 1 and caught.value.maybe_created
 
 
-@pytest.mark.parametrize(("field", "kwargs"), [("prompt", {"prompt": "  "}), ("instruction", {"instruction": ""}),
-                                               ("model", {"model": " "})])
+@pytest.mark.parametrize(
+    ("field", "kwargs"), [("prompt", {"prompt": "  "}), ("instruction", {"instruction": ""}), ("model", {"model": " "})]
+)
 async def test_blank_input_fails_before_any_request(field, kwargs):
     client, seen = mock_client(lambda r: httpx.Response(200, json=completion()))
     with pytest.raises(InvalidVideoRequest, match=f"^{field}="):
@@ -211,8 +251,13 @@ def test_block_account_id_is_non_secret_and_client_points_at_base_url():
 
 
 def key_for(creds: ChatCompletionsCredentials, prompt: str = "a fox", instruction: str = INSTRUCTION) -> str:
-    return cache_key_for(base_url=creds.base_url, model=creds.model, instruction=instruction, prompt=prompt,
-                         account_id=creds.account_id())
+    return cache_key_for(
+        base_url=creds.base_url,
+        model=creds.model,
+        instruction=instruction,
+        prompt=prompt,
+        account_id=creds.account_id(),
+    )
 
 
 def test_cache_key_covers_the_request_identity_but_not_the_secret():
@@ -220,10 +265,13 @@ def test_cache_key_covers_the_request_identity_but_not_the_secret():
     key = key_for(base)
     assert len(key) == 64 and int(key, 16) >= 0 and KEY not in key
     assert key == key_for(ChatCompletionsCredentials(api_key=OTHER_KEY, account_label="team-a"))
-    others = {key_for(base, prompt="a fox!"), key_for(base, instruction="Shorter."),
-              key_for(ChatCompletionsCredentials(api_key=KEY, account_label="team-b")),
-              key_for(ChatCompletionsCredentials(api_key=KEY, account_label="team-a", model="gpt-4o")),
-              key_for(ChatCompletionsCredentials(api_key=KEY, account_label="team-a", base_url=GATEWAY))}
+    others = {
+        key_for(base, prompt="a fox!"),
+        key_for(base, instruction="Shorter."),
+        key_for(ChatCompletionsCredentials(api_key=KEY, account_label="team-b")),
+        key_for(ChatCompletionsCredentials(api_key=KEY, account_label="team-a", model="gpt-4o")),
+        key_for(ChatCompletionsCredentials(api_key=KEY, account_label="team-a", base_url=GATEWAY)),
+    }
     assert len(others) == 5 and key not in others
     # Without a label, the account is the key's hash: another key is another account.
     assert key_for(ChatCompletionsCredentials(api_key=KEY)) != key_for(ChatCompletionsCredentials(api_key=OTHER_KEY))
@@ -231,14 +279,16 @@ def test_cache_key_covers_the_request_identity_but_not_the_secret():
 
 @pytest.mark.parametrize(
     ("exc", "retry"),
-    [(ProviderUnavailable("502", provider="chat", status_code=502, maybe_created=True), True),
-     (ProviderUnavailable("cannot connect", provider="chat"), True),
-     (RateLimited("slow down", provider="chat", retry_after=600), True),
-     (AuthError("bad key", provider="chat", status_code=401), False),
-     (InvalidRequest("bad field", provider="chat", status_code=400), False),
-     (ContentRejected("filtered", provider="chat", job_id="c", stage="output"), False),
-     (JobFailed("empty", provider="chat", job_id="c", code="empty_rewrite"), False),
-     (RuntimeError("a bug"), False)],
+    [
+        (ProviderUnavailable("502", provider="chat", status_code=502, maybe_created=True), True),
+        (ProviderUnavailable("cannot connect", provider="chat"), True),
+        (RateLimited("slow down", provider="chat", retry_after=600), True),
+        (AuthError("bad key", provider="chat", status_code=401), False),
+        (InvalidRequest("bad field", provider="chat", status_code=400), False),
+        (ContentRejected("filtered", provider="chat", job_id="c", stage="output"), False),
+        (JobFailed("empty", provider="chat", job_id="c", code="empty_rewrite"), False),
+        (RuntimeError("a bug"), False),
+    ],
 )
 async def test_retry_condition_accepts_a_possible_duplicate_rewrite_but_never_a_repeatable_failure(exc, retry):
     assert await retry_rewrite(rewrite_prompt, None, Failed(data=exc)) is retry
@@ -324,23 +374,45 @@ async def test_bad_key_is_auth_error_and_not_retried(api, emulator):
 
 @pytest.mark.parametrize(
     ("body", "headers", "status", "message"),
-    [({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temprature": 0}, {}, 400,
-      "Unrecognized request argument supplied: temprature"),
-     ({"model": "gpt-4o-mini"}, {}, 400, "Missing required parameter: 'messages'"),
-     ({"messages": [{"role": "user", "content": "x"}]}, {}, 400, "you must provide a model parameter"),
-     ({"model": "gpt-4o-mini", "messages": "x"}, {}, 400, "Invalid type for 'messages'"),
-     ({"model": "gpt-4o-mini", "messages": []}, {}, 400, "empty array"),
-     ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": 3}]}, {}, 400,
-      "Invalid type for 'messages[0].content'"),
-     ({"model": "gpt-4o-mini", "messages": [{"role": "robot", "content": "x"}]}, {}, 400, "Invalid value: 'robot'"),
-     ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": "0"}, {}, 400,
-      "Invalid type for 'temperature'"),
-     ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": 3}, {}, 400,
-      "Expected a value <= 2"),
-     ({"model": "gpt-4o-mini", "messages": [{"role": "system", "content": "x"}]}, {}, 400, "'user' message"),
-     ([1, 2], {}, 400, "Invalid type for 'body'"),
-     ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}, {"authorization": ""}, 401,
-      "didn't provide an API key")],
+    [
+        (
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temprature": 0},
+            {},
+            400,
+            "Unrecognized request argument supplied: temprature",
+        ),
+        ({"model": "gpt-4o-mini"}, {}, 400, "Missing required parameter: 'messages'"),
+        ({"messages": [{"role": "user", "content": "x"}]}, {}, 400, "you must provide a model parameter"),
+        ({"model": "gpt-4o-mini", "messages": "x"}, {}, 400, "Invalid type for 'messages'"),
+        ({"model": "gpt-4o-mini", "messages": []}, {}, 400, "empty array"),
+        (
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": 3}]},
+            {},
+            400,
+            "Invalid type for 'messages[0].content'",
+        ),
+        ({"model": "gpt-4o-mini", "messages": [{"role": "robot", "content": "x"}]}, {}, 400, "Invalid value: 'robot'"),
+        (
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": "0"},
+            {},
+            400,
+            "Invalid type for 'temperature'",
+        ),
+        (
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": 3},
+            {},
+            400,
+            "Expected a value <= 2",
+        ),
+        ({"model": "gpt-4o-mini", "messages": [{"role": "system", "content": "x"}]}, {}, 400, "'user' message"),
+        ([1, 2], {}, 400, "Invalid type for 'body'"),
+        (
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+            {"authorization": ""},
+            401,
+            "didn't provide an API key",
+        ),
+    ],
 )
 async def test_emulator_rejects_what_the_api_rejects(api, emulator, body, headers, status, message):
     async with httpx.AsyncClient(headers={"authorization": f"Bearer {KEY}"}) as http:
@@ -444,9 +516,18 @@ async def test_api_key_never_leaks(prefect_server, api, emulator, caplog):
             await rewrite(wrong)
     async with get_client() as prefect:
         run = await prefect.read_flow_run(state.state_details.flow_run_id)
-    texts = [repr(creds), str(creds), creds.account_id(), key_for(creds, prompt), result.model_dump_json(),
-             str(caught.value), repr(caught.value), caught.value.detail, str(auth.value),
-             json.dumps(run.parameters, default=str)]
+    texts = [
+        repr(creds),
+        str(creds),
+        creds.account_id(),
+        key_for(creds, prompt),
+        result.model_dump_json(),
+        str(caught.value),
+        repr(caught.value),
+        caught.value.detail,
+        str(auth.value),
+        json.dumps(run.parameters, default=str),
+    ]
     texts += [record.getMessage() for record in caplog.records]
     storage = Path(get_current_settings().results.local_storage_path)
     records = [path.read_text(errors="replace") for path in storage.rglob("*") if path.is_file()]

@@ -14,8 +14,7 @@ from prefect_videogen.providers.local import LocalProvider, default_jobs_dir
 
 async def test_a_run_refused_before_any_call_is_still_tagged(prefect_server, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    state = await generate_video(VideoRequest(prompt="a fox", duration=61), provider=LocalRenderer(),
-                                 return_state=True)
+    state = await generate_video(VideoRequest(prompt="a fox", duration=61), provider=LocalRenderer(), return_state=True)
     assert state.is_failed()
     with pytest.raises(InvalidVideoRequest, match="duration"):
         await state.aresult()
@@ -36,8 +35,9 @@ async def test_a_missing_job_record_says_where_and_what_to_do(tmp_path):
     from prefect_videogen.models import JobStatus, VideoJob
 
     provider = LocalProvider(jobs_dir=tmp_path / "jobs")
-    job = VideoJob(provider="local", job_id="local_gone", model="title-card", status=JobStatus.QUEUED,
-                   raw_status="queued")
+    job = VideoJob(
+        provider="local", job_id="local_gone", model="title-card", status=JobStatus.QUEUED, raw_status="queued"
+    )
     with pytest.raises(InvalidRequest) as caught:
         await provider.get_job(job)
     assert str(tmp_path / "jobs") in str(caught.value) and "--refresh" in str(caught.value)

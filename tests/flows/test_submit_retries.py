@@ -24,8 +24,11 @@ def creds(server):
 async def test_refused_submit_is_retried_until_accepted(prefect_server, tmp_path, openai):
     # Four 429s outlast the HTTP layer's three retries; Prefect's task retry then sends it again.
     openai.emulator.faults.add("create", Fault(status=429, headers={"retry-after-ms": "0"}), times=4)
-    result = await generate_video(VideoRequest(prompt=f"retried {tmp_path.name}"), provider=creds(openai),
-                                  storage=LocalVideoStorage(base_path=str(tmp_path / "videos")))
+    result = await generate_video(
+        VideoRequest(prompt=f"retried {tmp_path.name}"),
+        provider=creds(openai),
+        storage=LocalVideoStorage(base_path=str(tmp_path / "videos")),
+    )
     assert result.duration_seconds == 4.0
     assert openai.emulator.counters["create_requests"] == 5
     assert openai.emulator.counters["jobs_created"] == 1
@@ -34,8 +37,11 @@ async def test_refused_submit_is_retried_until_accepted(prefect_server, tmp_path
 async def test_ambiguous_submit_is_never_retried(prefect_server, tmp_path, openai):
     # Never re-sent: the job the 500 hid is found in GET /videos (the claim's lookup) and adopted.
     openai.emulator.faults.add("create", Fault(status=500, after_create=True))
-    result = await generate_video(VideoRequest(prompt=f"ambiguous {tmp_path.name}"), provider=creds(openai),
-                                  storage=LocalVideoStorage(base_path=str(tmp_path / "videos")))
+    result = await generate_video(
+        VideoRequest(prompt=f"ambiguous {tmp_path.name}"),
+        provider=creds(openai),
+        storage=LocalVideoStorage(base_path=str(tmp_path / "videos")),
+    )
     assert openai.emulator.counters["create_requests"] == 1
     assert openai.emulator.counters["jobs_created"] == 1
     assert openai.emulator.counters["lists"] >= 1 and result.job_id in openai.emulator.jobs
@@ -62,8 +68,12 @@ async def test_a_refused_connection_fails_the_flow_in_seconds(prefect_server, tm
         APIFrameCredentials(api_key="afk_closed_port_key", base_url=base),
     ):
         started = time.monotonic()
-        state = await generate_video(VideoRequest(prompt=f"refused {tmp_path.name}", duration=4), provider=provider,
-                                     storage=LocalVideoStorage(base_path=str(tmp_path / "videos")), return_state=True)
+        state = await generate_video(
+            VideoRequest(prompt=f"refused {tmp_path.name}", duration=4),
+            provider=provider,
+            storage=LocalVideoStorage(base_path=str(tmp_path / "videos")),
+            return_state=True,
+        )
         error = await state.aresult(raise_on_failure=False)
         assert time.monotonic() - started < 15, provider
         assert isinstance(error, ProviderUnavailable), (provider, error)

@@ -39,6 +39,7 @@ def request(duration: int = 2) -> dict[str, Any]:
     """A request no other run has made: a cached submit of another run must not answer it."""
     return {"prompt": f"a red fox running through fresh snow {uuid.uuid4().hex[:8]}", "duration": duration}
 
+
 BATCH_PROMPTS = {"template": "{subject} in snow", "grid": {"subject": ["a fox"]}}
 
 
@@ -61,14 +62,23 @@ async def run_on_worker(deployment: str, parameters: dict[str, Any], cwd: Path) 
     flow_run = await run_deployment(deployment, parameters=parameters, timeout=0)
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT__FLOW_RUN_ID": str(flow_run.id)}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "prefect.engine", cwd=cwd, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "prefect.engine",
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=240)
     async with get_client() as client:
         stored = await client.read_flow_run(flow_run.id)
-    return {"id": flow_run.id, "state": stored.state, "parameters": stored.parameters,
-            "output": output.decode(errors="replace")}
+    return {
+        "id": flow_run.id,
+        "state": stored.state,
+        "parameters": stored.parameters,
+        "output": output.decode(errors="replace"),
+    }
 
 
 async def task_run_names(flow_run_id: uuid.UUID) -> list[str]:
@@ -95,32 +105,51 @@ async def runs(prefect_server, tmp_path_factory):
     saved = root / "saved"
     storage_id = await LocalVideoStorage(base_path=str(saved / "videos")).save(f"trust-storage-{uuid.uuid4().hex[:8]}")
     renderer_id = await LocalRenderer(jobs_dir=str(saved / "jobs"), queue_delay_seconds=0).save(
-        f"trust-renderer-{uuid.uuid4().hex[:8]}")
+        f"trust-renderer-{uuid.uuid4().hex[:8]}"
+    )
 
     single = await deploy(generate_video, "trust-adhoc")
     batch = await deploy(generate_videos, "trust-batch")
     inline_storage = {"base_path": str(target), "key_template": "{item}"}
-    with EmulatorServer(OpenAIEmulator(api_key=AFK, latency_seconds=0.05)) as openai, \
-            EmulatorServer(ChatEmulator(api_key=SK)) as chat:
+    with (
+        EmulatorServer(OpenAIEmulator(api_key=AFK, latency_seconds=0.05)) as openai,
+        EmulatorServer(ChatEmulator(api_key=SK)) as chat,
+    ):
         cases = {
             "storage": (single, {"request": request(), "storage": inline_storage}),
             # The private attribute cannot be forged from input data.
-            "jobs_dir": (single, {"request": request(), "provider": {"jobs_dir": str(jobs),
-                                                                 "_block_document_id": str(renderer_id)}}),
+            "jobs_dir": (
+                single,
+                {"request": request(), "provider": {"jobs_dir": str(jobs), "_block_document_id": str(renderer_id)}},
+            ),
             # APIFrame-shaped: pydantic would take it for OpenAICredentials and send the key as Bearer
             # (4 s: a duration sora-2 takes, so only the refusal stops the request).
-            "apiframe_dict": (single, {"request": request(4), "provider": {"api_key": AFK,
-                                                                      "base_url": f"{openai.base_url}/v1"}}),
+            "apiframe_dict": (
+                single,
+                {"request": request(4), "provider": {"api_key": AFK, "base_url": f"{openai.base_url}/v1"}},
+            ),
             "batch_storage": (batch, {"prompts": BATCH_PROMPTS, "storage": {"base_path": str(target)}}),
-            "batch_rewrite": (batch, {"prompts": BATCH_PROMPTS, "storage": ref(storage_id),
-                                      "rewrite": {"api_key": SK, "base_url": f"{chat.base_url}/v1"}}),
+            "batch_rewrite": (
+                batch,
+                {
+                    "prompts": BATCH_PROMPTS,
+                    "storage": ref(storage_id),
+                    "rewrite": {"api_key": SK, "base_url": f"{chat.base_url}/v1"},
+                },
+            ),
             "saved": (single, {"request": request(), "provider": ref(renderer_id), "storage": ref(storage_id)}),
             "batch_saved": (batch, {"prompts": BATCH_PROMPTS, "storage": ref(storage_id), "preview": True}),
         }
         results = await asyncio.gather(*(run_on_worker(d, p, work) for d, p in cases.values()))
         counters = {"openai": dict(openai.emulator.counters), "chat": dict(chat.emulator.counters)}
-    yield {"runs": dict(zip(cases, results, strict=True)), "counters": counters, "work": work, "target": target, "jobs": jobs,
-           "saved": saved}
+    yield {
+        "runs": dict(zip(cases, results, strict=True)),
+        "counters": counters,
+        "work": work,
+        "target": target,
+        "jobs": jobs,
+        "saved": saved,
+    }
 
 
 def assert_refused(run: dict[str, Any], parameter: str) -> None:

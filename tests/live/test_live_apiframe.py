@@ -43,8 +43,10 @@ async def test_sora_2_text_to_video(tmp_path):
     async with APIFrameVideoProvider(API_KEY) as client:
         try:
             result = await generate(
-                client, VideoRequest(prompt="a red fox running through fresh snow", duration=4),
-                VideoStorage(str(tmp_path)), timeout=900,
+                client,
+                VideoRequest(prompt="a red fox running through fresh snow", duration=4),
+                VideoStorage(str(tmp_path)),
+                timeout=900,
             )
         except ModelUnavailable as exc:
             pytest.skip(f"APIFrame no longer serves sora-2: {exc}")

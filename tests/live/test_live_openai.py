@@ -39,8 +39,9 @@ async def client():
 
 
 async def test_live_smallest_video(client, tmp_path):
-    request = VideoRequest(prompt="a paper boat drifting on a calm pond, soft morning light", duration=4,
-                           aspect_ratio="16:9")
+    request = VideoRequest(
+        prompt="a paper boat drifting on a calm pond, soft morning light", duration=4, aspect_ratio="16:9"
+    )
     if client.is_official_api:
         with pytest.raises(ModelUnavailable, match="retired"):
             await client.submit(load_catalog().plan("openai", request))

@@ -59,8 +59,9 @@ async def test_live_wrong_secret_is_an_auth_error():
             await scenario.quote(plan)
 
 
-@pytest.mark.skipif(os.environ.get("SCENARIO_LIVE_SPEND") != "1",
-                    reason="spends creative units: set SCENARIO_LIVE_SPEND=1")
+@pytest.mark.skipif(
+    os.environ.get("SCENARIO_LIVE_SPEND") != "1", reason="spends creative units: set SCENARIO_LIVE_SPEND=1"
+)
 async def test_live_text_to_video(tmp_path):
     request = VideoRequest(prompt="a red fox running through fresh snow", duration=4)
     async with client() as scenario:

@@ -21,8 +21,16 @@ import httpx
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -40,8 +48,11 @@ def _free_port() -> int:
 
 def _env(home: Path, api_url: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") or k.startswith("PREFECT_VIDEOGEN_")}
-    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    )
     if api_url:
         env["PREFECT_API_URL"] = api_url
     return env
@@ -60,7 +71,9 @@ def ui_server(tmp_path_factory):
     log = open(home / "server.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 120
@@ -89,8 +102,14 @@ def ui_server(tmp_path_factory):
 def ui_runs(ui_server, tmp_path_factory) -> dict[str, str]:
     """A single-video run, a batch and its rerun, and a deployment, made in a separate process."""
     work = tmp_path_factory.mktemp("ui-runs")
-    done = subprocess.run([sys.executable, str(Path(__file__).with_name("make_runs.py"))], cwd=work,
-                          env=_env(work / "home", f"{ui_server}/api"), capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("make_runs.py"))],
+        cwd=work,
+        env=_env(work / "home", f"{ui_server}/api"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -109,7 +128,10 @@ def browser(ui_server, tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+            str(profile),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
             viewport={"width": 1400, "height": 1000},
         )
         try:

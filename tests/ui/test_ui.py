@@ -82,8 +82,11 @@ def test_partly_failed_batch_is_visible_in_the_runs_list(page, ui_server, ui_run
     page.get_by_text("Partially failed").first.wait_for(timeout=SHOWN_MS)
     page.goto(f"{ui_server}/runs/flow-run/{ui_runs['partial']}")
     page.get_by_text("1 stored, 1 rejected").first.wait_for(timeout=SHOWN_MS)
-    failed = [a for a in artifacts_of(api, ui_runs["partial"]) if a["type"] == "progress"
-              and "FAILED" in (a.get("description") or "")]
+    failed = [
+        a
+        for a in artifacts_of(api, ui_runs["partial"])
+        if a["type"] == "progress" and "FAILED" in (a.get("description") or "")
+    ]
     assert len(failed) == 1, "the rejected job's progress artifact says it failed"
     page.goto(f"{ui_server}/artifacts/artifact/{failed[0]['id']}")
     page.get_by_text("FAILED").first.wait_for(timeout=SHOWN_MS)

@@ -8,8 +8,9 @@ from prefect_videogen.flows.batch import BatchResult, batch_final_state, summary
 
 
 def result(counts: dict[str, int], preview: bool = False) -> BatchResult:
-    return BatchResult(batch_id="b", preview=preview, items=[], total_estimated_usd=1.0, total_cost_usd=0.5,
-                       counts=counts)
+    return BatchResult(
+        batch_id="b", preview=preview, items=[], total_estimated_usd=1.0, total_cost_usd=0.5, counts=counts
+    )
 
 
 def test_summary_text_is_human_and_stored_first():
@@ -34,8 +35,10 @@ def test_run_name_tells_batches_apart():
     from prefect_videogen.batch.expansion import PromptSource
     from prefect_videogen.flows.batch import run_name_for
 
-    prompts = PromptSource(template="{subject} at {time_of_day}",
-                           grid={"subject": ["a fox", "an owl"], "time_of_day": ["dawn", "dusk", "noon"]})
+    prompts = PromptSource(
+        template="{subject} at {time_of_day}",
+        grid={"subject": ["a fox", "an owl"], "time_of_day": ["dawn", "dusk", "noon"]},
+    )
     assert run_name_for({"prompts": prompts, "batch_name": None}) == "generate-videos a fox at dawn (6 items)"
     assert run_name_for({"prompts": prompts.model_dump(), "batch_name": "spring"}) == "generate-videos spring"
     assert run_name_for({"prompts": {"template": "{p}", "rows_file": "p.csv"}}) == "generate-videos {p} (rows of p.csv)"

@@ -11,15 +11,23 @@ from prefect.testing.standard_test_suites import BlockStandardTestSuite
 import prefect_videogen
 
 BLOCKS = [
-    obj for name in prefect_videogen.__all__
-    if inspect.isclass(obj := getattr(prefect_videogen, name)) and issubclass(obj, Block) and not inspect.isabstract(obj)
+    obj
+    for name in prefect_videogen.__all__
+    if inspect.isclass(obj := getattr(prefect_videogen, name))
+    and issubclass(obj, Block)
+    and not inspect.isabstract(obj)
 ]
 
 
 def test_every_block_is_covered():
     assert {b.__name__ for b in BLOCKS} == {
-        "APIFrameCredentials", "ChatCompletionsCredentials", "LocalRenderer", "LocalVideoStorage",
-        "OpenAICredentials", "S3VideoStorage", "ScenarioCredentials",
+        "APIFrameCredentials",
+        "ChatCompletionsCredentials",
+        "LocalRenderer",
+        "LocalVideoStorage",
+        "OpenAICredentials",
+        "S3VideoStorage",
+        "ScenarioCredentials",
     }
     assert len({b.get_block_type_slug() for b in BLOCKS}) == len(BLOCKS)
 

@@ -48,8 +48,14 @@ def make_client(name: str, server: EmulatorServer, sleep):
     if name == "openai":
         return OpenAIVideoProvider(OPENAI_KEY, base_url=server.base_url + "/v1", sleep=sleep)
     if name == "scenario":
-        return ScenarioVideoProvider(SCN_KEY, SCN_SECRET, base_url=server.base_url + "/v1", poll_interval=0.01,
-                                     project_id="proj_demo", sleep=sleep)
+        return ScenarioVideoProvider(
+            SCN_KEY,
+            SCN_SECRET,
+            base_url=server.base_url + "/v1",
+            poll_interval=0.01,
+            project_id="proj_demo",
+            sleep=sleep,
+        )
     return APIFrameVideoProvider(EMULATOR_API_KEY, base_url=server.base_url, poll_interval_seconds=0.01, sleep=sleep)
 
 
@@ -87,7 +93,10 @@ async def test_dropped_downloads_resume_with_range(setup, drops):
     emulator.faults.add("download", Fault(drop_after_bytes=8_000), times=drops)
     result = await store_video(client, plan, job, storage)
     probe = probe_video(result.video_uri)
-    assert probe.duration_seconds == pytest.approx(4, abs=0.5) and (probe.width, probe.height) == (plan.width, plan.height)
+    assert probe.duration_seconds == pytest.approx(4, abs=0.5) and (probe.width, probe.height) == (
+        plan.width,
+        plan.height,
+    )
     assert emulator.counters["downloads"] == drops + 1
     assert emulator.counters["jobs_created"] == 1
     served = emulator.counters["download_bytes"]
@@ -142,9 +151,14 @@ async def test_a_resumed_download_into_s3_keeps_one_upload_open(servers, tmp_pat
     moto_server = pytest.importorskip("moto.server", reason="moto[server] is needed for the S3 test")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with pytest.MonkeyPatch.context() as env:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
-                            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}.items():
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }.items():
             env.setenv(name, value)
         moto = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
@@ -154,7 +168,9 @@ async def test_a_resumed_download_into_s3_keeps_one_upload_open(servers, tmp_pat
             s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
             bucket = f"videos-{uuid.uuid4().hex[:12]}"
             s3.create_bucket(Bucket=bucket)
-            storage = VideoStorage(f"s3://{bucket}/videos", storage_options={"client_kwargs": {"endpoint_url": endpoint}})
+            storage = VideoStorage(
+                f"s3://{bucket}/videos", storage_options={"client_kwargs": {"endpoint_url": endpoint}}
+            )
 
             server = servers["apiframe"]
             server.emulator.reset()
@@ -194,8 +210,11 @@ class Dropping(httpx.AsyncByteStream):
 
 
 def first_answer_drops_at(keep: int) -> httpx.Response:
-    return httpx.Response(200, headers={"content-length": str(len(DATA)), "etag": ETAG, "content-type": "video/mp4"},
-                          stream=Dropping(DATA, keep))
+    return httpx.Response(
+        200,
+        headers={"content-length": str(len(DATA)), "etag": ETAG, "content-type": "video/mp4"},
+        stream=Dropping(DATA, keep),
+    )
 
 
 async def fetch(*answers: httpx.Response) -> tuple[bytes, list[httpx.Request]]:
@@ -215,25 +234,36 @@ async def fetch(*answers: httpx.Response) -> tuple[bytes, list[httpx.Request]]:
 
 
 async def test_a_206_with_our_offset_is_appended():
-    body, seen = await fetch(first_answer_drops_at(100), httpx.Response(
-        206, content=DATA[100:], headers={"content-range": f"bytes 100-1023/{len(DATA)}", "content-type": "video/mp4"}))
+    body, seen = await fetch(
+        first_answer_drops_at(100),
+        httpx.Response(
+            206,
+            content=DATA[100:],
+            headers={"content-range": f"bytes 100-1023/{len(DATA)}", "content-type": "video/mp4"},
+        ),
+    )
     assert body == DATA
     assert seen[1].headers["range"] == "bytes=100-" and seen[1].headers["if-range"] == ETAG
     assert all(r.headers["accept-encoding"] == "identity" for r in seen)
 
 
 async def test_a_200_for_the_same_object_is_skipped_to_the_offset():
-    body, _ = await fetch(first_answer_drops_at(100), httpx.Response(
-        200, content=DATA, headers={"etag": ETAG, "content-type": "video/mp4"}))
+    body, _ = await fetch(
+        first_answer_drops_at(100),
+        httpx.Response(200, content=DATA, headers={"etag": ETAG, "content-type": "video/mp4"}),
+    )
     assert body == DATA
 
 
-@pytest.mark.parametrize("answer", [
-    httpx.Response(206, content=DATA[50:], headers={"content-range": "bytes 50-1023/1024"}),  # not our offset
-    httpx.Response(206, content=DATA[100:], headers={"content-range": "bytes 100-2047/2048"}),  # another total
-    httpx.Response(200, content=DATA + b"x", headers={"etag": ETAG}),  # another length
-    httpx.Response(200, content=DATA, headers={"etag": '"v2"'}),  # another version
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(206, content=DATA[50:], headers={"content-range": "bytes 50-1023/1024"}),  # not our offset
+        httpx.Response(206, content=DATA[100:], headers={"content-range": "bytes 100-2047/2048"}),  # another total
+        httpx.Response(200, content=DATA + b"x", headers={"etag": ETAG}),  # another length
+        httpx.Response(200, content=DATA, headers={"etag": '"v2"'}),  # another version
+    ],
+)
 async def test_an_object_that_changed_restarts(answer):
     with pytest.raises(DownloadRestart):
         await fetch(first_answer_drops_at(100), answer)

@@ -108,8 +108,19 @@ def test_the_check_finds_a_cycle_hidden_in_a_function_or_type_checking_block(tmp
 
 
 # Where Prefect starts: these folders and root modules are plain Python, usable without a Prefect server.
-PREFECT_FREE = ("providers", "storage", "spend", "batch", "catalog", "errors", "media", "models", "policy",
-                "progress", "pipeline")
+PREFECT_FREE = (
+    "providers",
+    "storage",
+    "spend",
+    "batch",
+    "catalog",
+    "errors",
+    "media",
+    "models",
+    "policy",
+    "progress",
+    "pipeline",
+)
 
 
 def test_the_prefect_free_layers_import_no_prefect_even_indirectly():

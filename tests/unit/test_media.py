@@ -60,7 +60,9 @@ def creds(server) -> APIFrameCredentials:
 
 
 async def test_an_output_at_another_size_is_stored_flagged_and_booked(prefect_server, tmp_path, apiframe_1792):
-    request = VideoRequest(prompt=f"high but not 1080p {tmp_path.name}", model="sora-2-pro", resolution="high", duration=4)
+    request = VideoRequest(
+        prompt=f"high but not 1080p {tmp_path.name}", model="sora-2-pro", resolution="high", duration=4
+    )
     storage = LocalVideoStorage(base_path=str(tmp_path / "videos"))
     state = await generate_video(request, provider=creds(apiframe_1792), storage=storage, return_state=True)
     result = await state.aresult()
@@ -80,8 +82,9 @@ async def test_an_output_at_another_size_is_stored_flagged_and_booked(prefect_se
     assert apiframe_1792.emulator.counters["jobs_created"] == 1
 
     async with get_client() as client:
-        artifacts = await client.read_artifacts(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+        artifacts = await client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
     # Prefect 3.8 stores a link artifact as markdown.
     links = [a for a in artifacts if a.type in ("link", "markdown") and result.job_id in (a.description or "")]
     assert links and "1792x1024" in links[-1].description and "Warnings" in links[-1].description
@@ -92,8 +95,9 @@ async def test_a_body_that_is_not_a_video_fails_the_flow_naming_the_job(prefect_
         server.emulator.faults.add("download", Fault(payload=b'{"error": "rendering failed"}'), times=5)
         storage = LocalVideoStorage(base_path=str(tmp_path / "videos"))
         with pytest.raises(VerificationFailed) as caught:
-            await generate_video(VideoRequest(prompt=f"garbage {tmp_path.name}", duration=4), provider=creds(server),
-                                 storage=storage)
+            await generate_video(
+                VideoRequest(prompt=f"garbage {tmp_path.name}", duration=4), provider=creds(server), storage=storage
+            )
         assert "job " in str(caught.value) and "billed" in str(caught.value)
         assert not list((tmp_path / "videos").rglob("*.mp4"))  # nothing published
         entries = await Ledger(storage.get_storage()).entries()

@@ -113,10 +113,18 @@ def test_every_old_module_path_is_the_moved_module(old, new):
 
 def test_a_fresh_process_loads_the_old_pickle_first_thing():
     """As a Prefect worker reading a stored result: nothing of the package imported beforehand."""
-    code = ("import base64, sys, cloudpickle; loaded = cloudpickle.loads(base64.b64decode(sys.stdin.read())); "
-            "print(type(loaded['cost']).__module__, type(loaded['manifest_item']).__module__)")
-    done = subprocess.run([sys.executable, "-c", code], input=base64.b64encode(PICKLED_BEFORE_THE_MOVE).decode(),
-                          capture_output=True, text=True, timeout=120, check=True)
+    code = (
+        "import base64, sys, cloudpickle; loaded = cloudpickle.loads(base64.b64decode(sys.stdin.read())); "
+        "print(type(loaded['cost']).__module__, type(loaded['manifest_item']).__module__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input=base64.b64encode(PICKLED_BEFORE_THE_MOVE).decode(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert done.stdout.split() == ["prefect_videogen.spend.costs", "prefect_videogen.batch.manifest"]
 
 
@@ -133,8 +141,9 @@ def test_a_class_pickled_under_its_old_module_path_loads(cls, monkeypatch):
 
 
 def test_the_readme_import_lines_still_import():
-    lines = re.findall(r"^from (prefect_videogen[\w.]*) import ([\w, ]+)$",
-                       (REPO_ROOT / "README.md").read_text(), re.MULTILINE)
+    lines = re.findall(
+        r"^from (prefect_videogen[\w.]*) import ([\w, ]+)$", (REPO_ROOT / "README.md").read_text(), re.MULTILINE
+    )
     assert lines
     for module, names in lines:
         imported = importlib.import_module(module)

@@ -122,7 +122,10 @@ def stub_resolver(table: dict[str, list[str]]):
 
 def test_defaults_are_safe(monkeypatch):
     for name in list(os.environ):
-        if name.startswith("PREFECT_VIDEOGEN_") and name not in ("PREFECT_VIDEOGEN_LOCAL_JOBS", "PREFECT_VIDEOGEN_RETRY_DELAYS"):
+        if name.startswith("PREFECT_VIDEOGEN_") and name not in (
+            "PREFECT_VIDEOGEN_LOCAL_JOBS",
+            "PREFECT_VIDEOGEN_RETRY_DELAYS",
+        ):
             monkeypatch.delenv(name)
     policy = WorkerPolicy()
     assert policy.allowed_roots == [os.getcwd()]
@@ -169,7 +172,10 @@ def test_a_symlink_is_followed_before_the_roots_are_checked(tmp_path):
     with pytest.raises(PolicyViolation, match="outside the allowed roots"):
         check_local_image("image", str(inside / "frame.png"), policy)
     # The same image is fine where the worker allows its real location.
-    assert check_local_image("image", str(inside / "frame.png"), WorkerPolicy(allowed_roots=[str(tmp_path)])).format == "PNG"
+    assert (
+        check_local_image("image", str(inside / "frame.png"), WorkerPolicy(allowed_roots=[str(tmp_path)])).format
+        == "PNG"
+    )
 
 
 def test_innocent_png_pointing_at_a_dotenv_is_refused_by_content(tmp_path):
@@ -187,18 +193,24 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
     fifo = tmp_path / "rows.csv"
     os.mkfifo(fifo)  # nobody writes: opening it for reading would block forever
     with pytest.raises(PolicyViolation, match="not a regular file"):
-        with open_local_file("rows_file", str(fifo), WorkerPolicy(allowed_roots=[str(tmp_path)]), max_bytes=MIB, setting="X"):
+        with open_local_file(
+            "rows_file", str(fifo), WorkerPolicy(allowed_roots=[str(tmp_path)]), max_bytes=MIB, setting="X"
+        ):
             pass
 
 
 @pytest.mark.timeout(10)
 def test_dev_zero_is_refused_as_a_device_and_as_outside_the_roots(tmp_path):
     with pytest.raises(PolicyViolation, match="outside the allowed roots"):
-        with open_local_file("rows_file", "/dev/zero", WorkerPolicy(allowed_roots=[str(tmp_path)]), max_bytes=MIB, setting="X"):
+        with open_local_file(
+            "rows_file", "/dev/zero", WorkerPolicy(allowed_roots=[str(tmp_path)]), max_bytes=MIB, setting="X"
+        ):
             pass
     # Even a worker that allowed /dev would not read a device.
     with pytest.raises(PolicyViolation, match="not a regular file"):
-        with open_local_file("rows_file", "/dev/zero", WorkerPolicy(allowed_roots=["/dev"]), max_bytes=MIB, setting="X"):
+        with open_local_file(
+            "rows_file", "/dev/zero", WorkerPolicy(allowed_roots=["/dev"]), max_bytes=MIB, setting="X"
+        ):
             pass
 
 
@@ -283,11 +295,15 @@ def test_fetched_bytes_are_checked_the_same_way(tmp_path):
 
 def test_the_pre_flight_check_reads_only_the_header(tmp_path):
     path = png(tmp_path / "frame.png", 1280, 720)
-    check_request_inputs(VideoRequest(prompt="a fox", image=str(path)), WorkerPolicy(allowed_roots=[str(tmp_path)]),
-                         provider="openai")
+    check_request_inputs(
+        VideoRequest(prompt="a fox", image=str(path)), WorkerPolicy(allowed_roots=[str(tmp_path)]), provider="openai"
+    )
     with pytest.raises(PolicyViolation, match="outside the allowed roots"):
-        check_request_inputs(VideoRequest(prompt="a fox", image=str(path)),
-                             WorkerPolicy(allowed_roots=[str(tmp_path / "elsewhere")]), provider="apiframe")
+        check_request_inputs(
+            VideoRequest(prompt="a fox", image=str(path)),
+            WorkerPolicy(allowed_roots=[str(tmp_path / "elsewhere")]),
+            provider="apiframe",
+        )
 
 
 # --- directories a run names ---------------------------------------------------------------------
@@ -309,7 +325,9 @@ def test_storage_and_jobs_dir_outside_the_roots_are_refused_before_anything_is_w
         LocalRenderer(jobs_dir=str(target)).get_client()
     assert not target.exists()
     assert LocalVideoStorage(base_path=str(tmp_path / "allowed" / "videos")).get_storage()
-    assert check_directory("x", str(tmp_path / "allowed" / "new"), WorkerPolicy(allowed_roots=[str(tmp_path / "allowed")]))
+    assert check_directory(
+        "x", str(tmp_path / "allowed" / "new"), WorkerPolicy(allowed_roots=[str(tmp_path / "allowed")])
+    )
 
 
 # --- the URL guard: decisions, no connection -------------------------------------------------------
@@ -340,8 +358,14 @@ def test_address_decisions(address, refusal):
 
 
 @pytest.mark.parametrize(
-    "url", ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/internal.csv", "https://192.168.1.1/x.png",
-            "http://[::1]:8080/x", "http://0.0.0.0:80/"],
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/internal.csv",
+        "https://192.168.1.1/x.png",
+        "http://[::1]:8080/x",
+        "http://0.0.0.0:80/",
+    ],
 )
 def test_forbidden_addresses_are_refused_before_any_connection(url):
     recorder = Recorder()
@@ -351,8 +375,13 @@ def test_forbidden_addresses_are_refused_before_any_connection(url):
 
 
 def test_names_are_resolved_and_every_address_checked(tmp_path):
-    resolver = stub_resolver({"metadata.internal": ["169.254.169.254"], "mixed.example": ["8.8.8.8", "10.0.0.7"],
-                              "public.example": ["8.8.8.8"]})
+    resolver = stub_resolver(
+        {
+            "metadata.internal": ["169.254.169.254"],
+            "mixed.example": ["8.8.8.8", "10.0.0.7"],
+            "public.example": ["8.8.8.8"],
+        }
+    )
     recorder = Recorder()
     for url in ("http://metadata.internal/", "https://mixed.example/frame.png"):
         with pytest.raises(PolicyViolation, match="resolves to a (link-local|private) address"):
@@ -362,13 +391,22 @@ def test_names_are_resolved_and_every_address_checked(tmp_path):
     assert check_url("image", "https://public.example/f.png", WorkerPolicy(), resolver=resolver) == ["8.8.8.8"]
     for url in ("https://public.example/f.png", "http://8.8.8.8/f.png"):
         with pytest.raises(PolicyViolation, match="not among the worker's allowed URL hosts"):
-            fetch_url("image", url, WorkerPolicy(allow_public_urls=False), max_bytes=MIB, setting="X",
-                      resolver=resolver, transport=recorder)
+            fetch_url(
+                "image",
+                url,
+                WorkerPolicy(allow_public_urls=False),
+                max_bytes=MIB,
+                setting="X",
+                resolver=resolver,
+                transport=recorder,
+            )
     assert recorder.requests == []
     assert resolver.calls == ["metadata.internal", "mixed.example", "public.example", "public.example"]
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/a.png", "file:///etc/passwd", "gopher://x/", "http://user:pw@host/x"])
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/a.png", "file:///etc/passwd", "gopher://x/", "http://user:pw@host/x"]
+)
 def test_only_plain_http_urls_are_fetched(url):
     recorder = Recorder()
     with pytest.raises(PolicyViolation):
@@ -434,18 +472,22 @@ def test_loopback_is_refused_unless_the_worker_allows_it(loopback):
     with pytest.raises(PolicyViolation, match="loopback"):
         fetch_url("rows_file", _base(loopback) + "/ok", WorkerPolicy(), max_bytes=MIB, setting="X")
     assert loopback.seen == []
-    assert fetch_url("rows_file", _base(loopback) + "/ok", LOOPBACK_ALLOWED, max_bytes=MIB, setting="X").startswith(b"id,")
+    assert fetch_url("rows_file", _base(loopback) + "/ok", LOOPBACK_ALLOWED, max_bytes=MIB, setting="X").startswith(
+        b"id,"
+    )
 
 
 def test_a_redirect_to_a_forbidden_address_is_refused_before_it_is_followed(loopback):
     resolver = stub_resolver({"internal.example": ["10.1.2.3"]})
     for path in ("/to-metadata", "/to-name"):
         with pytest.raises(PolicyViolation, match="(link-local|private) address"):
-            fetch_url("rows_file", _base(loopback) + path, LOOPBACK_ALLOWED, max_bytes=MIB, setting="X",
-                      resolver=resolver)
+            fetch_url(
+                "rows_file", _base(loopback) + path, LOOPBACK_ALLOWED, max_bytes=MIB, setting="X", resolver=resolver
+            )
     assert [path for path, _ in loopback.seen] == ["/to-metadata", "/to-name"]  # nothing else was contacted
-    assert fetch_url("rows_file", _base(loopback) + "/to-ok", LOOPBACK_ALLOWED, max_bytes=MIB, setting="X") \
-        .startswith(b"id,")
+    assert fetch_url("rows_file", _base(loopback) + "/to-ok", LOOPBACK_ALLOWED, max_bytes=MIB, setting="X").startswith(
+        b"id,"
+    )
     with pytest.raises(PolicyViolation, match="more than 3 redirects"):
         fetch_url("rows_file", _base(loopback) + "/loop", LOOPBACK_ALLOWED, max_bytes=MIB, setting="X")
 
@@ -483,8 +525,9 @@ def test_rows_file_urls_are_off_by_default_and_work_when_allowed(loopback, tmp_p
     assert item.request.prompt == "a fox" and item.item_id == "1"
 
 
-@pytest.mark.parametrize("url", ["s3://private-bucket/payroll.csv", "memory://rows.csv", "gs://b/rows.csv",
-                                 "ftp://host/rows.csv"])
+@pytest.mark.parametrize(
+    "url", ["s3://private-bucket/payroll.csv", "memory://rows.csv", "gs://b/rows.csv", "ftp://host/rows.csv"]
+)
 def test_other_rows_file_protocols_are_refused(url):
     with pytest.raises(PolicyViolation, match="protocol is not read for a run"):
         expand(PromptSource(rows_file=url), policy=WorkerPolicy(allow_url_rows_files=True))
@@ -494,7 +537,9 @@ def test_rows_file_lines_never_reach_the_error(tmp_path):
     secret = tmp_path / "notes.csv"
     secret.write_text("DATABASE_PASSWORD=hunter2,other\nx,y\n")
     with pytest.raises(InvalidBatch) as caught:
-        expand(PromptSource(template="{zzz}", rows_file=str(secret)), policy=WorkerPolicy(allowed_roots=[str(tmp_path)]))
+        expand(
+            PromptSource(template="{zzz}", rows_file=str(secret)), policy=WorkerPolicy(allowed_roots=[str(tmp_path)])
+        )
     message = str(caught.value)
     assert "row 1 (rows_file row 1)" in message and "zzz missing" in message
     assert "hunter2" not in message and "DATABASE_PASSWORD" not in message and "other" not in message
@@ -507,8 +552,13 @@ def test_rows_file_row_count_is_capped(tmp_path):
         expand(PromptSource(rows_file=str(rows)), policy=WorkerPolicy(allowed_roots=[str(tmp_path)]))
 
 
-@pytest.mark.parametrize(("name", "text"), [("wide.csv", ",".join(f"c{i}" for i in range(300)) + "\n" + "x," * 299 + "x\n"),
-                                           ("wide.jsonl", json.dumps({f"c{i}": "x" for i in range(300)}) + "\n")])
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("wide.csv", ",".join(f"c{i}" for i in range(300)) + "\n" + "x," * 299 + "x\n"),
+        ("wide.jsonl", json.dumps({f"c{i}": "x" for i in range(300)}) + "\n"),
+    ],
+)
 def test_rows_file_columns_are_capped(tmp_path, name, text):
     (tmp_path / name).write_text(text)
     with pytest.raises(InvalidBatch, match="more than 200 columns"):
@@ -530,15 +580,23 @@ def test_a_huge_grid_is_refused_before_expansion():
 
 
 def test_rows_times_grid_is_capped():
-    source = PromptSource(template="{p} {q}", rows=[{"p": str(i)} for i in range(200)], grid={"q": [str(n) for n in range(60)]})
+    source = PromptSource(
+        template="{p} {q}", rows=[{"p": str(i)} for i in range(200)], grid={"q": [str(n) for n in range(60)]}
+    )
     with pytest.raises(InvalidBatch, match=r"200 row\(s\) x grid 60"):
         expand(source)
 
 
 @pytest.mark.parametrize(
     ("template", "what"),
-    [("{p:>3000000000}", "a format spec"), ("{p!r}", "a conversion"), ("{p.__class__}", "attribute or index access"),
-     ("{p[0]}", "attribute or index access"), ("{}", "a positional placeholder"), ("{0}", "attribute or index access")],
+    [
+        ("{p:>3000000000}", "a format spec"),
+        ("{p!r}", "a conversion"),
+        ("{p.__class__}", "attribute or index access"),
+        ("{p[0]}", "attribute or index access"),
+        ("{}", "a positional placeholder"),
+        ("{0}", "attribute or index access"),
+    ],
 )
 def test_templates_take_plain_placeholders_only(template, what):
     with bounded():
@@ -580,8 +638,11 @@ def test_policy_violations_survive_pickling():
     error = PolicyViolation("rows_file", "/dev/zero", "it is not a regular file", "a regular file")
     back = pickle.loads(pickle.dumps(error))
     assert isinstance(back, PolicyViolation) and isinstance(back, InvalidVideoRequest)
-    assert str(back) == str(error) == ("rows_file='/dev/zero' is refused by the worker policy: it is not a regular "
-                                       "file; allowed: a regular file")
+    assert (
+        str(back)
+        == str(error)
+        == ("rows_file='/dev/zero' is refused by the worker policy: it is not a regular file; allowed: a regular file")
+    )
     assert (back.field, back.rule) == ("rows_file", "it is not a regular file")
 
 
@@ -597,16 +658,23 @@ def _tls_files(tmp_path: Path, name: str) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -626,8 +694,18 @@ def test_https_to_the_pinned_address_still_verifies_the_host_name(tmp_path, serv
         client_context = ssl.create_default_context(cafile=str(cert))  # trusts only the test's certificate
         url = f"https://files.test:{server.server_address[1]}/ok"
         resolver = stub_resolver({"files.test": ["127.0.0.1"]})
-        fetch = lambda: fetch_url("rows_file", url, WorkerPolicy(allowed_url_hosts=["files.test"]), max_bytes=MIB,  # noqa: E731
-                                  setting="X", resolver=resolver, transport=httpx.HTTPTransport(verify=client_context))
+
+        def fetch() -> bytes:
+            return fetch_url(
+                "rows_file",
+                url,
+                WorkerPolicy(allowed_url_hosts=["files.test"]),
+                max_bytes=MIB,
+                setting="X",
+                resolver=resolver,
+                transport=httpx.HTTPTransport(verify=client_context),
+            )
+
         if works:
             assert fetch().startswith(b"id,") and server.seen == [("/ok", f"files.test:{server.server_address[1]}")]
         else:

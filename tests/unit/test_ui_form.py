@@ -16,8 +16,12 @@ from prefect_videogen.blocks import (
 )
 from prefect_videogen.flows import generate_video, generate_videos
 
-PROVIDER_SLUGS = {"videogen-local-renderer", "videogen-openai-credentials", "videogen-scenario-credentials",
-                  "videogen-apiframe-credentials"}
+PROVIDER_SLUGS = {
+    "videogen-local-renderer",
+    "videogen-openai-credentials",
+    "videogen-scenario-credentials",
+    "videogen-apiframe-credentials",
+}
 STORAGE_SLUGS = {"videogen-local-storage", "videogen-s3-storage"}
 
 
@@ -28,7 +32,7 @@ def schema_of(flow) -> dict:
 def definition(schema: dict, ref: str) -> dict:
     prefix = "#/definitions/"
     assert ref.startswith(prefix), ref
-    return schema["definitions"][ref[len(prefix):]]
+    return schema["definitions"][ref[len(prefix) :]]
 
 
 def choices(schema: dict, name: str) -> list[dict]:
@@ -47,8 +51,9 @@ def assert_model_form(schema: dict, model: dict) -> None:
 
 
 def test_block_slugs_are_the_registered_ones():
-    assert {b.get_block_type_slug() for b in (LocalRenderer, OpenAICredentials, ScenarioCredentials,
-                                              APIFrameCredentials)} == PROVIDER_SLUGS
+    assert {
+        b.get_block_type_slug() for b in (LocalRenderer, OpenAICredentials, ScenarioCredentials, APIFrameCredentials)
+    } == PROVIDER_SLUGS
     assert {b.get_block_type_slug() for b in (LocalVideoStorage, S3VideoStorage)} == STORAGE_SLUGS
 
 
@@ -114,9 +119,11 @@ def test_every_generate_video_parameter_has_help_text():
 
 @pytest.mark.parametrize(
     ("flow", "params"),
-    [(generate_videos, {"prompts": {"rows": [{"prompt": "a fox"}]}, "max_concurrency": 0}),
-     (generate_videos, {"prompts": {"rows": [{"prompt": "a fox"}]}, "timeout_seconds": 0}),
-     (generate_video, {"request": {"prompt": "a fox"}, "max_cost_usd": -1})],
+    [
+        (generate_videos, {"prompts": {"rows": [{"prompt": "a fox"}]}, "max_concurrency": 0}),
+        (generate_videos, {"prompts": {"rows": [{"prompt": "a fox"}]}, "timeout_seconds": 0}),
+        (generate_video, {"request": {"prompt": "a fox"}, "max_cost_usd": -1}),
+    ],
     ids=["max_concurrency=0", "timeout_seconds=0", "max_cost_usd=-1"],
 )
 def test_numeric_bounds_reach_the_form_and_validation(flow, params):

@@ -9,8 +9,9 @@ from prefect_videogen.errors import InvalidBatch
 
 
 def test_the_grid_gives_every_combination_in_order():
-    items = expand(PromptSource(template="{subject} at {time}", grid={"subject": ["a fox", "an owl"],
-                                                                       "time": ["dawn", "dusk"]}))
+    items = expand(
+        PromptSource(template="{subject} at {time}", grid={"subject": ["a fox", "an owl"], "time": ["dawn", "dusk"]})
+    )
     assert [i.original_prompt for i in items] == ["a fox at dawn", "a fox at dusk", "an owl at dawn", "an owl at dusk"]
     assert [i.row for i in items] == [1, 2, 3, 4]
     assert all(i.plan is None for i in items)  # no provider: not planned
@@ -32,8 +33,11 @@ def test_row_columns_named_like_request_fields_set_them_and_the_catalog_checks_t
 
 def test_a_missing_variable_names_the_row_and_what_it_has():
     with pytest.raises(InvalidBatch) as caught:
-        expand(PromptSource(template="{subject} in {place}", rows=[{"subject": "a fox", "place": "snow"},
-                                                                    {"subject": "an owl"}]))
+        expand(
+            PromptSource(
+                template="{subject} in {place}", rows=[{"subject": "a fox", "place": "snow"}, {"subject": "an owl"}]
+            )
+        )
     text = str(caught.value)
     assert "row 2" in text and "place" in text and "row 1" not in text
 

@@ -42,7 +42,9 @@ async def test_an_update_writes_only_that_items_record(tmp_path):
 
     await store.update("item-00001", status="stored", job_id="job-1", cost_usd=0.4)
     after = records(tmp_path)
-    assert after["item-00000.json"] == before["item-00000.json"] and after["item-00002.json"] == before["item-00002.json"]
+    assert (
+        after["item-00000.json"] == before["item-00000.json"] and after["item-00002.json"] == before["item-00002.json"]
+    )
     assert json.loads(after["item-00001.json"])["status"] == "stored"
     assert (tmp_path / "manifests" / "batch-a.json").read_bytes() == header
 
@@ -76,15 +78,21 @@ async def test_a_damaged_record_is_skipped_counted_and_named(tmp_path, caplog, d
     broken = tmp_path / "manifests" / "batch-a" / "items" / "item-00001.json"
     broken.write_bytes(damage)
     with caplog.at_level(logging.WARNING, logger="prefect_videogen.manifest"):
-        manifest = await ManifestStore(VideoStorage(str(tmp_path)), "batch-a").load(batch_id="batch-a", provider="local")
+        manifest = await ManifestStore(VideoStorage(str(tmp_path)), "batch-a").load(
+            batch_id="batch-a", provider="local"
+        )
     assert sorted(manifest.items) == ["item-00000", "item-00002"]
     assert len(manifest.skipped) == 1 and str(broken) in manifest.skipped[0] and said in manifest.skipped[0]
     assert any(str(broken) in r.getMessage() and said in r.getMessage() for r in caplog.records)
 
 
 async def test_the_old_single_json_format_still_loads_and_is_migrated(tmp_path):
-    old = {"batch_id": "batch-a", "provider": "local", "created_at": "2026-11-01T00:00:00Z",
-           "items": {i.item_id: i.model_dump(mode="json") for i in (item(0), item(1))}}
+    old = {
+        "batch_id": "batch-a",
+        "provider": "local",
+        "created_at": "2026-11-01T00:00:00Z",
+        "items": {i.item_id: i.model_dump(mode="json") for i in (item(0), item(1))},
+    }
     old["items"]["item-00001"].update(status="stored", job_id="job-old")
     old["items"]["broken"] = {"item_id": "broken"}  # one bad item does not sink the others
     (tmp_path / "manifests").mkdir()
@@ -105,9 +113,14 @@ def renderer(tmp_path):
 
 
 async def test_a_batch_rerun_survives_an_old_manifest_and_damaged_records(prefect_server, tmp_path):
-    source = PromptSource(template="{subject} ({tag})", grid={"subject": ["a fox", "an owl", "a hare"],
-                                                           "tag": [tmp_path.name]}, defaults={"duration": 1})
-    storage = LocalVideoStorage(base_path=str(tmp_path / "videos"), )
+    source = PromptSource(
+        template="{subject} ({tag})",
+        grid={"subject": ["a fox", "an owl", "a hare"], "tag": [tmp_path.name]},
+        defaults={"duration": 1},
+    )
+    storage = LocalVideoStorage(
+        base_path=str(tmp_path / "videos"),
+    )
     first = await generate_videos(source, provider=renderer(tmp_path), storage=storage, batch_name="kept")
     assert first.counts == {"stored": 3}
     jobs = sorted((tmp_path / "jobs").glob("*.json"))

@@ -47,9 +47,18 @@ def plan_for(**fields):
 
 def job_body(status: str = "QUEUED", **fields) -> dict:
     body = {
-        "id": "job-1", "status": status, "model": "sora-2", "progress": None, "error": None, "creditCost": None,
-        "webhookStatus": None, "createdAt": "2026-11-22T00:00:00Z", "completedAt": None, "expired": False,
-        "input": {}, "result": None,
+        "id": "job-1",
+        "status": status,
+        "model": "sora-2",
+        "progress": None,
+        "error": None,
+        "creditCost": None,
+        "webhookStatus": None,
+        "createdAt": "2026-11-22T00:00:00Z",
+        "completedAt": None,
+        "expired": False,
+        "input": {},
+        "result": None,
     }
     return {**body, **fields}
 
@@ -63,8 +72,9 @@ def unit_client(handler, **kwargs) -> tuple[APIFrameVideoProvider, SleepRecorder
 
 
 def a_job(**fields) -> VideoJob:
-    return VideoJob(provider="apiframe", job_id="job-1", model="sora-2", status=JobStatus.QUEUED, raw_status="QUEUED",
-                    **fields)
+    return VideoJob(
+        provider="apiframe", job_id="job-1", model="sora-2", status=JobStatus.QUEUED, raw_status="QUEUED", **fields
+    )
 
 
 # --- unit: request mapping ------------------------------------------------------------------
@@ -78,8 +88,9 @@ async def test_submit_sends_the_documented_body_with_key_and_idempotency_key():
         return httpx.Response(202, json={"jobId": "job-1", "status": "QUEUED"}, headers={"x-request-id": "req_1"})
 
     client, _ = unit_client(handler)
-    plan = plan_for(model="sora-2-pro", duration=10, aspect_ratio="9:16", resolution="high",
-                    provider_options={"seed": 7})
+    plan = plan_for(
+        model="sora-2-pro", duration=10, aspect_ratio="9:16", resolution="high", provider_options={"seed": 7}
+    )
     job = await client.submit(plan)
 
     (request,) = seen
@@ -196,10 +207,12 @@ def test_rejection_classification(error, credit_cost, expected):
 
 
 async def test_failed_jobs_raise_typed_errors_with_cost():
-    bodies = iter([
-        job_body("FAILED", error="Provider returned an error: content policy violation", creditCost=4),
-        job_body("FAILED", error="Provider returned an error: upstream timeout", creditCost=0),
-    ])
+    bodies = iter(
+        [
+            job_body("FAILED", error="Provider returned an error: content policy violation", creditCost=4),
+            job_body("FAILED", error="Provider returned an error: upstream timeout", creditCost=0),
+        ]
+    )
     client, _ = unit_client(lambda request: httpx.Response(200, json=next(bodies)))
     rejected = await client.get_job(a_job())
     assert (rejected.reported_cost, rejected.reported_cost_unit) == (4.0, "credits")
@@ -214,11 +227,18 @@ async def test_failed_jobs_raise_typed_errors_with_cost():
 
 
 async def test_expired_and_urlless_results_fail_clearly():
-    bodies = iter([
-        job_body("COMPLETED", progress=100, expired=True, creditCost=4,
-                 result={"videoUrl": "https://cdn2.apiframe.test/videos/job-1.mp4"}),
-        job_body("COMPLETED", progress=100, creditCost=4, result=None),
-    ])
+    bodies = iter(
+        [
+            job_body(
+                "COMPLETED",
+                progress=100,
+                expired=True,
+                creditCost=4,
+                result={"videoUrl": "https://cdn2.apiframe.test/videos/job-1.mp4"},
+            ),
+            job_body("COMPLETED", progress=100, creditCost=4, result=None),
+        ]
+    )
     client, _ = unit_client(lambda request: httpx.Response(200, json=next(bodies)))
     with pytest.raises(JobFailed, match="expired after APIFrame's 24 h retention; the video is lost"):
         raise_for_job(await client.get_job(a_job()))
@@ -233,17 +253,37 @@ async def test_expired_and_urlless_results_fail_clearly():
 @pytest.mark.parametrize(
     ("status", "body", "error", "fragment", "calls"),
     [
-        (400, {"error": "Validation failed", "details": {"soraParams.duration": ["Expected integer"]}},
-         InvalidRequest, "soraParams.duration: Expected integer", 1),
-        (400, {"error": "Validation failed", "details": {"model": ["Invalid enum value"]}},
-         ModelUnavailable, "model 'sora-2' is not available on APIFrame", 1),
+        (
+            400,
+            {"error": "Validation failed", "details": {"soraParams.duration": ["Expected integer"]}},
+            InvalidRequest,
+            "soraParams.duration: Expected integer",
+            1,
+        ),
+        (
+            400,
+            {"error": "Validation failed", "details": {"model": ["Invalid enum value"]}},
+            ModelUnavailable,
+            "model 'sora-2' is not available on APIFrame",
+            1,
+        ),
         (404, {"error": "Model not found: sora-2"}, ModelUnavailable, "Model not found: sora-2", 1),
-        (400, {"error": "Invalid request for model sora-2", "details": {"prompt": ["Required"]}},
-         InvalidRequest, "prompt: Required", 1),
+        (
+            400,
+            {"error": "Invalid request for model sora-2", "details": {"prompt": ["Required"]}},
+            InvalidRequest,
+            "prompt: Required",
+            1,
+        ),
         (401, {"error": "Invalid API key"}, AuthError, "Invalid API key", 1),
         (403, "<html><body>Forbidden</body></html>", AuthError, "Forbidden", 1),
-        (402, {"error": "Insufficient credits", "creditsRequired": 12, "creditsAvailable": 3},
-         InsufficientCredits, "Insufficient credits", 1),
+        (
+            402,
+            {"error": "Insufficient credits", "creditsRequired": 12, "creditsAvailable": 3},
+            InsufficientCredits,
+            "Insufficient credits",
+            1,
+        ),
         (409, {"error": "Idempotency key conflict"}, IdempotencyConflict, "different request body", 1),
         (502, "<html>Bad gateway</html>", ProviderUnavailable, "Bad gateway", 4),
     ],
@@ -304,9 +344,13 @@ async def test_ambiguous_submit_failures_are_resent_only_under_the_same_key():
 
 
 async def test_retry_after_is_honoured_and_a_too_long_wait_is_not():
-    answers = iter([httpx.Response(429, json={"error": "Too many requests"}, headers={"Retry-After": "7"}),
-                    httpx.Response(202, json={"jobId": "job-1", "status": "QUEUED"}),
-                    httpx.Response(429, json={"error": "Too many requests"}, headers={"Retry-After": "3600"})])
+    answers = iter(
+        [
+            httpx.Response(429, json={"error": "Too many requests"}, headers={"Retry-After": "7"}),
+            httpx.Response(202, json={"jobId": "job-1", "status": "QUEUED"}),
+            httpx.Response(429, json={"error": "Too many requests"}, headers={"Retry-After": "3600"}),
+        ]
+    )
     client, sleep = unit_client(lambda request: next(answers))
     await client.submit(plan_for())
     assert sleep.delays == [7.0]
@@ -317,10 +361,12 @@ async def test_retry_after_is_honoured_and_a_too_long_wait_is_not():
 
 
 async def test_poll_retries_5xx_then_reads_the_job():
-    answers = iter([
-        httpx.Response(503, text="upstream down"),
-        httpx.Response(200, json=job_body("PROCESSING", progress=50)),
-    ])
+    answers = iter(
+        [
+            httpx.Response(503, text="upstream down"),
+            httpx.Response(200, json=job_body("PROCESSING", progress=50)),
+        ]
+    )
     client, sleep = unit_client(lambda request: next(answers))
     job = await client.get_job(a_job())
     assert job.progress == 0.5 and len(sleep.delays) == 1
@@ -625,7 +671,10 @@ async def test_the_key_never_leaks(client, server, emulator, tmp_path, caplog):
         *(f"{error} {error!r}" for error in errors),
         result.model_dump_json(),
         Path(result.sidecar_uri).read_text(),
-        repr(block), str(block), block.model_dump_json(), block.account_id(),
+        repr(block),
+        str(block),
+        block.model_dump_json(),
+        block.account_id(),
     ]
     assert any("HTTP Request" in record.getMessage() for record in caplog.records)  # httpx did log
     for secret in (EMULATOR_API_KEY, "afk_wrong_key_0000000000"):

@@ -21,17 +21,23 @@ from fakes import FakeClock
     [("9:16", "standard", 4, (720, 1280)), ("16:9", "standard", 2, (1280, 720)), ("16:9", "high", 1, (1920, 1080))],
 )
 async def test_rendered_video_matches_request(tmp_path, aspect, resolution, duration, size):
-    request = VideoRequest(prompt="a red fox running through fresh snow", duration=duration, aspect_ratio=aspect,
-                           resolution=resolution)
-    result = await generate(LocalProvider(queue_delay_seconds=0, jobs_dir=tmp_path / "jobs"), request,
-                            VideoStorage(str(tmp_path / "videos")))
+    request = VideoRequest(
+        prompt="a red fox running through fresh snow", duration=duration, aspect_ratio=aspect, resolution=resolution
+    )
+    result = await generate(
+        LocalProvider(queue_delay_seconds=0, jobs_dir=tmp_path / "jobs"),
+        request,
+        VideoStorage(str(tmp_path / "videos")),
+    )
     probe = probe_video(result.video_uri)
     assert probe.codec == "h264"
     assert (probe.width, probe.height) == size
     assert probe.duration_seconds == pytest.approx(duration, abs=0.01)
     assert probe.frames == duration * 24
-    assert (result.width, result.height, result.bytes) == (*size, (tmp_path / "videos").joinpath(
-        result.video_uri.split("/videos/")[1]).stat().st_size)
+    assert (result.width, result.height, result.bytes) == (
+        *size,
+        (tmp_path / "videos").joinpath(result.video_uri.split("/videos/")[1]).stat().st_size,
+    )
 
 
 async def test_job_moves_through_queue_on_an_injected_clock(tmp_path):
@@ -82,8 +88,11 @@ async def test_image_to_video_uses_the_image(tmp_path):
     image = tmp_path / "first.png"
     Image.new("RGB", (64, 64), (200, 30, 30)).save(image)
     request = VideoRequest(prompt="a fox", duration=1, image=str(image))
-    result = await generate(LocalProvider(queue_delay_seconds=0, jobs_dir=tmp_path / "jobs"), request,
-                            VideoStorage(str(tmp_path / "videos")))
+    result = await generate(
+        LocalProvider(queue_delay_seconds=0, jobs_dir=tmp_path / "jobs"),
+        request,
+        VideoStorage(str(tmp_path / "videos")),
+    )
     import av
 
     with av.open(result.video_uri) as container:

@@ -46,9 +46,21 @@ def plan_for(**fields):
 
 
 def video(status="queued", progress=0, error=None, **extra):
-    return {"id": "video_123", "object": "video", "model": "sora-2", "status": status, "progress": progress,
-            "created_at": 1, "completed_at": None, "expires_at": None, "prompt": "p", "size": "720x1280",
-            "seconds": "4", "error": error, **extra}
+    return {
+        "id": "video_123",
+        "object": "video",
+        "model": "sora-2",
+        "status": status,
+        "progress": progress,
+        "created_at": 1,
+        "completed_at": None,
+        "expires_at": None,
+        "prompt": "p",
+        "size": "720x1280",
+        "seconds": "4",
+        "error": error,
+        **extra,
+    }
 
 
 def mock_client(handler, *, base_url=GATEWAY, sleep=None, **kwargs) -> tuple[OpenAIVideoProvider, list[httpx.Request]]:
@@ -58,8 +70,9 @@ def mock_client(handler, *, base_url=GATEWAY, sleep=None, **kwargs) -> tuple[Ope
         seen.append(request)
         return handler(request)
 
-    client = OpenAIVideoProvider(KEY, base_url=base_url, transport=httpx.MockTransport(record),
-                                 sleep=sleep or SleepRecorder(), **kwargs)
+    client = OpenAIVideoProvider(
+        KEY, base_url=base_url, transport=httpx.MockTransport(record), sleep=sleep or SleepRecorder(), **kwargs
+    )
     return client, seen
 
 
@@ -73,17 +86,23 @@ def png(path: Path, width: int, height: int) -> str:
 
 @pytest.mark.parametrize(
     ("raw", "status", "progress"),
-    [("queued", JobStatus.QUEUED, 0.0), ("in_progress", JobStatus.RUNNING, 0.42),
-     ("completed", JobStatus.SUCCEEDED, 1.0), ("failed", JobStatus.FAILED, 1.0),
-     ("rendering", JobStatus.RUNNING, 0.42),  # unknown word: still running, never guessed done or failed
-     ("COMPLETED", JobStatus.SUCCEEDED, 1.0)],
+    [
+        ("queued", JobStatus.QUEUED, 0.0),
+        ("in_progress", JobStatus.RUNNING, 0.42),
+        ("completed", JobStatus.SUCCEEDED, 1.0),
+        ("failed", JobStatus.FAILED, 1.0),
+        ("rendering", JobStatus.RUNNING, 0.42),  # unknown word: still running, never guessed done or failed
+        ("COMPLETED", JobStatus.SUCCEEDED, 1.0),
+    ],
 )
 async def test_status_table_and_progress(raw, status, progress):
     pct = {0.0: 0, 0.42: 42, 1.0: 100}[progress]
-    client, _ = mock_client(lambda r: httpx.Response(200, json=video(raw, pct, quality="standard"),
-                                                     headers={"openai-poll-after-ms": "250"}))
-    job = await client.get_job(VideoJob(provider="openai", job_id="video_123", model="sora-2", status="queued",
-                                        raw_status="queued"))
+    client, _ = mock_client(
+        lambda r: httpx.Response(200, json=video(raw, pct, quality="standard"), headers={"openai-poll-after-ms": "250"})
+    )
+    job = await client.get_job(
+        VideoJob(provider="openai", job_id="video_123", model="sora-2", status="queued", raw_status="queued")
+    )
     assert (job.status, job.raw_status, job.progress) == (status, raw, progress)
     assert job.poll_after_seconds == 0.25 and job.model == "sora-2"
     assert set(STATUS_TABLE) == {"queued", "in_progress", "completed", "failed"}
@@ -91,11 +110,23 @@ async def test_status_table_and_progress(raw, status, progress):
 
 async def test_submit_sends_documented_json_types_and_headers():
     client, seen = mock_client(lambda r: httpx.Response(200, json=video()), organization="org-1", project="proj_2")
-    job = await client.submit(plan_for(model="sora-2-pro", duration=12, aspect_ratio="16:9", resolution="high",
-                                       provider_options={"remix_hint": "x"}))
+    job = await client.submit(
+        plan_for(
+            model="sora-2-pro",
+            duration=12,
+            aspect_ratio="16:9",
+            resolution="high",
+            provider_options={"remix_hint": "x"},
+        )
+    )
     body = json.loads(seen[0].content)
-    assert body == {"prompt": "a red fox in snow", "model": "sora-2-pro", "seconds": "12", "size": "1792x1024",
-                    "remix_hint": "x"}
+    assert body == {
+        "prompt": "a red fox in snow",
+        "model": "sora-2-pro",
+        "seconds": "12",
+        "size": "1792x1024",
+        "remix_hint": "x",
+    }
     assert seen[0].headers["authorization"] == f"Bearer {KEY}"
     assert (seen[0].headers["openai-organization"], seen[0].headers["openai-project"]) == ("org-1", "proj_2")
     assert str(seen[0].url) == f"{GATEWAY}/videos"
@@ -125,8 +156,10 @@ async def test_image_url_goes_as_json_image_url():
     assert json.loads(seen[0].content)["input_reference"] == {"image_url": "https://cdn.example/first.png"}
 
 
-@pytest.mark.parametrize(("size", "name", "match"), [((640, 480), "f.png", "exactly 1280x720"),
-                                                    (None, "missing.png", "existing local image")])
+@pytest.mark.parametrize(
+    ("size", "name", "match"),
+    [((640, 480), "f.png", "exactly 1280x720"), (None, "missing.png", "existing local image")],
+)
 async def test_bad_local_image_fails_before_any_request(tmp_path, size, name, match):
     client, seen = mock_client(lambda r: httpx.Response(200, json=video()))
     image = png(tmp_path / name, *size) if size else str(tmp_path / name)
@@ -138,19 +171,72 @@ async def test_bad_local_image_fails_before_any_request(tmp_path, size, name, ma
 @pytest.mark.parametrize(
     ("status", "body", "error", "text"),
     [
-        (401, {"error": {"message": "Incorrect API key provided: sk-***cret.", "type": "invalid_request_error",
-                         "param": None, "code": "invalid_api_key"}}, AuthError, "Incorrect API key"),
-        (404, {"error": {"message": "The model `sora-2` does not exist or you do not have access to it.",
-                         "type": "invalid_request_error", "param": None, "code": "model_not_found"}},
-         ModelUnavailable, r"model .sora-2. \(sora-2\) is not served at gateway\.example"),
-        (400, {"error": {"message": "Invalid value: 'sora-2'.", "type": "invalid_request_error", "param": "model",
-                         "code": "invalid_value"}}, ModelUnavailable, "not served"),
-        (429, {"error": {"message": "You exceeded your current quota, please check your plan and billing details.",
-                         "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}},
-         InsufficientCredits, "exceeded your current quota"),
-        (400, {"error": {"message": "Invalid type for 'seconds': expected one of '4', '8', or '12', but got an "
-                         "integer instead.", "type": "invalid_request_error", "param": "seconds",
-                         "code": "invalid_type"}}, InvalidRequest, "Invalid type for 'seconds'"),
+        (
+            401,
+            {
+                "error": {
+                    "message": "Incorrect API key provided: sk-***cret.",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "invalid_api_key",
+                }
+            },
+            AuthError,
+            "Incorrect API key",
+        ),
+        (
+            404,
+            {
+                "error": {
+                    "message": "The model `sora-2` does not exist or you do not have access to it.",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "model_not_found",
+                }
+            },
+            ModelUnavailable,
+            r"model .sora-2. \(sora-2\) is not served at gateway\.example",
+        ),
+        (
+            400,
+            {
+                "error": {
+                    "message": "Invalid value: 'sora-2'.",
+                    "type": "invalid_request_error",
+                    "param": "model",
+                    "code": "invalid_value",
+                }
+            },
+            ModelUnavailable,
+            "not served",
+        ),
+        (
+            429,
+            {
+                "error": {
+                    "message": "You exceeded your current quota, please check your plan and billing details.",
+                    "type": "insufficient_quota",
+                    "param": None,
+                    "code": "insufficient_quota",
+                }
+            },
+            InsufficientCredits,
+            "exceeded your current quota",
+        ),
+        (
+            400,
+            {
+                "error": {
+                    "message": "Invalid type for 'seconds': expected one of '4', '8', or '12', but got an "
+                    "integer instead.",
+                    "type": "invalid_request_error",
+                    "param": "seconds",
+                    "code": "invalid_type",
+                }
+            },
+            InvalidRequest,
+            "Invalid type for 'seconds'",
+        ),
         (400, "<html><body>Bad Request</body></html>", InvalidRequest, "Bad Request"),
         (502, "<html>Bad Gateway</html>", ProviderUnavailable, "Bad Gateway"),
     ],
@@ -189,14 +275,21 @@ async def test_create_answer_without_a_video_object_may_have_created_a_job():
 
 
 async def test_retry_hints_are_honoured_on_submit_and_poll():
-    answers = iter([
-        httpx.Response(429, json={"error": {"message": "slow down", "type": "requests", "param": None,
-                                            "code": "rate_limit_exceeded"}}, headers={"retry-after-ms": "250"}),
-        httpx.Response(429, headers={"retry-after": "2"}, text="busy"),
-        httpx.Response(200, json=video()),
-        httpx.Response(503, text="upstream connect error"),
-        httpx.Response(200, json=video("completed", 100)),
-    ])
+    answers = iter(
+        [
+            httpx.Response(
+                429,
+                json={
+                    "error": {"message": "slow down", "type": "requests", "param": None, "code": "rate_limit_exceeded"}
+                },
+                headers={"retry-after-ms": "250"},
+            ),
+            httpx.Response(429, headers={"retry-after": "2"}, text="busy"),
+            httpx.Response(200, json=video()),
+            httpx.Response(503, text="upstream connect error"),
+            httpx.Response(200, json=video("completed", 100)),
+        ]
+    )
     sleep = SleepRecorder()
     client, seen = mock_client(lambda r: next(answers), sleep=sleep, policy=RetryPolicy(jitter=0))
     job = await client.submit(plan_for())
@@ -215,16 +308,22 @@ async def test_retry_hint_beyond_the_cap_gives_up_instead_of_stalling():
 
 @pytest.mark.parametrize(
     ("code", "message", "rejection"),
-    [("sentinel_block", "Your prompt was blocked by our safety system.", {"stage": "prompt", "charged": False}),
-     ("sentinel_block", "Your input image was blocked.", {"stage": "image", "charged": False}),
-     ("sentinel_block", "Request blocked.", {"stage": "prompt", "charged": False}),
-     ("moderation_blocked", "The generated video was blocked.", {"stage": "output", "charged": True}),
-     ("video_generation_failed", "Video generation failed.", None), (None, None, None)],
+    [
+        ("sentinel_block", "Your prompt was blocked by our safety system.", {"stage": "prompt", "charged": False}),
+        ("sentinel_block", "Your input image was blocked.", {"stage": "image", "charged": False}),
+        ("sentinel_block", "Request blocked.", {"stage": "prompt", "charged": False}),
+        ("moderation_blocked", "The generated video was blocked.", {"stage": "output", "charged": True}),
+        ("video_generation_failed", "Video generation failed.", None),
+        (None, None, None),
+    ],
 )
 async def test_failed_video_classification(code, message, rejection):
     assert classify_rejection(code, message) == (Rejection(**rejection) if rejection else None)
-    client, _ = mock_client(lambda r: httpx.Response(200, json=video("failed", 0, {"code": code, "message": message})
-                                                     if code else video("failed", 0)))
+    client, _ = mock_client(
+        lambda r: httpx.Response(
+            200, json=video("failed", 0, {"code": code, "message": message}) if code else video("failed", 0)
+        )
+    )
     job = await client.submit(plan_for())
     assert job.status is JobStatus.FAILED and job.error_code == code
     expected = ContentRejected if rejection else JobFailed
@@ -311,8 +410,10 @@ def stored_files(tmp_path) -> list[Path]:
 
 @pytest.mark.parametrize(
     ("fields", "size"),
-    [({"duration": 4, "aspect_ratio": "9:16"}, (720, 1280)),
-     ({"model": "sora-2-pro", "duration": 8, "aspect_ratio": "16:9", "resolution": "high"}, (1792, 1024))],
+    [
+        ({"duration": 4, "aspect_ratio": "9:16"}, (720, 1280)),
+        ({"model": "sora-2-pro", "duration": 8, "aspect_ratio": "16:9", "resolution": "high"}, (1792, 1024)),
+    ],
 )
 async def test_text_to_video_end_to_end(client, emulator, storage, fields, size):
     request = VideoRequest(prompt="a red fox running through fresh snow", **fields)
@@ -414,17 +515,33 @@ async def test_bad_key_is_auth_error_and_not_retried(api, emulator, storage):
 @pytest.mark.parametrize(
     ("body", "status", "param", "message"),
     [
-        ({"prompt": "a fox", "seconds": 4}, 400, "seconds",
-         "Invalid type for 'seconds': expected one of '4', '8', or '12', but got an integer instead."),
-        ({"prompt": "a fox", "seconds": "5"}, 400, "seconds", "Invalid value: '5'. Supported values are: '4', '8', "
-         "and '12'."),
+        (
+            {"prompt": "a fox", "seconds": 4},
+            400,
+            "seconds",
+            "Invalid type for 'seconds': expected one of '4', '8', or '12', but got an integer instead.",
+        ),
+        (
+            {"prompt": "a fox", "seconds": "5"},
+            400,
+            "seconds",
+            "Invalid value: '5'. Supported values are: '4', '8', and '12'.",
+        ),
         ({"seconds": "4"}, 400, "prompt", "Missing required parameter: 'prompt'."),
         ({"prompt": "a fox", "duration": 4}, 400, "duration", "Unknown parameter: 'duration'."),
-        ({"prompt": "a fox", "size": "1792x1024"}, 400, "size", "Invalid value: '1792x1024'. Supported values for "
-         "sora-2 are: '720x1280', '1280x720'."),
+        (
+            {"prompt": "a fox", "size": "1792x1024"},
+            400,
+            "size",
+            "Invalid value: '1792x1024'. Supported values for sora-2 are: '720x1280', '1280x720'.",
+        ),
         ({"prompt": "a fox", "model": "sora-9"}, 400, "model", "Invalid value: 'sora-9'."),
-        ({"prompt": "a fox", "input_reference": "https://cdn.example/f.png"}, 400, "input_reference",
-         "Invalid 'input_reference'"),
+        (
+            {"prompt": "a fox", "input_reference": "https://cdn.example/f.png"},
+            400,
+            "input_reference",
+            "Invalid 'input_reference'",
+        ),
     ],
 )
 async def test_emulator_rejects_what_the_api_rejects(api, emulator, body, status, param, message):
@@ -439,9 +556,12 @@ async def test_emulator_checks_uploads_and_auth(api, emulator, tmp_path):
     image = Path(png(tmp_path / "small.png", 640, 360)).read_bytes()
     form = {"prompt": "a fox", "size": "1280x720"}
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}) as http:
-        wrong_size = await http.post(f"{api}/videos", data=form, files={"input_reference": ("s.png", image, "image/png")})
-        as_text = await http.post(f"{api}/videos", data=form,
-                                  files={"input_reference": (None, "https://cdn.example/f.png")})
+        wrong_size = await http.post(
+            f"{api}/videos", data=form, files={"input_reference": ("s.png", image, "image/png")}
+        )
+        as_text = await http.post(
+            f"{api}/videos", data=form, files={"input_reference": (None, "https://cdn.example/f.png")}
+        )
         gif = await http.post(f"{api}/videos", data=form, files={"input_reference": ("s.gif", image, "image/gif")})
         no_key = await http.post(f"{api}/videos", json={"prompt": "a fox"}, headers={"Authorization": ""})
     assert wrong_size.json()["error"]["message"] == "Inpaint image must match the requested width and height"
@@ -492,8 +612,20 @@ async def test_api_key_never_leaks(api, emulator, storage, tmp_path, caplog):
         emulator.faults.add("create", Fault(status=429, headers={"retry-after-ms": "1"}))
         result = await generate(client, VideoRequest(prompt="a fox"), storage)
         # A gateway that echoes the key in an error body: the message is redacted.
-        emulator.faults.add("create", Fault(status=400, body={"error": {
-            "message": f"bad request from Bearer {KEY} (key {KEY})", "type": "x", "param": None, "code": None}}))
+        emulator.faults.add(
+            "create",
+            Fault(
+                status=400,
+                body={
+                    "error": {
+                        "message": f"bad request from Bearer {KEY} (key {KEY})",
+                        "type": "x",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+            ),
+        )
         with pytest.raises(InvalidRequest) as caught:
             await client.submit(plan_for())
     texts += [str(caught.value), repr(caught.value), caught.value.detail, result.model_dump_json()]

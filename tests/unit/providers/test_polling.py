@@ -46,8 +46,14 @@ class TimedProvider(VideoProvider):
     def view(self, job: VideoJob) -> VideoJob:
         fraction = self.clock() / self.seconds
         status, progress = (JobStatus.SUCCEEDED, 1.0) if fraction >= 1 else self.shape(fraction)
-        return job.model_copy(update={"status": status, "raw_status": status.value, "progress": progress,
-                                      "poll_after_seconds": None if status.is_terminal else self.hint})
+        return job.model_copy(
+            update={
+                "status": status,
+                "raw_status": status.value,
+                "progress": progress,
+                "poll_after_seconds": None if status.is_terminal else self.hint,
+            }
+        )
 
     async def submit(self, plan, *, idempotency_key=None):
         raise NotImplementedError
@@ -62,7 +68,9 @@ class TimedProvider(VideoProvider):
 
 
 def start(provider: TimedProvider) -> VideoJob:
-    return provider.view(VideoJob(provider="timed", job_id="j1", model="m", status=JobStatus.QUEUED, raw_status="queued"))
+    return provider.view(
+        VideoJob(provider="timed", job_id="j1", model="m", status=JobStatus.QUEUED, raw_status="queued")
+    )
 
 
 @pytest.mark.parametrize(
@@ -82,10 +90,14 @@ def start(provider: TimedProvider) -> VideoJob:
         pytest.param([(None, 0.0, 10), (None, 1.0, 20)], [1.0, 1.5], id="0-and-1-say-nothing"),
         pytest.param([(2.0, 0.1, 10), (2.0, 0.2, 20)], [2.0, 30.0], id="far-finish-stretches-hint"),
         pytest.param([(2.0, 0.90, 90), (2.0, 0.99, 99)], [2.0, 2.0], id="hint-is-the-floor-near-finish"),
-        pytest.param([(0.01, 0.2, 0.01), (0.01, 0.4, 0.02), (0.01, 0.7, 0.035)], [0.01, 0.01, 0.016],
-                     id="tiny-hint-tiny-job-samples-again-then-aims"),
-        pytest.param([(None, 0.2, 10), (None, 0.3, 20), (None, 0.5, 25)], [1.0, 30.0, 6.25],
-                     id="speed-up-uses-last-rate"),
+        pytest.param(
+            [(0.01, 0.2, 0.01), (0.01, 0.4, 0.02), (0.01, 0.7, 0.035)],
+            [0.01, 0.01, 0.016],
+            id="tiny-hint-tiny-job-samples-again-then-aims",
+        ),
+        pytest.param(
+            [(None, 0.2, 10), (None, 0.3, 20), (None, 0.5, 25)], [1.0, 30.0, 6.25], id="speed-up-uses-last-rate"
+        ),
         pytest.param([(None, 0.98, 0), (None, 0.999, 1)], [1.0, 1.0], id="initial-floors-a-crawl"),
     ],
 )
@@ -200,8 +212,9 @@ def stuck_servers():
     hour = 3600.0  # the jobs stay queued/processing for the whole test
     servers = {
         "openai": EmulatorServer(OpenAIEmulator(api_key="sk-emulator-key", latency_seconds=hour)).start(),
-        "scenario": EmulatorServer(ScenarioEmulator(api_key="stuck-key", api_secret="stuck-secret",
-                                                    latency_seconds=hour)).start(),
+        "scenario": EmulatorServer(
+            ScenarioEmulator(api_key="stuck-key", api_secret="stuck-secret", latency_seconds=hour)
+        ).start(),
         "apiframe": EmulatorServer(APIFrameEmulator(latency_seconds=hour)).start(),
     }
     yield servers
@@ -234,8 +247,10 @@ async def test_a_stuck_job_ends_the_flow_at_timeout_seconds_without_a_retry(pref
     async def run(name, server):
         started = time.monotonic()
         state = await generate_video(
-            VideoRequest(prompt=f"stuck {name} {tmp_path.name}", duration=4), provider=stuck_credentials(name, server),
-            storage=LocalVideoStorage(base_path=str(tmp_path / name)), timeout_seconds=STUCK_TIMEOUT,
+            VideoRequest(prompt=f"stuck {name} {tmp_path.name}", duration=4),
+            provider=stuck_credentials(name, server),
+            storage=LocalVideoStorage(base_path=str(tmp_path / name)),
+            timeout_seconds=STUCK_TIMEOUT,
             return_state=True,
         )
         elapsed = time.monotonic() - started
@@ -247,7 +262,9 @@ async def test_a_stuck_job_ends_the_flow_at_timeout_seconds_without_a_retry(pref
     for name, state, elapsed, error in outcomes:
         assert isinstance(error, JobTimedOut), (name, error)
         assert error.job_id in str(error)  # the job stays resumable by its id
-        waits = [r for r in task_runs if r.flow_run_id == state.state_details.flow_run_id and r.name.startswith("wait ")]
+        waits = [
+            r for r in task_runs if r.flow_run_id == state.state_details.flow_run_id and r.name.startswith("wait ")
+        ]
         assert len(waits) == 1 and waits[0].run_count == 1, (name, [(w.name, w.run_count) for w in waits])
         # Within one poll interval of the deadline (plus the submit and Prefect's own overhead).
         wait_seconds = waits[0].total_run_time.total_seconds()

@@ -64,9 +64,18 @@ def test_policy_delay(retry, hint, rand, expected):
 
 STATUS_TABLE = [
     # status, free call retried, paid call retried
-    (400, False, False), (401, False, False), (403, False, False), (404, False, False), (409, False, False),
-    (422, False, False), (408, True, False), (429, True, True), (500, True, False), (502, True, False),
-    (503, True, False), (504, True, False),
+    (400, False, False),
+    (401, False, False),
+    (403, False, False),
+    (404, False, False),
+    (409, False, False),
+    (422, False, False),
+    (408, True, False),
+    (429, True, True),
+    (500, True, False),
+    (502, True, False),
+    (503, True, False),
+    (504, True, False),
 ]
 
 
@@ -145,12 +154,16 @@ class _State:
 @pytest.mark.parametrize(
     "error",
     [
-        RateLimited("slow", provider="p"), ProviderUnavailable("down", provider="p"),
+        RateLimited("slow", provider="p"),
+        ProviderUnavailable("down", provider="p"),
         ProviderUnavailable("lost", provider="p", maybe_created=True),
         ProviderUnavailable("refused", provider="p", unreachable=True),
         JobTimedOut(provider="p", job_id="j", waited_seconds=8, last_status="queued"),
-        DownloadFailed("gave up", provider="p", job_id="j"), StorageError("disk"), VerificationFailed("bad"),
-        KeyError("bug"), None,
+        DownloadFailed("gave up", provider="p", job_id="j"),
+        StorageError("disk"),
+        VerificationFailed("bad"),
+        KeyError("bug"),
+        None,
     ],
 )
 async def test_prefect_conditions_are_the_decision_function(error):
@@ -176,9 +189,15 @@ class Recorder:
         self.slept.append(seconds)
 
     def transport(self, **kwargs) -> HttpTransport:
-        return HttpTransport("testprov", "https://api.test/v1", headers={"Authorization": "Bearer sk-secretsecret"},
-                             transport=httpx.MockTransport(self.handler), sleep=self.sleep,
-                             policy=RetryPolicy(jitter=0.0), **kwargs)
+        return HttpTransport(
+            "testprov",
+            "https://api.test/v1",
+            headers={"Authorization": "Bearer sk-secretsecret"},
+            transport=httpx.MockTransport(self.handler),
+            sleep=self.sleep,
+            policy=RetryPolicy(jitter=0.0),
+            **kwargs,
+        )
 
 
 async def test_paid_submit_is_not_resent_after_an_ambiguous_5xx():
@@ -197,8 +216,11 @@ async def test_paid_submit_is_not_resent_after_a_read_timeout():
 
 
 async def test_paid_submit_is_resent_when_nothing_reached_the_server():
-    rec = Recorder(httpx.ConnectError("refused"), httpx.Response(429, headers={"retry-after-ms": "40"}),
-                   httpx.Response(200, json={"id": "video_1"}))
+    rec = Recorder(
+        httpx.ConnectError("refused"),
+        httpx.Response(429, headers={"retry-after-ms": "40"}),
+        httpx.Response(200, json={"id": "video_1"}),
+    )
     response = await rec.transport().send("POST", "/videos", paid=True)
     assert response.json() == {"id": "video_1"}
     assert len(rec.requests) == 3
@@ -213,8 +235,11 @@ async def test_reads_retry_5xx_then_give_up():
 
 
 async def test_permanent_errors_are_not_retried():
-    rec = Recorder(httpx.Response(401, json={"error": {"message": "Incorrect API key sk-secretsecret"}},
-                                  headers={"x-request-id": "req_9"}))
+    rec = Recorder(
+        httpx.Response(
+            401, json={"error": {"message": "Incorrect API key sk-secretsecret"}}, headers={"x-request-id": "req_9"}
+        )
+    )
     with pytest.raises(AuthError) as caught:
         await rec.transport().send("GET", "/videos/v1")
     assert len(rec.requests) == 1

@@ -49,8 +49,15 @@ def plan(**fields):
 
 
 def job_body(status="queued", progress=0.0, **metadata):
-    return {"job": {"jobId": "job_1", "status": status, "progress": progress, "jobType": "inference",
-                    "metadata": {"assetIds": [], **metadata}}}
+    return {
+        "job": {
+            "jobId": "job_1",
+            "status": status,
+            "progress": progress,
+            "jobType": "inference",
+            "metadata": {"assetIds": [], **metadata},
+        }
+    }
 
 
 class Mock:
@@ -76,7 +83,9 @@ class Mock:
 
 def mocked(answers, **kwargs) -> tuple[ScenarioVideoProvider, Mock, SleepRecorder]:
     mock, sleeps = Mock(answers), SleepRecorder()
-    provider = ScenarioVideoProvider(KEY, SECRET, base_url=API, transport=httpx.MockTransport(mock), sleep=sleeps, **kwargs)
+    provider = ScenarioVideoProvider(
+        KEY, SECRET, base_url=API, transport=httpx.MockTransport(mock), sleep=sleeps, **kwargs
+    )
     return provider, mock, sleeps
 
 
@@ -88,13 +97,21 @@ def created(cost=40, **job):
 
 
 async def test_submit_sends_the_documented_body_once_with_basic_auth():
-    provider, mock, _ = mocked({("POST", "/generate/custom/model_open-ai-sora-2-pro"): [created(cost=400)]},
-                               project_id="proj_demo")
-    job = await provider.submit(plan(model="sora-2-pro", duration=8, aspect_ratio="9:16", resolution="high",
-                                     provider_options={"seed": 7}))
+    provider, mock, _ = mocked(
+        {("POST", "/generate/custom/model_open-ai-sora-2-pro"): [created(cost=400)]}, project_id="proj_demo"
+    )
+    job = await provider.submit(
+        plan(model="sora-2-pro", duration=8, aspect_ratio="9:16", resolution="high", provider_options={"seed": 7})
+    )
     (request,) = mock.requests
     body = json.loads(request.content)
-    assert body == {"prompt": "a fox in fresh snow", "aspectRatio": "9:16", "duration": 8, "resolution": "high", "seed": 7}
+    assert body == {
+        "prompt": "a fox in fresh snow",
+        "aspectRatio": "9:16",
+        "duration": 8,
+        "resolution": "high",
+        "seed": 7,
+    }
     assert type(body["duration"]) is int  # a JSON number, never "8"
     assert dict(request.url.params) == {"projectId": "proj_demo"}
     assert request.headers["authorization"] == BASIC
@@ -105,7 +122,11 @@ async def test_submit_sends_the_documented_body_once_with_basic_auth():
 async def test_sora_2_gets_no_resolution_and_options_cannot_smuggle_dry_run():
     provider, mock, _ = mocked({("POST", "/generate/custom/model_open-ai-sora-2"): [created()]})
     await provider.submit(plan(duration=12))
-    assert json.loads(mock.requests[0].content) == {"prompt": "a fox in fresh snow", "aspectRatio": "16:9", "duration": 12}
+    assert json.loads(mock.requests[0].content) == {
+        "prompt": "a fox in fresh snow",
+        "aspectRatio": "16:9",
+        "duration": 12,
+    }
     # dryRun in the body is billed as a real run by Scenario: refused before anything is sent.
     for options in ({"dryRun": True}, {"duration": "12"}):
         with pytest.raises(InvalidVideoRequest, match="provider_options"):
@@ -132,23 +153,39 @@ async def test_quote_that_ran_as_a_real_job_is_reported_not_retried():
 
 @pytest.mark.parametrize(
     ("word", "status"),
-    [("queued", JobStatus.QUEUED), ("warming-up", JobStatus.QUEUED), ("processing", JobStatus.RUNNING),
-     ("in-progress", JobStatus.RUNNING), ("success", JobStatus.SUCCEEDED), ("SUCCESS", JobStatus.SUCCEEDED),
-     ("failed", JobStatus.FAILED), ("failure", JobStatus.FAILED), ("canceled", JobStatus.CANCELED),
-     ("re-queued-by-new-backend", JobStatus.RUNNING)],  # unknown: still running until the deadline
+    [
+        ("queued", JobStatus.QUEUED),
+        ("warming-up", JobStatus.QUEUED),
+        ("processing", JobStatus.RUNNING),
+        ("in-progress", JobStatus.RUNNING),
+        ("success", JobStatus.SUCCEEDED),
+        ("SUCCESS", JobStatus.SUCCEEDED),
+        ("failed", JobStatus.FAILED),
+        ("failure", JobStatus.FAILED),
+        ("canceled", JobStatus.CANCELED),
+        ("re-queued-by-new-backend", JobStatus.RUNNING),
+    ],  # unknown: still running until the deadline
 )
 async def test_status_words_map_through_the_table(word, status):
-    provider, _, _ = mocked({("POST", "/custom/model_open-ai-sora-2"): [created()],
-                             ("GET", "/jobs/job_1"): [httpx.Response(200, json=job_body(word, 0.5))]})
+    provider, _, _ = mocked(
+        {
+            ("POST", "/custom/model_open-ai-sora-2"): [created()],
+            ("GET", "/jobs/job_1"): [httpx.Response(200, json=job_body(word, 0.5))],
+        }
+    )
     job = await provider.get_job(await provider.submit(plan()))
     assert (job.status, job.raw_status) == (status, word)
 
 
 @pytest.mark.parametrize(("reported", "progress"), [(0.42, 0.42), (42, 0.42), (None, None), ("half", None), (-1, 0.0)])
 async def test_progress_is_normalised_and_cost_kept_from_submit(reported, progress):
-    provider, _, _ = mocked({("POST", "/custom/model_open-ai-sora-2"): [created(cost=80)],
-                             ("GET", "/jobs/job_1"): [httpx.Response(200, json=job_body("processing", reported))]},
-                            poll_interval=0.25)
+    provider, _, _ = mocked(
+        {
+            ("POST", "/custom/model_open-ai-sora-2"): [created(cost=80)],
+            ("GET", "/jobs/job_1"): [httpx.Response(200, json=job_body("processing", reported))],
+        },
+        poll_interval=0.25,
+    )
     job = await provider.get_job(await provider.submit(plan(duration=8)))
     assert job.progress == progress
     assert (job.reported_cost, job.poll_after_seconds) == (80.0, 0.25)  # GET /jobs does not repeat the cost
@@ -165,16 +202,28 @@ def error_response(status, *, json_body=None, text=None, headers=None, path="/v1
     ("response", "kind", "text"),
     [
         (error_response(401, json_body={"reason": "Unauthorized", "trace_id": "tr_1"}), AuthError, "Unauthorized"),
-        (error_response(403, json_body={"reason": "Your plan (Creator) does not include this model"}), AuthError,
-         "plan (Creator)"),
+        (
+            error_response(403, json_body={"reason": "Your plan (Creator) does not include this model"}),
+            AuthError,
+            "plan (Creator)",
+        ),
         (error_response(400, json_body={"message": "duration must be a number"}), InvalidRequest, "must be a number"),
         (error_response(404, json_body={"reason": "Job not found"}), InvalidRequest, "Job not found"),
-        (error_response(404, json_body={"reason": "Model not found"}, path="/v1/generate/custom/model_open-ai-sora-2"),
-         ModelUnavailable, "'model_open-ai-sora-2' not found"),
+        (
+            error_response(
+                404, json_body={"reason": "Model not found"}, path="/v1/generate/custom/model_open-ai-sora-2"
+            ),
+            ModelUnavailable,
+            "'model_open-ai-sora-2' not found",
+        ),
         (error_response(429, json_body={"reason": "cooldown", "remainingSeconds": 9}), RateLimited, "cooldown"),
-        (error_response(429, json_body={"reason": "Too many requests", "details": {"actionName": "generate",
-                                                                                   "actionLimit": 10}}),
-         RateLimited, "limit of 10 on generate"),
+        (
+            error_response(
+                429, json_body={"reason": "Too many requests", "details": {"actionName": "generate", "actionLimit": 10}}
+            ),
+            RateLimited,
+            "limit of 10 on generate",
+        ),
         (error_response(502, text="<html><body>Bad gateway</body></html>"), ProviderUnavailable, "Bad gateway"),
         (error_response(500, text=""), ProviderUnavailable, "HTTP 500"),
     ],
@@ -192,12 +241,19 @@ def test_error_bodies_map_to_the_error_tree(response, kind, text):
 
 @pytest.mark.parametrize(
     ("body", "headers", "delay"),
-    [({"reason": "cooldown", "remainingSeconds": 7}, {}, 7.0),
-     ({"reason": "Too many requests", "details": {"actionName": "generate", "actionLimit": 10}}, {"Retry-After": "3"}, 3.0)],
+    [
+        ({"reason": "cooldown", "remainingSeconds": 7}, {}, 7.0),
+        (
+            {"reason": "Too many requests", "details": {"actionName": "generate", "actionLimit": 10}},
+            {"Retry-After": "3"},
+            3.0,
+        ),
+    ],
 )
 async def test_429_on_submit_waits_the_hint_and_is_resent(body, headers, delay):
-    provider, mock, sleeps = mocked({("POST", "/custom/model_open-ai-sora-2"): [
-        httpx.Response(429, json=body, headers=headers), created()]})
+    provider, mock, sleeps = mocked(
+        {("POST", "/custom/model_open-ai-sora-2"): [httpx.Response(429, json=body, headers=headers), created()]}
+    )
     job = await provider.submit(plan())
     assert job.job_id == "job_1"
     assert sleeps.delays == [delay]
@@ -205,8 +261,13 @@ async def test_429_on_submit_waits_the_hint_and_is_resent(body, headers, delay):
 
 
 async def test_cooldown_longer_than_the_cap_is_raised_with_its_hint():
-    provider, mock, sleeps = mocked({("POST", "/custom/model_open-ai-sora-2"): [
-        httpx.Response(429, json={"reason": "cooldown", "remainingSeconds": 600})]})
+    provider, mock, sleeps = mocked(
+        {
+            ("POST", "/custom/model_open-ai-sora-2"): [
+                httpx.Response(429, json={"reason": "cooldown", "remainingSeconds": 600})
+            ]
+        }
+    )
     with pytest.raises(RateLimited) as caught:
         await provider.submit(plan())
     assert (caught.value.retry_after, sleeps.delays, mock.count("POST")) == (600.0, [], 1)
@@ -223,16 +284,24 @@ async def test_ambiguous_submit_failure_is_never_resent(failure):
 
 async def test_poll_5xx_is_retried_with_backoff():
     done = httpx.Response(200, json=job_body("success", 1.0, assetIds=["a1"]))
-    provider, mock, sleeps = mocked({("POST", "/custom/model_open-ai-sora-2"): [created()],
-                                     ("GET", "/jobs/job_1"): [httpx.Response(503, text="busy"), done]})
+    provider, mock, sleeps = mocked(
+        {
+            ("POST", "/custom/model_open-ai-sora-2"): [created()],
+            ("GET", "/jobs/job_1"): [httpx.Response(503, text="busy"), done],
+        }
+    )
     job = await provider.get_job(await provider.submit(plan()))
     assert (job.status, job.provider_data["asset_ids"]) == (JobStatus.SUCCEEDED, ["a1"])
     assert mock.count("GET") == 2 and len(sleeps.delays) == 1 and 0 < sleeps.delays[0] <= 0.5
 
 
 async def test_auth_error_is_not_retried():
-    provider, mock, sleeps = mocked({("GET", "/jobs/job_1"): [httpx.Response(403, json={"reason": "Your plan (Free) ..."})],
-                                     ("POST", "/custom/model_open-ai-sora-2"): [created()]})
+    provider, mock, sleeps = mocked(
+        {
+            ("GET", "/jobs/job_1"): [httpx.Response(403, json={"reason": "Your plan (Free) ..."})],
+            ("POST", "/custom/model_open-ai-sora-2"): [created()],
+        }
+    )
     with pytest.raises(AuthError, match="plan"):
         await provider.get_job(await provider.submit(plan()))
     assert (mock.count("GET"), sleeps.delays) == (1, [])
@@ -251,8 +320,12 @@ async def test_auth_error_is_not_retried():
 )
 async def test_failures_are_classified(status, error, stage, charged):
     metadata = {"error": error} if error else {}
-    provider, _, _ = mocked({("POST", "/custom/model_open-ai-sora-2"): [created(cost=40)],
-                             ("GET", "/jobs/job_1"): [httpx.Response(200, json=job_body(status, 0.3, **metadata))]})
+    provider, _, _ = mocked(
+        {
+            ("POST", "/custom/model_open-ai-sora-2"): [created(cost=40)],
+            ("GET", "/jobs/job_1"): [httpx.Response(200, json=job_body(status, 0.3, **metadata))],
+        }
+    )
     job = await provider.get_job(await provider.submit(plan()))
     with pytest.raises(JobFailed) as caught:
         raise_for_job(job)
@@ -280,8 +353,12 @@ def test_block_validates_fields_and_hides_secrets():
     assert creds.account_id().startswith("scenario-") and len(creds.account_id()) == len("scenario-") + 12
     assert ScenarioCredentials(api_key=KEY, api_secret=SECRET, account_label="studio-a").account_id() == "studio-a"
     # What Prefect adds when it serializes a block must still load.
-    data = {"api_key": KEY, "api_secret": SECRET, "block_type_slug": "videogen-scenario-credentials",
-            "_block_document_id": None}
+    data = {
+        "api_key": KEY,
+        "api_secret": SECRET,
+        "block_type_slug": "videogen-scenario-credentials",
+        "_block_document_id": None,
+    }
     assert ScenarioCredentials.model_validate(data).get_block_type_slug() == "videogen-scenario-credentials"
     assert all(f.description.endswith(".") for f in ScenarioCredentials.model_fields.values())
 
@@ -310,8 +387,9 @@ def sleeps():
 
 @pytest.fixture
 async def client(server, emulator, sleeps):
-    async with ScenarioVideoProvider(KEY, SECRET, base_url=server.base_url + "/v1", poll_interval=0.01,
-                                     project_id="proj_demo", sleep=sleeps) as provider:
+    async with ScenarioVideoProvider(
+        KEY, SECRET, base_url=server.base_url + "/v1", poll_interval=0.01, project_id="proj_demo", sleep=sleeps
+    ) as provider:
         yield provider
 
 
@@ -328,8 +406,10 @@ def storage(tmp_path: Path) -> VideoStorage:
 
 @pytest.mark.parametrize(
     ("fields", "size", "units"),
-    [({"duration": 4}, (1280, 720), 40),
-     ({"model": "sora-2-pro", "duration": 8, "aspect_ratio": "9:16", "resolution": "high"}, (1080, 1920), 400)],
+    [
+        ({"duration": 4}, (1280, 720), 40),
+        ({"model": "sora-2-pro", "duration": 8, "aspect_ratio": "9:16", "resolution": "high"}, (1080, 1920), 400),
+    ],
 )
 async def test_text_to_video_end_to_end(client, emulator, tmp_path, fields, size, units):
     result = await generate(client, VideoRequest(prompt="a red fox running through snow", **fields), storage(tmp_path))
@@ -345,7 +425,9 @@ async def test_text_to_video_end_to_end(client, emulator, tmp_path, fields, size
 
 
 async def test_image_to_video_from_a_local_file(client, emulator, tmp_path, png):
-    request = VideoRequest(prompt="the fox wakes up", model="sora-2-pro", duration=4, aspect_ratio="9:16", image=str(png))
+    request = VideoRequest(
+        prompt="the fox wakes up", model="sora-2-pro", duration=4, aspect_ratio="9:16", image=str(png)
+    )
     result = await generate(client, request, storage(tmp_path))
     probe = probe_video(result.video_uri)
     assert (probe.width, probe.height, round(probe.duration_seconds)) == (720, 1280, 4)
@@ -356,7 +438,9 @@ async def test_image_to_video_from_a_local_file(client, emulator, tmp_path, png)
     assert emulator.counters["uploads"] == 1 and emulator.counters["jobs_created"] == 1
 
 
-async def test_image_to_video_from_a_url_is_fetched_without_the_key(client, server, emulator, tmp_path, png, monkeypatch):
+async def test_image_to_video_from_a_url_is_fetched_without_the_key(
+    client, server, emulator, tmp_path, png, monkeypatch
+):
     # A public image URL (here: one on the emulator's CDN, which rejects any Authorization header);
     # the worker policy fetches from loopback only when the worker allows that host explicitly.
     monkeypatch.setenv("PREFECT_VIDEOGEN_ALLOWED_URL_HOSTS", "127.0.0.1")
@@ -375,8 +459,10 @@ async def test_quote_creates_no_job_but_dry_run_in_the_body_is_billed(client, se
     assert (emulator.counters["jobs_created"], emulator.counters["dry_runs"], emulator.charges) == (0, 1, {})
     # The documented trap, reproduced: dryRun in the JSON body is a real, billed run.
     async with httpx.AsyncClient(headers={"authorization": BASIC}) as raw:
-        answer = await raw.post(server.base_url + "/v1/generate/custom/model_open-ai-sora-2",
-                                json={"prompt": "a fox", "duration": 4, "dryRun": True})
+        answer = await raw.post(
+            server.base_url + "/v1/generate/custom/model_open-ai-sora-2",
+            json={"prompt": "a fox", "duration": 4, "dryRun": True},
+        )
     assert answer.status_code == 200
     assert emulator.charges == {answer.json()["job"]["jobId"]: 40}
     assert emulator.counters["body_dry_runs_billed"] == 1
@@ -414,8 +500,9 @@ async def test_dropped_download_is_resumed(client, emulator, tmp_path):
     assert (emulator.counters["downloads"], emulator.counters["jobs_created"]) == (2, 1)
 
 
-@pytest.mark.parametrize(("stage", "charged", "word"), [("prompt", False, "failed"), ("image", False, "failed"),
-                                                        ("output", True, "failure")])
+@pytest.mark.parametrize(
+    ("stage", "charged", "word"), [("prompt", False, "failed"), ("image", False, "failed"), ("output", True, "failure")]
+)
 async def test_content_policy_rejection(client, emulator, tmp_path, png, stage, charged, word):
     emulator.faults.add("create", Fault(reject=stage))
     request = VideoRequest(prompt="a fox", duration=4, image=str(png) if stage == "image" else None)
@@ -462,8 +549,12 @@ async def test_bad_credentials_and_plan_limits_are_not_retried(server, emulator,
     [
         ("model_open-ai-sora-2", {"prompt": "a fox", "duration": "4"}, 400, "must be a number"),
         ("model_open-ai-sora-2", {"prompt": "a fox", "duration": 5}, 400, "one of 4, 8, 12, 16, 20"),
-        ("model_open-ai-sora-2", {"prompt": "a fox", "resolution": "high"}, 400,
-         "Unknown parameter(s) for model_open-ai-sora-2: resolution"),
+        (
+            "model_open-ai-sora-2",
+            {"prompt": "a fox", "resolution": "high"},
+            400,
+            "Unknown parameter(s) for model_open-ai-sora-2: resolution",
+        ),
         ("model_open-ai-sora-2-pro", {"prompt": "a fox", "resolution": "4k"}, 400, "resolution must be one of"),
         ("model_open-ai-sora-2", {"prompt": "a fox", "seconds": "4"}, 400, "Unknown parameter"),
         ("model_open-ai-sora-2", {"duration": 4}, 400, "prompt is required"),
@@ -500,10 +591,14 @@ async def test_generate_video_flow_with_the_block(prefect_server, server, emulat
 
     from prefect_videogen.flows import generate_video
 
-    creds = ScenarioCredentials(api_key=KEY, api_secret=SECRET, base_url=server.base_url + "/v1",
-                                poll_interval_seconds=0.01)
-    result = await generate_video(VideoRequest(prompt="a fox in the flow", duration=4, aspect_ratio="9:16"),
-                                  provider=creds, storage=LocalVideoStorage(base_path=str(tmp_path / "videos")))
+    creds = ScenarioCredentials(
+        api_key=KEY, api_secret=SECRET, base_url=server.base_url + "/v1", poll_interval_seconds=0.01
+    )
+    result = await generate_video(
+        VideoRequest(prompt="a fox in the flow", duration=4, aspect_ratio="9:16"),
+        provider=creds,
+        storage=LocalVideoStorage(base_path=str(tmp_path / "videos")),
+    )
     probe = probe_video(result.video_uri)
     assert (probe.width, probe.height, round(probe.duration_seconds)) == (720, 1280, 4)
     assert (result.provider, result.model) == ("scenario", "sora-2")
@@ -516,8 +611,9 @@ async def test_generate_video_flow_with_the_block(prefect_server, server, emulat
 
 async def test_secrets_never_leak(server, emulator, tmp_path, caplog, sleeps):
     caplog.set_level(logging.DEBUG)
-    creds = ScenarioCredentials(api_key=KEY, api_secret=SECRET, base_url=server.base_url + "/v1",
-                                poll_interval_seconds=0.01)
+    creds = ScenarioCredentials(
+        api_key=KEY, api_secret=SECRET, base_url=server.base_url + "/v1", poll_interval_seconds=0.01
+    )
     errors = []
     async with creds.get_client() as client:
         client.http.sleep = sleeps

@@ -49,9 +49,9 @@ def provider_for(server, clock) -> APIFrameVideoProvider:
 async def wait_for_all(provider: APIFrameVideoProvider, clock: VirtualClock, count: int = JOBS) -> list:
     plan = load_catalog().plan("apiframe", VideoRequest(prompt="a heron lifting off a pond", duration=4))
     jobs = [await provider.submit(plan) for _ in range(count)]
-    return await asyncio.gather(*(
-        wait_for_job(provider, job, timeout=100_000, clock=clock, sleep=clock.sleep) for job in jobs
-    ))
+    return await asyncio.gather(
+        *(wait_for_job(provider, job, timeout=100_000, clock=clock, sleep=clock.sleep) for job in jobs)
+    )
 
 
 async def test_waits_share_listing_sweeps_and_use_fewer_requests_than_polling_each(server, emulator, clock):

@@ -11,8 +11,16 @@ from prefect_videogen.spend.costs import ChargeStatus, estimate_cost, quoted_cos
 
 
 def scenario_job(status: JobStatus, **fields) -> VideoJob:
-    return VideoJob(provider="scenario", job_id="job_1", model="sora-2", status=status, raw_status=status.value,
-                    reported_cost=40, reported_cost_unit="creative_units", **fields)
+    return VideoJob(
+        provider="scenario",
+        job_id="job_1",
+        model="sora-2",
+        status=status,
+        raw_status=status.value,
+        reported_cost=40,
+        reported_cost_unit="creative_units",
+        **fields,
+    )
 
 
 PLAN = load_catalog().plan("scenario", VideoRequest(prompt="a fox", model="sora-2"))
@@ -20,15 +28,33 @@ PLAN = load_catalog().plan("scenario", VideoRequest(prompt="a fox", model="sora-
 
 def test_a_succeeded_job_is_booked_at_its_reported_charge():
     estimated, quoted = estimate_cost(PLAN), quoted_cost(PLAN, 40, "creative_units")
-    entry = account_job(PLAN, scenario_job(JobStatus.SUCCEEDED), estimated=estimated, quoted=quoted,
-                        account_id="scenario-abc", item_id="fox", flow_run_id="", claim_key="k1",
-                        video_uri="file:///v/fox.mp4")
-    assert (entry.provider, entry.job_id, entry.model, entry.account_id) == ("scenario", "job_1", "sora-2", "scenario-abc")
+    entry = account_job(
+        PLAN,
+        scenario_job(JobStatus.SUCCEEDED),
+        estimated=estimated,
+        quoted=quoted,
+        account_id="scenario-abc",
+        item_id="fox",
+        flow_run_id="",
+        claim_key="k1",
+        video_uri="file:///v/fox.mp4",
+    )
+    assert (entry.provider, entry.job_id, entry.model, entry.account_id) == (
+        "scenario",
+        "job_1",
+        "sora-2",
+        "scenario-abc",
+    )
     assert entry.charge_status is ChargeStatus.BILLED
     assert (entry.charged_amount, entry.charged_unit) == (40, "creative_units")
     assert entry.charged_usd == pytest.approx(0.4)
     assert entry.estimated == estimated and entry.quoted == quoted and entry.reported is not None
-    assert (entry.item_id, entry.flow_run_id, entry.claim_key, entry.video_uri) == ("fox", None, "k1", "file:///v/fox.mp4")
+    assert (entry.item_id, entry.flow_run_id, entry.claim_key, entry.video_uri) == (
+        "fox",
+        None,
+        "k1",
+        "file:///v/fox.mp4",
+    )
 
 
 @pytest.mark.parametrize(
@@ -40,7 +66,8 @@ def test_a_succeeded_job_is_booked_at_its_reported_charge():
     ],
 )
 def test_a_failed_job_is_classified_from_its_typed_fields(fields, expected):
-    entry = account_job(PLAN, scenario_job(JobStatus.FAILED, **fields), estimated=estimate_cost(PLAN),
-                        account_id="scenario-abc")
+    entry = account_job(
+        PLAN, scenario_job(JobStatus.FAILED, **fields), estimated=estimate_cost(PLAN), account_id="scenario-abc"
+    )
     assert entry.charge_status is expected
     assert entry.item_id is None

@@ -38,9 +38,17 @@ def test_estimates_come_from_the_catalog(provider, fields, amount, unit, usd):
 
 
 def job(status, *, cost=None, unit="credits", rejection=None, charged=None):
-    return VideoJob(provider="apiframe", job_id="j1", model="sora-2", status=status, raw_status=status.value,
-                    reported_cost=cost, reported_cost_unit=unit if cost is not None else None,
-                    rejection=Rejection(**rejection) if rejection else None, charged=charged)
+    return VideoJob(
+        provider="apiframe",
+        job_id="j1",
+        model="sora-2",
+        status=status,
+        raw_status=status.value,
+        reported_cost=cost,
+        reported_cost_unit=unit if cost is not None else None,
+        rejection=Rejection(**rejection) if rejection else None,
+        charged=charged,
+    )
 
 
 @pytest.mark.parametrize(
@@ -51,7 +59,10 @@ def job(status, *, cost=None, unit="credits", rejection=None, charged=None):
         (job(JobStatus.FAILED, cost=4), ChargeStatus.FAILED_BUT_BILLED),  # APIFrame creditCost on a failed job
         (job(JobStatus.FAILED, cost=0), ChargeStatus.NOT_CHARGED),
         (job(JobStatus.FAILED), ChargeStatus.NOT_CHARGED),
-        (job(JobStatus.FAILED, cost=30, rejection={"stage": "output", "charged": True}), ChargeStatus.FAILED_BUT_BILLED),
+        (
+            job(JobStatus.FAILED, cost=30, rejection={"stage": "output", "charged": True}),
+            ChargeStatus.FAILED_BUT_BILLED,
+        ),
         (job(JobStatus.FAILED, cost=30, charged=False), ChargeStatus.REFUNDED),  # Scenario reimburses
         (job(JobStatus.FAILED, rejection={"stage": "prompt", "charged": False}), ChargeStatus.NOT_CHARGED),
     ],
@@ -66,27 +77,55 @@ async def test_ledger_is_idempotent_by_provider_and_job(tmp_path):
     the_plan = plan("apiframe", model="sora-2-pro", duration=8)
     estimated = estimate_cost(the_plan)
     reported = reported_cost(the_plan, job(JobStatus.SUCCEEDED, cost=24))
-    entry = LedgerEntry.for_job(provider="apiframe", job_id="j1", model="sora-2-pro",
-                                charge_status=ChargeStatus.BILLED, estimated=estimated, reported=reported)
+    entry = LedgerEntry.for_job(
+        provider="apiframe",
+        job_id="j1",
+        model="sora-2-pro",
+        charge_status=ChargeStatus.BILLED,
+        estimated=estimated,
+        reported=reported,
+    )
     assert await ledger.record(entry) is True
     assert await ledger.record(entry.model_copy(update={"recorded_at": entry.recorded_at})) is False  # a rerun
-    other = LedgerEntry.for_job(provider="apiframe", job_id="j2", model="sora-2-pro",
-                                charge_status=ChargeStatus.NOT_CHARGED, estimated=estimated)
+    other = LedgerEntry.for_job(
+        provider="apiframe",
+        job_id="j2",
+        model="sora-2-pro",
+        charge_status=ChargeStatus.NOT_CHARGED,
+        estimated=estimated,
+    )
     await ledger.record(other)
     entries = await ledger.entries()
     assert [(e.job_id, e.charged_amount, e.charged_usd) for e in entries] == [("j1", 24, 0.24), ("j2", 0.0, 0.0)]
     lines = (tmp_path / "ledger" / "apiframe" / "j1.jsonl").read_text().splitlines()
     assert len(lines) == 1
     # A later status change is appended, and the latest line is what counts.
-    refunded = LedgerEntry.for_job(provider="apiframe", job_id="j1", model="sora-2-pro",
-                                   charge_status=ChargeStatus.REFUNDED, estimated=estimated, reported=reported)
+    refunded = LedgerEntry.for_job(
+        provider="apiframe",
+        job_id="j1",
+        model="sora-2-pro",
+        charge_status=ChargeStatus.REFUNDED,
+        estimated=estimated,
+        reported=reported,
+    )
     await ledger.record(refunded)
     assert len((tmp_path / "ledger" / "apiframe" / "j1.jsonl").read_text().splitlines()) == 2
     assert [e.charge_status for e in await ledger.entries() if e.job_id == "j1"] == [ChargeStatus.REFUNDED]
     assert await ledger.entries(since=date(2999, 1, 1)) == []
     summary = summarize(await ledger.entries(), by="provider")
-    assert summary == [{"provider": "apiframe", "jobs": 2, "billed_jobs": 0, "usd": 0.0, "units": {"credits": 0.0},
-                        "pending_jobs": 0, "pending_usd": 0.0, "unknown_jobs": 0, "unknown_usd": 0.0}]
+    assert summary == [
+        {
+            "provider": "apiframe",
+            "jobs": 2,
+            "billed_jobs": 0,
+            "usd": 0.0,
+            "units": {"credits": 0.0},
+            "pending_jobs": 0,
+            "pending_usd": 0.0,
+            "unknown_jobs": 0,
+            "unknown_usd": 0.0,
+        }
+    ]
 
 
 async def test_budget_holds_under_twenty_concurrent_submits():

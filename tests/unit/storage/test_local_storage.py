@@ -61,7 +61,9 @@ class JsonErrorProvider(LocalProvider):
 
 async def test_json_body_is_never_stored_as_a_video(tmp_path):
     plan = load_catalog().plan("local", VideoRequest(prompt="a fox", duration=1))
-    job = VideoJob(provider="local", job_id="local_x", model="title-card", status=JobStatus.SUCCEEDED, raw_status="succeeded")
+    job = VideoJob(
+        provider="local", job_id="local_x", model="title-card", status=JobStatus.SUCCEEDED, raw_status="succeeded"
+    )
     with pytest.raises(VerificationFailed, match="not a decodable video"):
         await store_video(JsonErrorProvider(jobs_dir=tmp_path / "jobs"), plan, job, VideoStorage(str(tmp_path / "v")))
     assert [p for p in (tmp_path / "v").rglob("*") if p.is_file()] == []

@@ -421,10 +421,16 @@ async def test_publish_video_artifacts_on_local_storage_links_the_file(prefect_s
     # No file:// link (browsers refuse it): a markdown artifact naming the host, and an embedded thumbnail.
     assert created.image_artifact_id is not None and created.thumbnail_key is None and created.expires_at is None
     async with get_client() as client:
-        found = await client.read_artifacts(artifact_filter=ArtifactFilter(
-            id=ArtifactFilterId(any_=[created.link_artifact_id, created.image_artifact_id])))
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                id=ArtifactFilterId(any_=[created.link_artifact_id, created.image_artifact_id])
+            )
+        )
     by_type = {a.type: a for a in found}
-    assert f"Stored on host `{socket.gethostname()}`" in by_type["markdown"].data and "file://" not in by_type["markdown"].data
+    assert (
+        f"Stored on host `{socket.gethostname()}`" in by_type["markdown"].data
+        and "file://" not in by_type["markdown"].data
+    )
     assert by_type["image"].data.startswith("data:image/jpeg;base64,")
     assert by_type["markdown"].key == f"video-local-{result.job_id}".lower().replace("_", "-")
 
