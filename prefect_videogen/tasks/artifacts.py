@@ -62,9 +62,9 @@ class ProgressArtifact:
     """A task run's progress artifact, updated off the caller's path.
 
     A poll loop calls :meth:`show` and goes on at once; one background task sends the latest value
-    to the Prefect API (values shown meanwhile are skipped, never queued). Awaiting each update
-    delayed the next poll by the API's latency, 0.1-0.5 s under a batch's load, and so the moment a
-    finished job was noticed. A failed update is logged: the UI's progress bar must not fail a wait.
+    to the Prefect API (values shown meanwhile are skipped, never queued): awaiting each update would
+    delay the next poll by the API's latency, and so the moment a finished job is noticed
+    (BENCHMARKS.md). A failed update is logged: the UI's progress bar must not fail a wait.
 
     Example:
         ```python
