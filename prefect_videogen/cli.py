@@ -153,12 +153,35 @@ def storage_block(out: str) -> Any:
     return LocalVideoStorage(base_path=out)
 
 
+def progress_display(*, transient: bool) -> Any:
+    """The rich progress display of ``generate`` and ``batch``: on stderr, off when it is no terminal."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=transient,
+        disable=not console.is_terminal,
+    )
+
+
+def job_line(event: Any, *, id_width: int) -> str:
+    """One job's progress line; markup-escaped (provider text such as ``[moderation_blocked]`` stays)."""
+    from rich.markup import escape
+
+    label = {"submitted": "submitted", "status": event.status or "", "stored": "stored"}.get(event.kind, "")
+    return escape(one_line(f"{event.provider} {event.job_id[:id_width]} {label}"))
+
+
 async def _generate(args: argparse.Namespace, submitted: list[Any]) -> int:
     """Run ``generate_video``; ``submitted`` collects the jobs it submits (for a Ctrl-C message)."""
     from pydantic import ValidationError
-    from rich.console import Console
-    from rich.markup import escape as escape_markup
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from prefect_videogen import progress
     from prefect_videogen.errors import VideoGenError
@@ -185,18 +208,8 @@ async def _generate(args: argparse.Namespace, submitted: list[Any]) -> int:
         return _unexpected(exc, args.verbose)
 
     failure: BaseException | None = None
-    console = Console(stderr=True)
     with (
-        Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-            disable=not console.is_terminal,
-        ) as bar,
+        progress_display(transient=True) as bar,
         _quiet_prefect_console(args.verbose),
     ):
         task_id = bar.add_task("starting Prefect", total=1.0)
@@ -204,12 +217,7 @@ async def _generate(args: argparse.Namespace, submitted: list[Any]) -> int:
         def show(event: progress.ProgressEvent) -> None:
             if event.kind == "submitted":
                 submitted.append(event)
-            label = {"submitted": "submitted", "status": event.status or "", "stored": "stored"}.get(event.kind, "")
-            bar.update(
-                task_id,
-                description=escape_markup(one_line(f"{event.provider} {event.job_id[:20]} {label}")),
-                completed=event.progress or 0.0,
-            )
+            bar.update(task_id, description=job_line(event, id_width=20), completed=event.progress or 0.0)
 
         unsubscribe = progress.subscribe(show)
         try:

@@ -40,9 +40,6 @@ def add_parser(commands: Any, providers: tuple[str, ...]) -> None:
 async def run_batch(args: argparse.Namespace, submitted: list[Any]) -> int:
     """Run ``generate_videos`` over the file; 0 when every item is stored (or previewed), else 1."""
     from pydantic import ValidationError
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from prefect_videogen import progress
     from prefect_videogen.batch.expansion import PromptSource, expand
@@ -50,8 +47,10 @@ async def run_batch(args: argparse.Namespace, submitted: list[Any]) -> int:
         _describe,
         _quiet_prefect_console,
         _unexpected,
+        job_line,
         one_line,
         print_error,
+        progress_display,
         provider_block,
         storage_block,
     )
@@ -71,18 +70,9 @@ async def run_batch(args: argparse.Namespace, submitted: list[Any]) -> int:
     except Exception as exc:
         return _unexpected(exc, args.verbose)
 
-    console = Console(stderr=True)
     failure: BaseException | None = None
     with (
-        Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not console.is_terminal,
-        ) as bars,
+        progress_display(transient=False) as bars,
         _quiet_prefect_console(args.verbose),
     ):
         rows: dict[str, Any] = {}
@@ -92,12 +82,7 @@ async def run_batch(args: argparse.Namespace, submitted: list[Any]) -> int:
                 submitted.append(event)
             if event.job_id not in rows:
                 rows[event.job_id] = bars.add_task("", total=1.0)
-            label = {"submitted": "submitted", "status": event.status or "", "stored": "stored"}.get(event.kind, "")
-            bars.update(
-                rows[event.job_id],
-                description=escape(one_line(f"{event.provider} {event.job_id[:24]} {label}")),
-                completed=event.progress or 0.0,
-            )
+            bars.update(rows[event.job_id], description=job_line(event, id_width=24), completed=event.progress or 0.0)
 
         unsubscribe = progress.subscribe(show)
         try:
