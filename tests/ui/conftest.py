@@ -35,9 +35,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def pytest_collection_modifyitems(items):
-    for item in items:
-        if "tests/ui/" in str(item.fspath).replace(os.sep, "/"):
-            item.add_marker(pytest.mark.browser)
+    # Browser tests run last: Playwright's sync API drives its own event loop in the main thread while
+    # the browser is open, and the async tests of the session's loop cannot run meanwhile.
+    browser_items = [item for item in items if "tests/ui/" in str(item.fspath).replace(os.sep, "/")]
+    for item in browser_items:
+        item.add_marker(pytest.mark.browser)
+    items[:] = [item for item in items if item not in browser_items] + browser_items
 
 
 def _free_port() -> int:
@@ -121,7 +124,7 @@ def screenshots(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(ui_server, tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
