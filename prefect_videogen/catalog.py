@@ -22,12 +22,12 @@ from datetime import date
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from prefect_videogen.errors import InvalidVideoRequest, ModelUnavailable
-from prefect_videogen.models import VideoRequest
+from prefect_videogen.models import FEATURE_FIELDS, VideoRequest
 
 CATALOG_ENV = "PREFECT_VIDEOGEN_CATALOG"
 
@@ -56,25 +56,155 @@ class Price(BaseModel):
     as_of: date | None = None
 
 
+# The request fields a model's wire description can map to a name in its request body.
+RequestField = Literal[
+    "duration",
+    "aspect_ratio",
+    "resolution",
+    "image",
+    "end_image",
+    "reference_images",
+    "negative_prompt",
+    "seed",
+    "generate_audio",
+]
+OptionType = Literal["string", "integer", "number", "boolean"]
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
+class OptionSpec(BaseModel):
+    """A model-specific extra a request may set in ``provider_options``: its type and allowed values."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: OptionType
+    values: list[str | int | float] | None = Field(default=None, description="The allowed values, when a list.")
+    min: float | None = None
+    max: float | None = None
+    description: str = ""
+
+    def check(self, name: str, value: Any, *, context: str) -> None:
+        """Raise InvalidVideoRequest naming ``provider_options.<name>`` when ``value`` is not allowed."""
+        field = f"provider_options.{name}"
+        types = _OPTION_TYPES[self.type]
+        # bool is an int in Python; only a "boolean" option takes one.
+        if not isinstance(value, types) or (isinstance(value, bool) and self.type != "boolean"):
+            raise InvalidVideoRequest(field, value, f"a {self.type}", context=context)
+        if self.values is not None and value not in self.values:
+            raise InvalidVideoRequest(field, value, self.values, context=context)
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            raise InvalidVideoRequest(field, value, f"from {self.min} to {self.max}", context=context)
+
+
+class WireSpec(BaseModel):
+    """How a model's request body is built; the provider adapters read this, not model names.
+
+    ``fields`` maps the request's own fields to their names on the wire. A request field that is not
+    mapped is never sent, and a request that sets it is refused before any call (the catalog names the
+    models that do have it).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    params_object: str | None = Field(
+        default=None,
+        description="The body's parameter object (APIFrame: soraParams, veoParams, klingParams...); "
+        "empty: the parameters sit at the top of the body (Scenario).",
+    )
+    fields: dict[RequestField, str] = Field(default_factory=dict, description="request field -> name on the wire")
+    duration_type: Literal["integer", "string"] = Field(
+        default="integer", description='How the duration is sent: a JSON number or a string such as "5".'
+    )
+    values: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="request field -> our value -> the value on the wire, where they differ "
+        "(for example resolution standard -> 720p).",
+    )
+    max_reference_images: int = Field(default=0, ge=0, description="How many reference images the model takes.")
+    options: dict[str, OptionSpec] = Field(
+        default_factory=dict, description="Model-specific extras allowed in provider_options, by wire name."
+    )
+
+
+ModelStatus = Literal["live", "unconfirmed", "retired"]
+
+
 class ModelSpec(BaseModel):
     """One catalog row: a model as one provider serves it."""
 
     model_config = ConfigDict(extra="forbid")
     provider_model_id: str
     description: str = ""
+    status: ModelStatus = Field(
+        default="live",
+        description="live: documented and served; unconfirmed: listed by the provider, but some of this row "
+        "is not documented (see `unconfirmed`); retired: no longer served (see retired_on).",
+    )
+    source: str = Field(default="", description="Where this row's facts come from, with its date.")
+    unconfirmed: list[str] = Field(
+        default_factory=list,
+        description="What in this row no stored source confirms (for example aspect_ratios, price): "
+        "correct it with a PREFECT_VIDEOGEN_CATALOG override.",
+    )
     durations: list[int] | DurationRange
     aspect_ratios: list[str]
     sizes: dict[str, dict[str, str]] = Field(description="resolution tier -> aspect ratio -> WIDTHxHEIGHT")
+    default_resolution: str | None = Field(default=None, description="The tier used when a request names none.")
+    max_prompt_chars: int | None = Field(
+        default=None, description="This model's prompt limit, if below the provider's."
+    )
     image_input: bool = False
+    wire: WireSpec | None = Field(default=None, description="How the body is built; empty: the provider's default.")
     retired_on: date | None = None
     price: Price | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        if self.wire is not None and "image" in self.wire.fields:
+            self.image_input = True
+        if self.default_resolution is not None and self.default_resolution not in self.sizes:
+            raise ValueError(f"default_resolution {self.default_resolution!r} is not one of the sizes' tiers")
+        return self
+
+    @property
+    def tier(self) -> str:
+        """The resolution tier used when a request names none."""
+        return self.default_resolution or next(iter(self.sizes))
+
+    def features(self, wire: WireSpec | None = None) -> list[str]:
+        """The optional request fields this model takes: image, end_image, reference_images, ..."""
+        fields = (wire or self.wire or WireSpec()).fields
+        taken = ["image"] if self.image_input else []
+        return taken + [name for name in FEATURE_FIELDS if name in fields]
 
 
 class ProviderCatalog(BaseModel):
     model_config = ConfigDict(extra="forbid")
     default_model: str
     max_prompt_chars: int
+    default_wire: WireSpec | None = Field(default=None, description="The wire of rows that describe none.")
     models: dict[str, ModelSpec]
+
+    def wire_for(self, spec: ModelSpec) -> WireSpec | None:
+        return spec.wire or self.default_wire
+
+    def find(self, name: str) -> str | None:
+        """The catalog key of ``name``, given as a catalog key or as the provider's own model id."""
+        if name in self.models:
+            return name
+        return next((key for key, spec in self.models.items() if spec.provider_model_id == name), None)
+
+    def live_models(self, *, today: date | None = None) -> list[str]:
+        """The models not retired by ``today``: what to suggest when a model is not served."""
+        day = today or date.today()
+        return sorted(
+            key
+            for key, spec in self.models.items()
+            if spec.status != "retired" and not (spec.retired_on and spec.retired_on <= day)
+        )
 
 
 class VideoPlan(BaseModel):
@@ -83,6 +213,7 @@ class VideoPlan(BaseModel):
     provider: str
     request: VideoRequest = Field(description="The request with its model filled in.")
     spec: ModelSpec
+    wire: WireSpec | None = Field(default=None, description="How the body is built (the row's, else the provider's).")
     width: int
     height: int
 
@@ -127,45 +258,103 @@ class Catalog(BaseModel):
         except KeyError:
             raise InvalidVideoRequest("provider", name, sorted(self.providers)) from None
 
+    def models_with(self, feature: str) -> list[str]:
+        """``provider/model`` of every catalog row that takes the optional request field ``feature``."""
+        return [
+            f"{name}/{key}"
+            for name, entry in sorted(self.providers.items())
+            for key, spec in sorted(entry.models.items())
+            if feature in spec.features(entry.wire_for(spec))
+        ]
+
     def plan(self, provider: str, request: VideoRequest) -> VideoPlan:
-        """Check ``request`` against ``provider``'s catalog rows.
+        """Check ``request`` against ``provider``'s catalog rows and fill in the model's defaults.
 
         Raises:
             InvalidVideoRequest: a field's value is not allowed; the message names the field, the
                 value and the allowed values. Nothing is rounded or substituted.
         """
         entry = self.provider(provider)
-        model = request.model or entry.default_model
-        if model not in entry.models:
-            raise InvalidVideoRequest("model", model, sorted(entry.models), context=f"provider {provider!r}")
+        model = entry.find(request.model or entry.default_model)
+        if model is None:
+            raise InvalidVideoRequest("model", request.model, sorted(entry.models), context=f"provider {provider!r}")
         spec = entry.models[model]
+        wire = entry.wire_for(spec)
         context = f"{provider} model {model!r}"
-        if len(request.prompt) > entry.max_prompt_chars:
+        limit = min(entry.max_prompt_chars, spec.max_prompt_chars or entry.max_prompt_chars)
+        if len(request.prompt) > limit:
             raise InvalidVideoRequest(
-                "prompt",
-                f"<{len(request.prompt)} characters>",
-                f"at most {entry.max_prompt_chars} characters",
-                context=context,
+                "prompt", f"<{len(request.prompt)} characters>", f"at most {limit} characters", context=context
             )
         if request.duration not in spec.durations:
             allowed = spec.durations if isinstance(spec.durations, list) else str(spec.durations)
             raise InvalidVideoRequest("duration", request.duration, allowed, context=context)
         if request.aspect_ratio not in spec.aspect_ratios:
             raise InvalidVideoRequest("aspect_ratio", request.aspect_ratio, spec.aspect_ratios, context=context)
-        if request.resolution not in spec.sizes:
-            raise InvalidVideoRequest("resolution", request.resolution, sorted(spec.sizes), context=context)
-        if request.image is not None:
-            if not spec.image_input:
-                raise InvalidVideoRequest("image", request.image, "no image input for this model", context=context)
-            _check_image(request.image)
-        width, height = (int(n) for n in spec.sizes[request.resolution][request.aspect_ratio].split("x"))
+        tier = request.resolution or spec.tier
+        if tier not in spec.sizes:
+            raise InvalidVideoRequest("resolution", tier, list(spec.sizes), context=context)
+        size = spec.sizes[tier].get(request.aspect_ratio)
+        if size is None:
+            raise InvalidVideoRequest(
+                "aspect_ratio", request.aspect_ratio, sorted(spec.sizes[tier]), context=f"{context} at {tier}"
+            )
+        self._check_features(request, spec, wire, context)
+        width, height = (int(n) for n in size.split("x"))
         return VideoPlan(
             provider=provider,
-            request=request.model_copy(update={"model": model}),
+            request=request.model_copy(update={"model": model, "resolution": tier}),
             spec=spec,
+            wire=wire,
             width=width,
             height=height,
         )
+
+    def _check_features(self, request: VideoRequest, spec: ModelSpec, wire: WireSpec | None, context: str) -> None:
+        taken = spec.features(wire)
+        for name, value in {"image": request.image, **request.features_set()}.items():
+            if value is None:
+                continue
+            if name not in taken:
+                having = self.models_with(name)
+                raise InvalidVideoRequest(
+                    name,
+                    value,
+                    f"nothing: this model has no {name}"
+                    + (f" (models that have it: {', '.join(having)})" if having else ""),
+                    context=context,
+                )
+        for image in [request.image, request.end_image, *request.reference_images]:
+            if image is not None:
+                _check_image(image)
+        if wire is None:
+            return  # no wire description (OpenAI shape, local renderer): the adapter checks its own options
+        if len(request.reference_images) > wire.max_reference_images:
+            raise InvalidVideoRequest(
+                "reference_images",
+                f"<{len(request.reference_images)} images>",
+                f"at most {wire.max_reference_images}",
+                context=context,
+            )
+        managed = set(wire.fields.values())
+        for name, value in request.provider_options.items():
+            if name in managed:
+                owner = next(field for field, wire_name in wire.fields.items() if wire_name == name)
+                raise InvalidVideoRequest(
+                    "provider_options",
+                    name,
+                    f"names other than {name!r}: set it as the request's {owner}",
+                    context=context,
+                )
+            option = wire.options.get(name)
+            if option is None:
+                raise InvalidVideoRequest(
+                    "provider_options",
+                    name,
+                    sorted(wire.options) or "none: this model declares no extras",
+                    context=context,
+                )
+            option.check(name, value, context=context)
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -11,12 +11,19 @@ import json
 import unicodedata
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-AspectRatio = Literal["16:9", "9:16"]
-Resolution = Literal["standard", "high"]
+# Which aspect ratios and resolution tiers a model takes is catalog data (catalog.json), checked in
+# Catalog.plan; the request only fixes their shape so that junk never reaches the catalog check.
+AspectRatio = Annotated[str, StringConstraints(pattern=r"^([1-9][0-9]?:[1-9][0-9]?|adaptive)$")]
+Resolution = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{1,16}$")]
+
+# The optional request fields added for the models beyond Sora. A field left unset is not part of the
+# fingerprint, so requests (and claims, caches) made before these fields existed keep their keys.
+FEATURE_FIELDS = ("end_image", "reference_images", "negative_prompt", "seed", "generate_audio")
+MAX_REFERENCE_IMAGES = 10
 
 # The longest prompt any catalogued provider accepts (OpenAI: 1-32000 characters); each provider's
 # own, possibly smaller, limit is checked against the catalog.
@@ -79,17 +86,45 @@ class VideoRequest(BaseModel):
         description="Model name from the provider's catalog, for example sora-2 or sora-2-pro. Empty: the provider's default.",
     )
     duration: int = Field(default=4, gt=0, le=600, description="Length of the video in seconds.")
-    aspect_ratio: AspectRatio = Field(default="16:9", description="16:9 (landscape) or 9:16 (portrait).")
-    resolution: Resolution = Field(
-        default="standard", description="standard (720p) or high (the model's larger size, where it has one)."
+    aspect_ratio: AspectRatio = Field(
+        default="16:9",
+        description="Width:height such as 16:9 (landscape), 9:16 (portrait), 1:1, 4:3, 21:9, or adaptive; "
+        "which ones a model takes is in `prefect-videogen models`.",
+    )
+    resolution: Resolution | None = Field(
+        default=None,
+        description="Resolution tier: standard, high, 720p, 1080p or 4k, as the model lists them "
+        "(`prefect-videogen models`). Empty: the model's default tier.",
     )
     image: str | None = Field(
         default=None,
         description="Optional first frame for image-to-video: a local file path or an http(s) URL.",
     )
+    end_image: str | None = Field(
+        default=None,
+        description="Optional last frame (models with an end frame): a local file path or an http(s) URL.",
+    )
+    reference_images: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_REFERENCE_IMAGES,
+        description="Optional reference images (models that take them, up to the model's count): "
+        "local file paths or http(s) URLs.",
+    )
+    negative_prompt: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_PROMPT_CHARS,
+        description="What the video should not show (models with a negative prompt).",
+    )
+    seed: int | None = Field(
+        default=None, ge=0, le=2**32 - 1, description="Random seed for repeatable output (models with a seed)."
+    )
+    generate_audio: bool | None = Field(
+        default=None, description="Whether the model also generates sound (models with generated audio)."
+    )
     provider_options: dict[str, Any] = Field(
         default_factory=dict,
-        description="Model-specific extras passed through to the provider unchanged.",
+        description="Model-specific extras, checked against the names and values the model declares in the catalog.",
     )
 
     @field_validator("prompt")
@@ -102,16 +137,43 @@ class VideoRequest(BaseModel):
     def _duration_not_bool(cls, value: Any) -> Any:
         return refuse_bool("duration", value)
 
-    @field_validator("image")
+    @field_validator("negative_prompt")
+    @classmethod
+    def _negative_prompt_text(cls, value: str | None) -> str | None:
+        return None if value is None else check_prompt_text(value)
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed_not_bool(cls, value: Any) -> Any:
+        return refuse_bool("seed", value)
+
+    @field_validator("image", "end_image")
     @classmethod
     def _image_not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
-            raise ValueError("image is blank; give a local file path or an http(s) URL, or leave it out")
+            raise ValueError("the image is blank; give a local file path or an http(s) URL, or leave it out")
         return value
 
+    @field_validator("reference_images")
+    @classmethod
+    def _references_not_blank(cls, value: list[str]) -> list[str]:
+        if any(not item.strip() for item in value):
+            raise ValueError("a reference image is blank; give local file paths or http(s) URLs")
+        return value
+
+    def features_set(self) -> dict[str, Any]:
+        """The optional feature fields this request sets (a field left unset is not sent)."""
+        values = {name: getattr(self, name) for name in FEATURE_FIELDS}
+        return {name: value for name, value in values.items() if value not in (None, [])}
+
     def fingerprint(self) -> str:
-        """A stable sha256 of the normalised request: same request, same fingerprint."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """A stable sha256 of the normalised request: same request, same fingerprint.
+
+        Unset feature fields are left out, so a request that sets none of them has the fingerprint it had
+        before they existed (claims and caches written by earlier versions still match).
+        """
+        unset = set(FEATURE_FIELDS) - set(self.features_set())
+        canonical = json.dumps(self.model_dump(mode="json", exclude=unset), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
