@@ -190,7 +190,7 @@ class RegisteredProviderBlocks:
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         # typing.Union over a tuple known only now; "X | Y" cannot be spelled for it.
-        return handler.generate_schema(typing.Union[block_classes()])  # type: ignore[misc]  # noqa: UP007
+        return handler.generate_schema(typing.Union[block_classes()])  # noqa: UP007
 
     def block_classes(self) -> tuple[type[VideoProviderBlock], ...]:
         return block_classes()
