@@ -363,7 +363,13 @@ def wire_params(plan: VideoPlan, images: dict[str, Any] | None = None) -> dict[s
         if value is None or value == []:
             continue
         params[name] = value if field in IMAGE_FIELDS else wire.wire_value(field, value)
-    # Checked against wire.options in Catalog.plan: names and values the model declares, none of the above.
+    # Catalog.plan checked the options against wire.options; a plan built by hand still may not
+    # override what the request's own fields set.
+    clash = sorted(set(request.provider_options) & set(wire.fields.values()))
+    if clash:
+        raise InvalidVideoRequest(
+            "provider_options", clash, "names other than the request's own fields' wire names", context=plan.provider
+        )
     params.update(request.provider_options)
     return params
 
