@@ -513,34 +513,26 @@ def check_request_inputs(
     under the URL rules and checked by content too. URLs other providers fetch themselves are
     passed through unfetched.
     """
+    image = request.image
+    if image is None:
+        return
     policy = current(policy)
-    # Every image field follows the rules of ``image``: the start image, the end frame, each reference.
-    named = [("image", request.image), ("end_image", request.end_image)]
-    named += [(f"reference_images[{index}]", item) for index, item in enumerate(request.reference_images)]
-    for field, image in named:
-        if image is not None:
-            _check_request_image(field, image, policy, provider=provider, resolver=resolver)
-
-
-def _check_request_image(
-    field: str, image: str, policy: WorkerPolicy, *, provider: str | None, resolver: Resolver | None
-) -> None:
     if has_scheme(image):
         if provider == "local":
-            raise InvalidVideoRequest(field, image, "a local file path (the local provider has no network)")
+            raise InvalidVideoRequest("image", image, "a local file path (the local provider has no network)")
         if urlsplit(image).scheme.lower() not in ("http", "https"):
-            raise InvalidVideoRequest(field, image, "a local file path or an http(s) URL")
+            raise InvalidVideoRequest("image", image, "a local file path or an http(s) URL")
         if provider in WORKER_FETCHED_IMAGE_PROVIDERS:
             # Fetched (guarded, capped) and checked by content now, so a redirect to a forbidden
             # address or a non-image is refused before the quote; the submit fetches it again.
             data = fetch_url(
-                field,
+                "image",
                 image,
                 policy,
                 max_bytes=policy.max_image_bytes,
                 setting="PREFECT_VIDEOGEN_MAX_IMAGE_BYTES",
                 resolver=resolver,
             )
-            check_image_bytes(field, image, data, policy)
+            check_image_bytes("image", image, data, policy)
         return
-    check_local_image(field, image, policy)
+    check_local_image("image", image, policy)
