@@ -111,12 +111,16 @@ class PromptSource(BaseModel):
         default_factory=dict, description="Variables to combine: every combination becomes an item."
     )
     rows: list[dict[str, Any]] = Field(
-        default_factory=list, description="One item per row (crossed with the grid); columns are variables."
+        default_factory=list,
+        description="One item per row (crossed with the grid); columns are variables. Columns named like request "
+        "fields set them for the row (model, duration, aspect_ratio, resolution, image, end_image, reference_images, "
+        "negative_prompt, seed, generate_audio); option.NAME columns set provider_options.",
     )
     rows_file: str | None = Field(
         default=None,
-        description="A CSV or JSONL file of rows, read with the rows above: a local path under the worker's allowed "
-        "roots, or an http(s) URL where the worker allows them.",
+        description="A CSV or JSONL file of rows, read with the rows above (same columns; in a CSV cell, "
+        "reference_images are separated by |): a local path under the worker's allowed roots, or an http(s) URL "
+        "where the worker allows them.",
     )
     defaults: VideoDefaults = Field(default_factory=VideoDefaults, description="Request fields of every item.")
 
