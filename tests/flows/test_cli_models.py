@@ -309,3 +309,45 @@ def test_a_model_with_every_field_generates_with_the_flags(
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("error: provider_options.style='oil' is not allowed for local model 'square-card'")
     assert "'ink', 'chalk'" in line and not (tmp_path / "other").exists()
+
+
+# -- batch: the same flags as every item's defaults, the new columns per row ---------------------------
+
+
+def test_batch_flags_and_columns_reach_every_item(prefect_server, square_catalog, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    monkeypatch.delenv("PREFECT_VIDEOGEN_ALLOWED_ROOTS", raising=False)
+    Image.new("RGB", (64, 64)).save(tmp_path / "ref.png")
+    rows = tmp_path / "rows.csv"
+    rows.write_text("prompt,seed,option.style\na fox,3,\nan owl,,chalk\n")
+    argv = [
+        "batch",
+        str(rows),
+        "--model",
+        "square-card",
+        "--duration",
+        "1",
+        "--aspect",
+        "1:1",
+        "--out",
+        str(tmp_path / "v"),
+    ]
+    defaults = ["--reference-image", "ref.png", "--negative-prompt", "rain", "--audio", "--seed", "9"]
+    monkeypatch.chdir(tmp_path)
+
+    # A default the model does not declare: refused for every row that takes it, before any run.
+    assert main([*argv, *defaults, "--option", "style=oil"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "row 1 (item-" in line and "provider_options.style='oil' is not allowed" in line
+    assert "row 2" not in line  # row 2 sets its own style
+    # A bad cell: row, column, value and what is allowed.
+    rows.write_text("prompt,generate_audio\na fox,perhaps\n")
+    assert main([*argv, *defaults]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "row 1 (item-" in line and "generate_audio='perhaps' is not allowed; allowed: true or false" in line
+    assert not (tmp_path / "v").exists()
+
+    rows.write_text("prompt,seed,option.style\na fox,3,\nan owl,,chalk\n")
+    assert main([*argv, *defaults, "--option", "style=ink", "--preview"]) == 0, capsys.readouterr().err
+    assert ": 2 preview;" in capsys.readouterr().out
