@@ -86,7 +86,7 @@ def model_records(catalog: Catalog, provider: str | None = None, *, today: date 
     """
     day = today or date.today()
     names = [provider] if provider is not None else sorted(catalog.providers)
-    records = []
+    records: list[dict[str, Any]] = []
     for name in names:
         entry = catalog.provider(name)
         records.extend(model_record(name, entry, key, day) for key in sorted(entry.models))
@@ -166,7 +166,7 @@ def _status_text(record: dict[str, Any]) -> str:
         return "retired " + record["retired_on"] if record["retired_on"] else "retired"
     if record["retired_on"]:
         return f"{record['status']}, retires {record['retired_on']}"
-    return record["status"]
+    return str(record["status"])
 
 
 def _notes(record: dict[str, Any]) -> str:

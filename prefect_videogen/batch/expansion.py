@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import io
@@ -68,6 +69,11 @@ MAX_ITEMS = 10_000
 MAX_COLUMNS = 200
 
 
+def _request_field(name: str) -> Any:
+    """VideoRequest's field ``name`` (bounds, default and help text) for a model that sets it for many requests."""
+    return copy.copy(VideoRequest.model_fields[name])
+
+
 class VideoDefaults(BaseModel):
     """Request fields every item starts from (rows may override them)."""
 
@@ -75,12 +81,12 @@ class VideoDefaults(BaseModel):
 
     model: str | None = Field(default=None, description="Model from the provider's catalog; empty = its default.")
     duration: int = Field(default=4, gt=0, description="Seconds.")
-    aspect_ratio: AspectRatio = VideoRequest.model_fields["aspect_ratio"]
-    resolution: Resolution | None = VideoRequest.model_fields["resolution"]
-    reference_images: list[str] = VideoRequest.model_fields["reference_images"]
-    negative_prompt: str | None = VideoRequest.model_fields["negative_prompt"]
-    seed: int | None = VideoRequest.model_fields["seed"]
-    generate_audio: bool | None = VideoRequest.model_fields["generate_audio"]
+    aspect_ratio: AspectRatio = _request_field("aspect_ratio")
+    resolution: Resolution | None = _request_field("resolution")
+    reference_images: list[str] = _request_field("reference_images")
+    negative_prompt: str | None = _request_field("negative_prompt")
+    seed: int | None = _request_field("seed")
+    generate_audio: bool | None = _request_field("generate_audio")
     provider_options: dict[str, Any] = Field(
         default_factory=dict,
         description="Model-specific extras of every item, checked against the names and values the model declares "
