@@ -4,7 +4,7 @@
     prefect-videogen batch prompts.csv --preview
     prefect-videogen emulator apiframe --port 8090
     prefect-videogen costs --by model --since 2026-11-01
-    prefect-videogen batch prompts.csv --preview
+    prefect-videogen models --provider apiframe
 
 Provider keys come from saved blocks (``--block NAME``) or the environment, never from flags
 (they would land in shell history): OPENAI_API_KEY; SCENARIO_API_KEY + SCENARIO_API_SECRET
@@ -50,9 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--base-url", help="API root of a gateway, proxy or emulator")
     gen.add_argument("--model", help="model from the provider's catalog (default: the provider's default)")
     gen.add_argument("--duration", type=int, default=4, help="seconds (default: 4)")
-    gen.add_argument("--aspect", default="16:9", help="16:9 or 9:16 (default: 16:9)")
-    gen.add_argument("--resolution", default="standard", help="standard or high (default: standard)")
+    _add_shape_flags(gen, aspect_default="16:9")
     gen.add_argument("--image", help="first frame for image-to-video: a local path or an http(s) URL")
+    gen.add_argument("--end-image", help="last frame (models with an end frame): a local path or an http(s) URL")
+    _add_feature_flags(gen)
     gen.add_argument("--out", default="./videos", help="directory or s3://bucket/prefix (default: ./videos)")
     gen.add_argument("--max-cost-usd", type=float, help="refuse to submit if the estimate exceeds this")
     gen.add_argument("--refresh", action="store_true", help="generate again even if this request was done before")
@@ -75,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     costs.add_argument("--since", type=date.fromisoformat, help="only jobs recorded on or after this date (YYYY-MM-DD)")
     costs.add_argument("--by", default="provider", choices=("provider", "model", "day"))
 
+    models = commands.add_parser("models", help="list the catalog's models: status, durations, sizes, features, price")
+    models.add_argument("--provider", help="only this provider's models (default: every provider in the catalog)")
+    models.add_argument("--json", action="store_true", help="one JSON object for programs (keys: see the README)")
+
     resume = commands.add_parser("resume", help="wait for, store and book pending jobs of a storage (no new submit)")
     resume.add_argument("--provider", default="local", choices=PROVIDERS, help="provider the jobs were submitted to")
     resume.add_argument(
@@ -85,6 +90,76 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for each job (default: 1800)")
     resume.add_argument("--verbose", action="store_true", help="show Prefect's flow and task logs")
     return parser
+
+
+def _add_shape_flags(parser: argparse.ArgumentParser, *, aspect_default: str | None) -> None:
+    """--aspect and --resolution: any value the catalog lists; the catalog check names what a model takes."""
+    default = f"default: {aspect_default}" if aspect_default else "default: 16:9, or an 'aspect_ratio' column"
+    parser.add_argument(
+        "--aspect",
+        default=aspect_default,
+        help=f"aspect ratio such as 16:9, 9:16, 1:1, 4:3, 21:9 or adaptive, as the model lists them in "
+        f"`prefect-videogen models` ({default})",
+    )
+    parser.add_argument(
+        "--resolution",
+        help="resolution tier such as standard, high, 720p, 1080p or 4k, as the model lists them in "
+        "`prefect-videogen models` (default: the model's default tier)",
+    )
+
+
+def _add_feature_flags(parser: argparse.ArgumentParser) -> None:
+    """The optional request fields of the models beyond Sora; a model without one refuses it by name."""
+    parser.add_argument(
+        "--reference-image",
+        action="append",
+        metavar="PATH_OR_URL",
+        help="a reference image (models that take them; repeat for several): a local path or an http(s) URL",
+    )
+    parser.add_argument("--negative-prompt", metavar="TEXT", help="what the video should not show")
+    parser.add_argument("--seed", type=int, help="random seed for repeatable output (models with a seed)")
+    parser.add_argument(
+        "--audio",
+        dest="generate_audio",
+        action=argparse.BooleanOptionalAction,
+        help="have the model generate sound, or not (models with generated audio; default: the model's own)",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a model-specific extra (provider_options; repeatable); VALUE is read as JSON when it parses "
+        '(0.5, true, "text"), else as text. The names a model declares: `prefect-videogen models`',
+    )
+
+
+def request_extras(args: argparse.Namespace) -> dict[str, Any]:
+    """The optional request fields given as flags (unset flags left out), ``--option`` pairs parsed.
+
+    Raises:
+        InvalidVideoRequest: an ``--option`` is not NAME=VALUE, or names the same option twice.
+    """
+    from prefect_videogen.batch.expansion import parse_option_value
+    from prefect_videogen.errors import InvalidVideoRequest
+
+    options: dict[str, Any] = {}
+    for pair in getattr(args, "option", None) or []:
+        name, equals, text = pair.partition("=")
+        name = name.strip()
+        if not equals or not name:
+            raise InvalidVideoRequest("--option", pair, "NAME=VALUE, for example cfg_scale=0.5")
+        if name in options:
+            raise InvalidVideoRequest("--option", pair, f"each name once ({name!r} is given twice)")
+        options[name] = parse_option_value(text)
+    extras = {
+        "end_image": getattr(args, "end_image", None),
+        "reference_images": args.reference_image,
+        "negative_prompt": args.negative_prompt,
+        "seed": args.seed,
+        "generate_audio": args.generate_audio,
+        "provider_options": options or None,
+    }
+    return {name: value for name, value in extras.items() if value is not None}
 
 
 @contextmanager
@@ -200,6 +275,7 @@ async def _generate(args: argparse.Namespace, submitted: list[Any]) -> int:
             aspect_ratio=args.aspect,
             resolution=args.resolution,
             image=args.image,
+            **request_extras(args),
         )
         provider = await provider_block(args.provider, block=args.block, base_url=args.base_url)
         storage = storage_block(args.out)
@@ -391,6 +467,37 @@ async def _costs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(args: argparse.Namespace) -> int:
+    """``models``: the catalog (with the user's PREFECT_VIDEOGEN_CATALOG overrides) as a table or JSON."""
+    import json
+
+    from pydantic import ValidationError
+    from rich.console import Console
+
+    from prefect_videogen.catalog import CATALOG_ENV, load_catalog
+    from prefect_videogen.cli_models import model_records, render_tables
+    from prefect_videogen.errors import VideoGenError
+
+    try:
+        catalog = load_catalog()
+    except (OSError, ValueError) as exc:  # a missing or malformed override file (ValidationError is a ValueError)
+        detail = _describe(exc) if isinstance(exc, ValidationError) else str(exc)
+        print_error(f"the catalog with {CATALOG_ENV}={os.environ.get(CATALOG_ENV, '')!r} does not load: {detail}")
+        return 2
+    try:
+        document = model_records(catalog, args.provider)
+    except VideoGenError as exc:
+        print_error(str(exc))
+        return 2
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        terminal = Console()
+        # At most 100 columns; a pipe or file gets 100 (rich would assume 80).
+        render_tables(document, Console(width=min(terminal.width, 100) if terminal.is_terminal else 100))
+    return 0
+
+
 def _interrupted(submitted: list[Any]) -> int:
     """Ctrl-C: say which job was submitted, so that nobody pays for it twice by accident."""
     if not submitted:
@@ -458,6 +565,10 @@ def _add_batch_parser(commands: Any, providers: tuple[str, ...]) -> None:
     batch.add_argument("--base-url", help="API root of a gateway, proxy or emulator")
     batch.add_argument("--model", help="model of every item (default: the provider's default, or a 'model' column)")
     batch.add_argument("--duration", type=int, help="seconds of every item (default: 4, or a 'duration' column)")
+    # Defaults of every item (a row's own column wins). First and last frames are per item: the
+    # 'image' and 'end_image' columns.
+    _add_shape_flags(batch, aspect_default=None)
+    _add_feature_flags(batch)
     batch.add_argument("--out", default="./videos", help="directory or s3://bucket/prefix (default: ./videos)")
     batch.add_argument("--name", help="batch name (names the manifest; default: derived from provider and items)")
     batch.add_argument("--max-concurrency", type=int, default=4, help="jobs in flight at once (default: 4)")
@@ -477,7 +588,14 @@ async def _run_batch(args: argparse.Namespace, submitted: list[Any]) -> int:
     from prefect_videogen.flows.batch import summary_text
 
     try:
-        defaults = {k: v for k, v in {"model": args.model, "duration": args.duration}.items() if v is not None}
+        given = {
+            "model": args.model,
+            "duration": args.duration,
+            "aspect_ratio": args.aspect,
+            "resolution": args.resolution,
+            **request_extras(args),
+        }
+        defaults = {k: v for k, v in given.items() if v is not None}
         prompts = PromptSource(template=args.template, rows_file=args.prompts, defaults=defaults)
         provider = await provider_block(args.provider, block=args.block, base_url=args.base_url)
         storage = storage_block(args.out)
@@ -558,6 +676,8 @@ def _allow_command_line_paths(args: argparse.Namespace) -> None:
     paths = [
         getattr(args, "out", None),
         getattr(args, "image", None),
+        getattr(args, "end_image", None),
+        *(getattr(args, "reference_image", None) or []),
         os.path.dirname(os.path.abspath(args.prompts)) if getattr(args, "prompts", None) else None,
     ]
     local = [os.path.abspath(path) for path in paths if path and "://" not in path]
@@ -582,6 +702,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return asyncio.run(_run_batch(args, submitted))
             except KeyboardInterrupt:
                 return _interrupted(submitted)
+        if args.command == "models":
+            return _models(args)
         if args.command == "costs":
             return asyncio.run(_costs(args))
         if args.command == "resume":

@@ -508,31 +508,38 @@ def check_request_inputs(
 ) -> None:
     """Check what ``request`` makes the worker touch, before any quote, approval, upload or paid call.
 
-    A local image passes the path policy and the content check (header only, nothing read whole);
-    an image URL must be http(s), and where the worker fetches it itself (Scenario) it is fetched
-    under the URL rules and checked by content too. URLs other providers fetch themselves are
-    passed through unfetched.
+    Every image of the request (``image``, ``end_image``, each of ``reference_images``) is checked
+    alike: a local image passes the path policy and the content check (header only, nothing read
+    whole); an image URL must be http(s), and where the worker fetches it itself (Scenario) it is
+    fetched under the URL rules and checked by content too. URLs other providers fetch themselves
+    are passed through unfetched.
     """
-    image = request.image
-    if image is None:
-        return
-    policy = current(policy)
+    images = [("image", request.image), ("end_image", request.end_image)]
+    images += [(f"reference_images[{n}]", image) for n, image in enumerate(request.reference_images)]
+    for field, image in images:
+        if image is not None:
+            _check_input_image(field, image, current(policy), provider=provider, resolver=resolver)
+
+
+def _check_input_image(
+    field: str, image: str, policy: WorkerPolicy, *, provider: str | None, resolver: Resolver | None
+) -> None:
     if has_scheme(image):
         if provider == "local":
-            raise InvalidVideoRequest("image", image, "a local file path (the local provider has no network)")
+            raise InvalidVideoRequest(field, image, "a local file path (the local provider has no network)")
         if urlsplit(image).scheme.lower() not in ("http", "https"):
-            raise InvalidVideoRequest("image", image, "a local file path or an http(s) URL")
+            raise InvalidVideoRequest(field, image, "a local file path or an http(s) URL")
         if provider in WORKER_FETCHED_IMAGE_PROVIDERS:
             # Fetched (guarded, capped) and checked by content now, so a redirect to a forbidden
             # address or a non-image is refused before the quote; the submit fetches it again.
             data = fetch_url(
-                "image",
+                field,
                 image,
                 policy,
                 max_bytes=policy.max_image_bytes,
                 setting="PREFECT_VIDEOGEN_MAX_IMAGE_BYTES",
                 resolver=resolver,
             )
-            check_image_bytes("image", image, data, policy)
+            check_image_bytes(field, image, data, policy)
         return
-    check_local_image("image", image, policy)
+    check_local_image(field, image, policy)

@@ -1,8 +1,14 @@
 """Prompt expansion: a template filled from a grid of variables and/or rows (list, CSV or JSONL).
 
 Every item gets a stable id (an ``id`` column, else a hash of what defines it), so reruns and
-manifests line up however the rows are ordered. Row columns named like request fields
-(``duration``, ``aspect_ratio``, ``resolution``, ``model``, ``image``) set that field for the row.
+manifests line up however the rows are ordered. Row columns named like request fields set that
+field for the row: ``model``, ``duration``, ``aspect_ratio``, ``resolution``, ``image``,
+``end_image``, ``reference_images``, ``negative_prompt``, ``seed``, ``generate_audio``; an empty
+cell leaves the field to the defaults. In a CSV cell, ``reference_images`` are separated by ``|``
+(a character URLs must escape and file names rarely hold), ``generate_audio`` is ``true`` or
+``false``; a JSONL row may give a list and a boolean. ``option.NAME`` columns set
+``provider_options[NAME]`` (over the defaults' options); a text value is read as JSON when it
+parses (``0.5``, ``true``, ``"5"``), else as text.
 
 Example:
     ```python
@@ -15,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import io
@@ -40,11 +47,31 @@ from prefect_videogen.policy import (
 from prefect_videogen.policy import current as current_policy
 from prefect_videogen.storage.base import safe_part
 
-REQUEST_COLUMNS = ("model", "duration", "aspect_ratio", "resolution", "image")
+REQUEST_COLUMNS = (
+    "model",
+    "duration",
+    "aspect_ratio",
+    "resolution",
+    "image",
+    "end_image",
+    "reference_images",
+    "negative_prompt",
+    "seed",
+    "generate_audio",
+)
+OPTION_PREFIX = "option."
+# Separates the reference images of one CSV cell: URLs must percent-encode "|" (RFC 3986) and file
+# names rarely hold it, whereas ";" and "," occur in both.
+REFERENCE_SEPARATOR = "|"
 ID_COLUMNS = ("id", "item_id")
 MAX_ITEMS = 10_000
 # Columns per rows-file row: a wide header of a capped file could still make every row a huge dict.
 MAX_COLUMNS = 200
+
+
+def _request_field(name: str) -> Any:
+    """VideoRequest's field ``name`` (bounds, default and help text) for a model that sets it for many requests."""
+    return copy.copy(VideoRequest.model_fields[name])
 
 
 class VideoDefaults(BaseModel):
@@ -54,14 +81,27 @@ class VideoDefaults(BaseModel):
 
     model: str | None = Field(default=None, description="Model from the provider's catalog; empty = its default.")
     duration: int = Field(default=4, gt=0, description="Seconds.")
-    aspect_ratio: AspectRatio = Field(default="16:9", description="16:9 or 9:16.")
-    resolution: Resolution = Field(default="standard", description="standard or high.")
-    provider_options: dict[str, Any] = Field(default_factory=dict, description="Passed through to the provider.")
+    aspect_ratio: AspectRatio = _request_field("aspect_ratio")
+    resolution: Resolution | None = _request_field("resolution")
+    reference_images: list[str] = _request_field("reference_images")
+    negative_prompt: str | None = _request_field("negative_prompt")
+    seed: int | None = _request_field("seed")
+    generate_audio: bool | None = _request_field("generate_audio")
+    provider_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Model-specific extras of every item, checked against the names and values the model declares "
+        "in the catalog; a row's option.NAME columns are set over them.",
+    )
 
     @field_validator("duration", mode="before")
     @classmethod
     def _duration_not_bool(cls, value: Any) -> Any:
         return refuse_bool("duration", value)
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed_not_bool(cls, value: Any) -> Any:
+        return refuse_bool("seed", value)
 
 
 class PromptSource(BaseModel):
@@ -77,12 +117,16 @@ class PromptSource(BaseModel):
         default_factory=dict, description="Variables to combine: every combination becomes an item."
     )
     rows: list[dict[str, Any]] = Field(
-        default_factory=list, description="One item per row (crossed with the grid); columns are variables."
+        default_factory=list,
+        description="One item per row (crossed with the grid); columns are variables. Columns named like request "
+        "fields set them for the row (model, duration, aspect_ratio, resolution, image, end_image, reference_images, "
+        "negative_prompt, seed, generate_audio); option.NAME columns set provider_options.",
     )
     rows_file: str | None = Field(
         default=None,
-        description="A CSV or JSONL file of rows, read with the rows above: a local path under the worker's allowed "
-        "roots, or an http(s) URL where the worker allows them.",
+        description="A CSV or JSONL file of rows, read with the rows above (same columns; in a CSV cell, "
+        "reference_images are separated by |): a local path under the worker's allowed roots, or an http(s) URL "
+        "where the worker allows them.",
     )
     defaults: VideoDefaults = Field(default_factory=VideoDefaults, description="Request fields of every item.")
 
@@ -179,6 +223,71 @@ def _read_rows(path: str, policy: WorkerPolicy | None = None) -> list[dict[str, 
     return rows
 
 
+def parse_option_value(text: str) -> Any:
+    """A provider option typed as text (a CSV cell, ``--option NAME=VALUE``): JSON when it parses, else the text.
+
+    Example:
+        ```python
+        assert parse_option_value("0.5") == 0.5 and parse_option_value("true") is True
+        assert parse_option_value("close-up") == "close-up" and parse_option_value('"5"') == "5"
+        ```
+    """
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+_BOOLEAN_CELLS = {"true": True, "false": False}
+
+
+def row_fields(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The request fields a row sets (empty cells left out) and its bad cells, each as an error text.
+
+    Cells are read as a CSV gives them (text) or a JSONL row does (numbers, booleans, lists).
+    """
+    fields: dict[str, Any] = {}
+    bad: list[str] = []
+    for column in REQUEST_COLUMNS:
+        value = row.get(column)
+        if value is None or value == "" or value == []:
+            continue
+        if column == "reference_images" and not isinstance(value, list):
+            if not isinstance(value, str):
+                bad.append(
+                    _cell_error(column, value, f"image paths or http(s) URLs separated by {REFERENCE_SEPARATOR!r}")
+                )
+                continue
+            value = [part.strip() for part in value.split(REFERENCE_SEPARATOR)]
+        elif column == "generate_audio" and not isinstance(value, bool):
+            value = _BOOLEAN_CELLS.get(str(value).strip().lower())
+            if value is None:
+                bad.append(_cell_error(column, row[column], "true or false"))
+                continue
+        elif column == "seed" and isinstance(value, str):
+            text = value.strip()
+            if not (text.isascii() and text.isdigit()):
+                bad.append(_cell_error(column, value, "a whole number from 0 to 4294967295"))
+                continue
+            value = int(text)
+        fields[column] = value
+    options = {
+        str(column)[len(OPTION_PREFIX) :]: parse_option_value(value) if isinstance(value, str) else value
+        for column, value in row.items()
+        if str(column).startswith(OPTION_PREFIX) and value not in (None, "")
+    }
+    for name in options:
+        if not name.strip():
+            bad.append(_cell_error(OPTION_PREFIX, options[name], "option.NAME columns with a NAME"))
+    if options:
+        fields["provider_options"] = options
+    return fields, bad
+
+
+def _cell_error(column: str, value: Any, allowed: str) -> str:
+    return f"{column}={_value_text((column,), value)} is not allowed; allowed: {allowed}"
+
+
 def _template_fields(template: str) -> list[str]:
     """The template's placeholders: plain ``{name}`` only (format specs such as ``{p:>3000000000}``
     would let a run allocate without bound; conversions, attribute and index access reach into
@@ -256,7 +365,7 @@ def expand(source: PromptSource, provider: str | None = None, *, policy: WorkerP
     problems: list[str] = []
     items: list[BatchItem] = []
     seen: dict[str, int] = {}
-    checked_images: dict[str | None, str | None] = {None: None}
+    checked_images: dict[tuple[str | None, ...], str | None] = {}
     for number, ((index, row), combo) in enumerate(itertools.product(enumerate(rows or [{}]), combos), start=1):
         variables = {str(k): "" if v is None else str(v) for k, v in {**row, **combo}.items()}
         missing = [name for name in fields if name not in variables]
@@ -274,7 +383,7 @@ def expand(source: PromptSource, provider: str | None = None, *, policy: WorkerP
                 )
             continue
         prompt = source.template.format(**variables)
-        overrides = {k: row[k] for k in REQUEST_COLUMNS if k in row and row[k] not in (None, "")}
+        overrides, bad_cells = row_fields(row)
         explicit_id = next((str(row[c]) for c in ID_COLUMNS if row.get(c) not in (None, "")), None)
         identity = json.dumps({"prompt": prompt, **overrides}, sort_keys=True, default=str)
         item_id = (
@@ -286,23 +395,29 @@ def expand(source: PromptSource, provider: str | None = None, *, policy: WorkerP
             problems.append(f"row {number}: item id {item_id!r} repeats row {seen[item_id]} (same prompt and settings)")
             continue
         seen[item_id] = number
+        if bad_cells:
+            problems.extend(f"row {number} ({item_id}): {cell}" for cell in bad_cells)
+            continue
         try:
-            request = VideoRequest(prompt=prompt, **{**source.defaults.model_dump(), **overrides})
+            defaults = source.defaults.model_dump()
+            options = {**defaults["provider_options"], **overrides.get("provider_options", {})}
+            request = VideoRequest(prompt=prompt, **{**defaults, **overrides, "provider_options": options})
         except ValidationError as exc:
             problems.extend(
                 f"row {number} ({item_id}): {'.'.join(map(str, e['loc']))}={_value_text(e['loc'], e.get('input'))}: {e['msg']}"
                 for e in exc.errors()
             )
             continue
-        if provider is not None and request.image not in checked_images:
-            # The pre-flight policy and content check, once per distinct image (not per item).
+        images = (request.image, request.end_image, *request.reference_images)
+        if provider is not None and images not in checked_images:
+            # The pre-flight policy and content check, once per distinct set of images (not per item).
             try:
                 check_request_inputs(request, policy, provider=provider)
-                checked_images[request.image] = None
+                checked_images[images] = None
             except VideoGenError as exc:
-                checked_images[request.image] = str(exc)
-        if checked_images.get(request.image):
-            problems.append(f"row {number} ({item_id}): {checked_images[request.image]}")
+                checked_images[images] = str(exc)
+        if checked_images.get(images):
+            problems.append(f"row {number} ({item_id}): {checked_images[images]}")
             continue
         plan = None
         if catalog is not None and provider is not None:

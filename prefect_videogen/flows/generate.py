@@ -41,11 +41,13 @@ async def generate_video(
     """Generate one video and store it with a JSON sidecar and a ledger record.
 
     The request is checked against the model catalog before anything is sent, so a bad duration,
-    aspect ratio or resolution fails here, at no cost. A rerun of the same request reuses the
+    aspect ratio or resolution, or a field the model does not have, fails here, at no cost. A rerun of the same request reuses the
     provider job of the earlier run (cached submit) unless ``refresh`` is set.
 
     Args:
-        request: what to generate.
+        request: what to generate: prompt, model, duration, aspect ratio, resolution tier, and where the model
+            has them a first and last frame, reference images, a negative prompt, a seed, generated audio and
+            its provider_options (`prefect-videogen models` lists what each model takes).
         provider: a provider credentials block; the embedded local renderer when empty.
         storage: where to store the video; ``./videos`` when empty.
         timeout_seconds: how long to wait for the provider's job.

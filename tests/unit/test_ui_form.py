@@ -62,12 +62,47 @@ def test_generate_video_form():
     assert schema["required"] == ["request"]
     request = definition(schema, schema["properties"]["request"]["$ref"])
     assert request["title"] == "VideoRequest" and request["required"] == ["prompt"]
+    assert "prefect-videogen models" in schema["properties"]["request"]["description"]
     assert_model_form(schema, request)
-    # Literal fields are dropdowns; numbers carry their bounds.
-    assert request["properties"]["aspect_ratio"]["enum"] == ["16:9", "9:16"]
-    assert request["properties"]["resolution"]["enum"] == ["standard", "high"]
+    # Aspect ratios and tiers are catalog data: free text of a checked shape, the catalog names what a
+    # model takes (its help points at `prefect-videogen models`). Numbers carry their bounds.
+    assert_catalog_shaped(request)
     assert request["properties"]["duration"]["maximum"] == 600
     assert request["properties"]["prompt"]["minLength"] == 1
+    assert_new_request_fields(schema, request)
+
+
+# The request fields of the models beyond Sora, each with words its help text must contain.
+NEW_FIELDS = {
+    "end_image": ("last frame", "http(s) URL"),
+    "reference_images": ("reference images", "model's count"),
+    "negative_prompt": ("should not show",),
+    "seed": ("seed",),
+    "generate_audio": ("sound",),
+    "provider_options": ("catalog",),
+}
+
+
+def assert_catalog_shaped(model: dict) -> None:
+    aspect = model["properties"]["aspect_ratio"]
+    assert "enum" not in aspect and aspect["pattern"] and "prefect-videogen models" in aspect["description"]
+    [tier] = [o for o in model["properties"]["resolution"]["anyOf"] if o.get("type") == "string"]
+    assert "enum" not in tier and tier["pattern"]
+    assert model["properties"]["resolution"]["default"] is None  # the model's default tier
+    assert "default tier" in model["properties"]["resolution"]["description"]
+
+
+def assert_new_request_fields(schema: dict, model: dict, fields: dict = NEW_FIELDS) -> None:
+    """The fields show in the form, optional, each with its help text."""
+    for name, words in fields.items():
+        field = model["properties"][name]
+        assert name not in model.get("required", []), name
+        for word in words:
+            assert word in field["description"], (name, field["description"])
+    assert model["properties"]["reference_images"]["items"] == {"type": "string"}
+    seed = next(o for o in model["properties"]["seed"]["anyOf"] if o.get("type") == "integer")
+    assert (seed["minimum"], seed["maximum"]) == (0, 2**32 - 1)
+    assert {o.get("type") for o in model["properties"]["generate_audio"]["anyOf"]} == {"boolean", "null"}
 
 
 def test_generate_videos_form():
@@ -77,8 +112,10 @@ def test_generate_videos_form():
     assert prompts["title"] == "PromptSource"
     assert_model_form(schema, prompts)
     defaults = definition(schema, prompts["properties"]["defaults"]["$ref"])
-    assert defaults["properties"]["aspect_ratio"]["enum"] == ["16:9", "9:16"]
-    assert defaults["properties"]["resolution"]["enum"] == ["standard", "high"]
+    assert_catalog_shaped(defaults)
+    # Every item's defaults; the first and last frames are per item (row columns image, end_image).
+    assert_new_request_fields(schema, defaults, {k: v for k, v in NEW_FIELDS.items() if k != "end_image"})
+    assert "option.NAME" in defaults["properties"]["provider_options"]["description"]
     assert prompts["properties"]["grid"]["additionalProperties"] == {"items": {"type": "string"}, "type": "array"}
 
 
