@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     emu.add_argument("provider", choices=PROVIDERS[1:], help="which provider's API to emulate")
     emu.add_argument("--port", type=int, default=8090, help="port on 127.0.0.1 to listen on (default: 8090)")
     emu.add_argument("--latency", type=float, default=2.0, help="seconds a job takes (default: 2)")
+    emu.add_argument(
+        "--models",
+        help="JSON file of extra model tables to serve (scenario, apiframe; format: testing/model_tables.py)",
+    )
 
     costs = commands.add_parser("costs", help="summarise the cost ledger kept next to the videos")
     costs.add_argument("--out", default="./videos", help="the storage that holds the ledger (default: ./videos)")
@@ -385,7 +389,15 @@ def _quiet_prefect_console(verbose: bool) -> Iterator[None]:
 def _emulator(args: argparse.Namespace) -> int:
     from prefect_videogen.testing import EMULATORS, EmulatorServer
 
-    emulator = EMULATORS[args.provider](latency_seconds=args.latency)
+    extra = {"extra_models": args.models} if args.models else {}
+    if extra and args.provider not in ("scenario", "apiframe"):
+        print(f"--models: the {args.provider} emulator serves a fixed model list", file=sys.stderr)
+        return 2
+    try:
+        emulator = EMULATORS[args.provider](latency_seconds=args.latency, **extra)  # type: ignore[call-arg]
+    except (OSError, ValueError) as exc:  # an unreadable file or a table off the format (pydantic's errors)
+        print(f"--models {args.models}: {exc}", file=sys.stderr)
+        return 2
     server = EmulatorServer(emulator, port=args.port)
     root = server.base_url + ("/v1" if args.provider in ("openai", "scenario") else "")
     keys = {

@@ -1,15 +1,21 @@
-"""APIFrame v2 (api.apiframe.ai): Sora 2 and Sora 2 Pro through APIFrame's job API.
+"""APIFrame v2 (api.apiframe.ai): every video model APIFrame serves, through its one job API.
 
-Wire format (shared/provider-apis.md section 3, docs-v2.apiframe.ai):
+Wire format (shared/provider-apis.md sections 3 and 6, docs-v2.apiframe.ai):
 
 - Auth ``X-API-Key: afk_...``. Submit ``POST /v2/videos/generate`` with ``{model, prompt,
-  soraParams: {duration (integer), aspect_ratio, resolution, start_image (URL)}}``; the body is
-  ``additionalProperties: false``, so unknown fields are answered 400. -> 202 ``{jobId, status}``.
+  <parameter object>: {...}}``: ONE parameter object per model family (``soraParams``,
+  ``veoParams``, ``klingParams``...). Its name, field names and values are catalog data
+  (``VideoPlan.wire``), never code here. The body is ``additionalProperties: false`` at every
+  level, so unknown fields are answered 400. -> 202 ``{jobId, status}``.
 - ``Idempotency-Key`` (<= 255 characters): a replay within 24 h returns the original job, the same
   key with another body is a 409. APIFrame is the one provider that dedupes submits, so every
   submit carries a key and is retried like any idempotent request (timeouts and 5xx included).
-- A local image is uploaded first (``POST /v2/uploads``, multipart ``file``, <= 25 MB) and its URL
-  becomes ``soraParams.start_image``; an http(s) URL is passed straight through.
+- Images are URLs: every local image (start image, end frame, each reference image) is uploaded
+  first (``POST /v2/uploads``, multipart ``file``, <= 25 MB) and its URL is sent in the field the
+  wire names (``soraParams.start_image``, ``veoParams.last_frame``...); an http(s) URL is passed
+  straight through.
+- An unknown or retired model is answered 400/404 "Model not found": the error lists the
+  catalog's live alternatives.
 - Poll ``GET /v2/jobs/{id}``: status QUEUED|PROCESSING|COMPLETED|FAILED|CANCELLED, progress
   0..100|null, error text|null, creditCost, expired (24 h retention), ``result.videoUrl`` on a CDN,
   downloaded WITHOUT the key. APIFrame sends no poll hint.
@@ -36,7 +42,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from prefect_videogen.catalog import VideoPlan
+from prefect_videogen.catalog import VideoPlan, request_images, unavailable_message, wire_params
 from prefect_videogen.errors import (
     IdempotencyConflict,
     InvalidRequest,
@@ -180,6 +186,14 @@ class APIFrameVideoProvider(VideoProvider):
                 "within 24 h to get the same job",
                 provider=self.name,
             ) from exc
+        except ModelUnavailable as exc:
+            raise ModelUnavailable(
+                unavailable_message(plan, exc.detail),
+                model=exc.model,
+                provider=self.name,
+                status_code=exc.status_code,
+                request_id=exc.request_id,
+            ) from exc
         except ProviderUnavailable as exc:
             if exc.unreachable:
                 raise  # nothing was sent: there is no job to get back with the key
@@ -272,35 +286,39 @@ class APIFrameVideoProvider(VideoProvider):
             raise
 
     async def _generate_body(self, plan: VideoPlan) -> dict[str, Any]:
-        request = plan.request
-        # Durations go out as JSON integers, exactly as planned: the catalog only lets 4/8/10/12/15 through.
-        params: dict[str, Any] = {
-            "duration": request.duration,
-            "aspect_ratio": request.aspect_ratio,
-            "resolution": request.resolution,
-        }
-        clashes = sorted(set(request.provider_options) & {*params, "start_image"})
-        if clashes:
+        """``{model, prompt, <params_object>: {...}}``, the parameter object built from the catalog's wire."""
+        wire = plan.wire
+        if wire is None or not wire.params_object:
             raise InvalidVideoRequest(
-                "provider_options",
-                clashes,
-                "no keys that the request's own fields set (duration, aspect_ratio, resolution, image)",
+                "model",
+                plan.request.model,
+                "a catalog row whose wire names its parameter object (APIFrame: soraParams, veoParams...)",
+                context="apiframe",
             )
-        if request.image is not None:
-            params["start_image"] = await self._image_url(request.image)
-        # Passed through as soraParams; APIFrame rejects names it does not know (additionalProperties false).
-        params.update(request.provider_options)
-        return {"model": plan.spec.provider_model_id, "prompt": request.prompt, "soraParams": params}
+        # Durations go out typed as the wire says (APIFrame: integers); the catalog only lets listed ones through.
+        params = wire_params(plan, await self._image_urls(plan))
+        return {"model": plan.spec.provider_model_id, "prompt": plan.request.prompt, wire.params_object: params}
 
-    async def _image_url(self, image: str) -> str:
+    async def _image_urls(self, plan: VideoPlan) -> dict[str, Any]:
+        """Every image of the request as a URL, uploaded first when local: all before the paid POST."""
+        urls: dict[str, Any] = {}
+        for field, image in request_images(plan.request):
+            url = await self._image_url(field, image)
+            if field.startswith("reference_images"):
+                urls.setdefault("reference_images", []).append(url)
+            else:
+                urls[field] = url
+        return urls
+
+    async def _image_url(self, field: str, image: str) -> str:
         scheme = urlsplit(image).scheme.lower()
         if scheme in ("http", "https"):
             return image
         if "://" in image or scheme == "data":
-            raise InvalidVideoRequest("image", image, "a local image file or an http(s) URL")
+            raise InvalidVideoRequest(field, image, "a local image file or an http(s) URL")
         # The worker's policy and the content check first; the bytes come from the same checked file.
         checked = await asyncio.to_thread(
-            check_local_image, "image", image, read=True, max_bytes=MAX_UPLOAD_BYTES, limit_text="APIFrame uploads"
+            check_local_image, field, image, read=True, max_bytes=MAX_UPLOAD_BYTES, limit_text="APIFrame uploads"
         )
         data, content_type = checked.data or b"", checked.mime
         digest = hashlib.sha256(data).hexdigest()

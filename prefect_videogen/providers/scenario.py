@@ -3,11 +3,14 @@
 The wire format, from provider-apis.md section 2 and Scenario's model reference:
 
 - HTTP Basic auth, base64(API_KEY:API_SECRET); ``?projectId=`` on generate and upload calls when set.
-- ``POST /generate/custom/{modelId}`` with the model's parameters as a flat JSON object
-  (``duration`` is a JSON number) -> ``{"job": {...}, "creativeUnitsCost": n}``. There is no
+- ``POST /generate/custom/{modelId}`` with ``prompt`` and the model's parameters as a flat JSON
+  object -> ``{"job": {...}, "creativeUnitsCost": n}``. Each model names its parameters its own way
+  (``aspectRatio``, ``lastFrameImage``, ``negativePrompt``...; a duration as a number or a string):
+  that is catalog data (``VideoPlan.wire``), never code here. There is no
   idempotency key, so the submit is sent with ``paid=True``: never re-sent once its body may have
   arrived.
-- Image input is a Scenario asset id: ``POST /assets {"image": data URL, "name"}`` first.
+- Image inputs (start image, end frame, reference images) are Scenario asset ids:
+  ``POST /assets {"image": data URL, "name"}`` first, after ``GET /models/{id}`` confirms the model.
 - ``GET /jobs/{jobId}`` -> ``{"job": {status, progress (0-1), metadata: {assetIds, error?}}}``.
 - The video: ``GET /assets/{id}`` -> ``{"asset": {url}}``, a CDN URL fetched without credentials.
 - Price preview: ``?dryRun=true`` IN THE QUERY STRING -> HTTP 269 ``{creativeUnitsCost}``. Scenario's
@@ -40,7 +43,7 @@ from urllib.parse import unquote
 
 import httpx
 
-from prefect_videogen.catalog import VideoPlan
+from prefect_videogen.catalog import VideoPlan, request_images, unavailable_message, wire_params
 from prefect_videogen.errors import (
     InvalidVideoRequest,
     JobFailed,
@@ -84,9 +87,9 @@ STATUS_TABLE: dict[str, JobStatus] = {
     "canceled": JobStatus.CANCELED,
 }
 
-# Parameters the adapter sets itself (or must never send in the body): provider_options may not
-# override them. dryRun in the body is the documented trap that bills a real run.
-_RESERVED_PARAMS = frozenset({"prompt", "aspectRatio", "duration", "resolution", "image", "dryRun", "projectId"})
+# Query-string names that must never be in the body (whatever a catalog override declares):
+# dryRun in the body is the documented trap that bills a real run.
+_QUERY_ONLY = frozenset({"dryRun", "projectId"})
 _IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 _MODERATION_WORDS = ("moderation", "content policy", "safety", "nsfw", "flagged")
 _KNOWN_CODES = re.compile(r"\b(sentinel_block|moderation_blocked)\b")
@@ -213,29 +216,41 @@ class ScenarioVideoProvider(VideoProvider):
     async def submit(self, plan: VideoPlan, *, idempotency_key: str | None = None) -> VideoJob:
         """Create the job (paid, sent once). Scenario has no idempotency key: ``idempotency_key`` is unused.
 
+        Every image (start image, end frame, each reference image) is checked, then uploaded as an
+        asset, all before the paid POST; the model is checked (``GET /models/{id}``) before the first
+        upload, so a retired model costs no orphan asset.
+
         Raises:
-            InvalidVideoRequest: provider_options clash with the request, or the image is unusable.
-            ModelUnavailable: Scenario answers "Model not found"; no job was created.
+            InvalidVideoRequest: the plan has no wire, or an image is unusable.
+            ModelUnavailable: Scenario answers "Model not found" (with the catalog's live alternatives);
+                no job was created.
             ProviderUnavailable: ``maybe_created=True`` when the answer was lost after sending.
         """
-        options = self._checked_options(plan)
+        self._check_wire(plan)
         model_id = plan.spec.provider_model_id
-        asset_id = None
-        if plan.request.image:
-            image = await self._load_image(plan.request.image)
-            # Check the model before uploading, so a retired model costs no orphan asset.
-            await self.http.json("GET", f"models/{url_quote(model_id, safe='')}")
-            asset_id = await self._upload(image, name=Path(plan.request.image.split("?")[0]).name or "image")
-        response = await self.http.send(
-            "POST",
-            self._generate_path(plan),
-            paid=True,
-            json=self._params(plan, asset_id, options),
-            params=self._project_query(),
-        )
+        images = [(field, image, await self._load_image(field, image)) for field, image in request_images(plan.request)]
+        asset_ids: dict[str, Any] = {}
+        async with self._model_errors(plan):
+            if images:
+                await self.http.json("GET", f"models/{url_quote(model_id, safe='')}")
+            for field, image, data in images:
+                asset_id = await self._upload(data, name=Path(image.split("?")[0]).name or "image")
+                if field.startswith("reference_images"):
+                    asset_ids.setdefault("reference_images", []).append(asset_id)
+                else:
+                    asset_ids[field] = asset_id
+            response = await self.http.send(
+                "POST",
+                self._generate_path(plan),
+                paid=True,
+                json=self._params(plan, asset_ids),
+                params=self._project_query(),
+            )
         payload = self._decode(response, maybe_created=True)
         cost = payload.get("creativeUnitsCost") if isinstance(payload, dict) else None
-        data: dict[str, Any] = {"model_id": model_id, "image_asset_id": asset_id}
+        data: dict[str, Any] = {"model_id": model_id, "image_asset_id": asset_ids.get("image")}
+        if set(asset_ids) - {"image"}:
+            data["asset_ids_sent"] = asset_ids
         if isinstance(cost, (int, float)) and not isinstance(cost, bool):
             data["creative_units_cost"] = float(cost)  # GET /jobs may not repeat it: keep it from here
         return self._to_job(payload, model=plan.request.model or "", previous=data, maybe_created=True)
@@ -244,20 +259,23 @@ class ScenarioVideoProvider(VideoProvider):
         """Price ``plan`` with Scenario's dry run (HTTP 269) without creating a job.
 
         ``dryRun=true`` goes in the query string: in the JSON body Scenario runs and bills the job.
-        A dry run prices without validating, so the start image (an upload) is left out.
+        A dry run prices without validating, so the images (uploads) are left out: the body is the
+        submit's, minus its asset ids.
 
         Returns:
             ``(creative units, "creative_units")``.
         """
-        params = self._params(plan, None, self._checked_options(plan))
-        # paid=True: were a gateway to drop the query string, this would be a real, billed run.
-        response = await self.http.send(
-            "POST",
-            self._generate_path(plan),
-            paid=True,
-            json=params,
-            params={**self._project_query(), "dryRun": "true"},
-        )
+        self._check_wire(plan)
+        params = self._params(plan, {})
+        async with self._model_errors(plan):
+            # paid=True: were a gateway to drop the query string, this would be a real, billed run.
+            response = await self.http.send(
+                "POST",
+                self._generate_path(plan),
+                paid=True,
+                json=params,
+                params={**self._project_query(), "dryRun": "true"},
+            )
         payload = self._decode(response, maybe_created=True)
         job = payload.get("job") if isinstance(payload, dict) else None
         if response.status_code != DRY_RUN_STATUS or job:
@@ -272,6 +290,20 @@ class ScenarioVideoProvider(VideoProvider):
         if isinstance(cost, bool) or not isinstance(cost, (int, float)):
             raise ProviderUnavailable("dry run answered without creativeUnitsCost", provider=self.name)
         return float(cost), COST_UNIT
+
+    @asynccontextmanager
+    async def _model_errors(self, plan: VideoPlan) -> AsyncIterator[None]:
+        """Name the catalog's live alternatives in a "model not found" answer."""
+        try:
+            yield
+        except ModelUnavailable as exc:
+            raise ModelUnavailable(
+                unavailable_message(plan, exc.detail),
+                model=exc.model,
+                provider=self.name,
+                status_code=exc.status_code,
+                request_id=exc.request_id,
+            ) from exc
 
     async def get_job(self, job: VideoJob) -> VideoJob:
         payload = await self.http.json("GET", f"jobs/{url_quote(job.job_id, safe='')}")
@@ -304,36 +336,29 @@ class ScenarioVideoProvider(VideoProvider):
     def _project_query(self) -> dict[str, str]:
         return {"projectId": self.project_id} if self.project_id else {}
 
-    def _checked_options(self, plan: VideoPlan) -> dict[str, Any]:
-        options = dict(plan.request.provider_options)
-        clash = sorted(_RESERVED_PARAMS & set(options))
-        if clash:
+    def _check_wire(self, plan: VideoPlan) -> None:
+        if plan.wire is None:
+            raise InvalidVideoRequest(
+                "model",
+                plan.request.model,
+                "a catalog row with a wire (Scenario's parameter names)",
+                context="scenario",
+            )
+        # The query string's own names: dryRun in the body is the documented trap that bills a real run.
+        smuggled = sorted(_QUERY_ONLY & set(plan.request.provider_options))
+        if smuggled:
             raise InvalidVideoRequest(
                 "provider_options",
-                {key: options[key] for key in clash},
-                "keys other than "
-                + ", ".join(sorted(_RESERVED_PARAMS))
-                + " (set them on the request; dryRun is quote()'s job, in the body Scenario bills a real run)",
+                {key: plan.request.provider_options[key] for key in smuggled},
+                "names other than dryRun and projectId (dryRun is quote()'s job: in the body Scenario bills a real run)",
                 context=f"scenario model {plan.request.model!r}",
             )
-        return options
 
-    def _params(self, plan: VideoPlan, asset_id: str | None, options: dict[str, Any]) -> dict[str, Any]:
-        request = plan.request
-        # duration is a JSON number (the model reference types it "number"), never a string.
-        params: dict[str, Any] = {
-            "prompt": request.prompt,
-            "aspectRatio": request.aspect_ratio,
-            "duration": request.duration,
-        }
-        # Only models with resolution tiers take "resolution" (sora-2-pro); sora-2 rejects it.
-        if len(plan.spec.sizes) > 1:
-            params["resolution"] = request.resolution
-        if asset_id:
-            params["image"] = asset_id
-        return {**params, **options}
+    def _params(self, plan: VideoPlan, asset_ids: dict[str, Any]) -> dict[str, Any]:
+        """The flat body: ``prompt`` and the model's parameters named by the catalog's wire."""
+        return {"prompt": plan.request.prompt, **wire_params(plan, asset_ids)}
 
-    async def _load_image(self, image: str) -> bytes:
+    async def _load_image(self, field: str, image: str) -> bytes:
         """The image's bytes, checked by the worker's policy and by content before any upload.
 
         A URL is fetched by the worker (its destination checked at every hop, the answer capped and
@@ -341,15 +366,15 @@ class ScenarioVideoProvider(VideoProvider):
         """
         if image.startswith(("http://", "https://")):
             data = await asyncio.to_thread(
-                fetch_url, "image", image, max_bytes=MAX_IMAGE_PAYLOAD, setting="Scenario's 6 MB upload limit"
+                fetch_url, field, image, max_bytes=MAX_IMAGE_PAYLOAD, setting="Scenario's 6 MB upload limit"
             )
-            check_image_bytes("image", image, data)
+            check_image_bytes(field, image, data)
         elif has_scheme(image):
-            raise InvalidVideoRequest("image", image, "a local file path or an http(s) URL")
+            raise InvalidVideoRequest(field, image, "a local file path or an http(s) URL")
         else:
             checked = await asyncio.to_thread(
                 check_local_image,
-                "image",
+                field,
                 image,
                 read=True,
                 max_bytes=MAX_IMAGE_PAYLOAD,
@@ -358,11 +383,9 @@ class ScenarioVideoProvider(VideoProvider):
             data = checked.data or b""
         kind = _image_type(data)
         if kind is None:
-            raise InvalidVideoRequest("image", image, "a PNG, JPEG or WEBP image")
+            raise InvalidVideoRequest(field, image, "a PNG, JPEG or WEBP image")
         if len(self._data_url(data, kind)) >= MAX_IMAGE_PAYLOAD:
-            raise InvalidVideoRequest(
-                "image", image, "an image under 6 MB once base64-encoded (Scenario's upload limit)"
-            )
+            raise InvalidVideoRequest(field, image, "an image under 6 MB once base64-encoded (Scenario's upload limit)")
         return data
 
     @staticmethod

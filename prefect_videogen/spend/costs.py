@@ -67,17 +67,15 @@ def estimate_cost(plan: VideoPlan) -> Cost:
     request = plan.request
     if price is None:
         return Cost(kind="estimated", amount=0.0, unit="usd", usd=None, source="no price in the catalog")
-    if price.table is not None:
-        amount = price.table.get(request.resolution, {}).get(str(request.duration))
-        if amount is None:
-            raise ValueError(
-                f"catalog price table of {plan.provider} {request.model!r} has no "
-                f"{request.resolution}-{request.duration}s row"
-            )
-    elif price.per_second is not None and request.resolution in price.per_second:
-        amount = price.per_second[request.resolution] * request.duration
-    else:
-        raise ValueError(f"catalog price of {plan.provider} {request.model!r} has no {request.resolution!r} rate")
+    # The price's own form decides: a credit table by tier and duration (APIFrame), a price per clip
+    # by tier, or a rate per second by tier (tiers as the model names them: standard, 720p, 4k...).
+    amount = price.amount(request.resolution or plan.spec.tier, request.duration)
+    if amount is None:
+        form = "table" if price.table is not None else "per-clip price" if price.per_clip is not None else "price"
+        raise ValueError(
+            f"catalog {form} of {plan.provider} {request.model!r} has no "
+            f"{request.resolution!r} figure for {request.duration} s"
+        )
     amount = round(amount, 6)
     as_of = f" as of {price.as_of.isoformat()}" if price.as_of else ""
     return Cost(

@@ -7,6 +7,15 @@ outside the allowed sets (400 ``{"error", "details": {path: [messages]}}``; the 
 credits (402), an ``Idempotency-Key`` reused with another body (409). Every answer carries
 ``x-request-id``. Videos are real MP4s on a ``/cdn/`` path that refuses requests carrying the key.
 
+Each model is checked against the emulator's own table (``model_tables.APIFRAME_MODELS``, written by hand,
+not read from the catalog): its parameter object (``soraParams``, ``veoParams``, ``klingParams``...; any
+other object is an unknown top-level key), the fields in it with their types and allowed values, the size
+rendered per (tier, aspect ratio), the defaults when a field is not sent, and the credits billed
+(``creditCost``). Every URL field (``start_image``, ``last_frame``, each element of a reference list)
+must be http(s), and an emulator upload URL must name an existing upload. ``extra_models`` adds tables in
+the same format, a mapping or a JSON file (the format is documented in ``model_tables``): a test can serve
+a made-up model with its own parameter object.
+
 Example:
     ```python
     from prefect_videogen.blocks.apiframe import APIFrameCredentials
@@ -24,7 +33,9 @@ import asyncio
 import hashlib
 import json
 import uuid
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -32,36 +43,30 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from prefect_videogen.testing.server import EmulatorState, Fault, video_bytes, video_download
+from prefect_videogen.testing.clips import clip_bytes
+from prefect_videogen.testing.model_tables import (
+    APIFRAME_MODELS,
+    FieldRule,
+    Issue,
+    ModelTable,
+    load_tables,
+    number_text,
+    whole_credits,
+)
+from prefect_videogen.testing.server import EmulatorState, Fault, video_download
 
 EMULATOR_API_KEY = "afk_emulator_0123456789abcdef"
-MODELS = ("sora-2", "sora-2-pro")
-DURATIONS = (4, 8, 10, 12, 15)
-ASPECT_RATIOS = ("16:9", "9:16")
-RESOLUTIONS = ("standard", "high")
 WEBHOOK_EVENTS = ("progress", "completed", "failed")
-TOP_LEVEL_FIELDS = ("model", "prompt", "soraParams", "webhookUrl", "webhookEvents")
-SORA_FIELDS = ("duration", "aspect_ratio", "resolution", "start_image")
+# Beside the model's own parameter object (its table's params_object).
+TOP_LEVEL_FIELDS = ("model", "prompt", "webhookUrl", "webhookEvents")
 STATUSES = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
 MAX_PROMPT_CHARS = 4000
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
-# docs-v2.apiframe.ai credit tables: sora-2 by duration; sora-2-pro by resolution and duration.
-CREDITS = {
-    "sora-2": {"standard": {d: d for d in DURATIONS}, "high": {d: d for d in DURATIONS}},
-    "sora-2-pro": {
-        "standard": {4: 12, 8: 24, 10: 30, 12: 36, 15: 45},
-        "high": {4: 20, 8: 40, 10: 50, 12: 60, 15: 75},
-    },
-}
-# sora-2 "may ignore" resolution: it always renders 720p. Sora 2 Pro high is 1080p.
-SIZES = {
-    ("sora-2", "standard"): (1280, 720),
-    ("sora-2", "high"): (1280, 720),
-    ("sora-2-pro", "standard"): (1280, 720),
-    ("sora-2-pro", "high"): (1920, 1080),
-}
+# Size overrides per (model, tier): the 16:9 frame (swapped for a portrait aspect) a model really
+# delivers when it is not its table's, so a test can make the provider answer another size.
+SIZES: dict[tuple[str, str], tuple[int, int]] = {}
 CONTENT_POLICY_ERROR = "Provider returned an error: content policy violation"
 GENERATION_ERROR = "Provider returned an error: generation failed"
 _DEFAULT_FAULT_BODIES = {
@@ -81,6 +86,47 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _json_type(value: Any) -> str:
+    """The JSON type name of a parsed value, as zod's messages say it ("received string")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    names: dict[type, str] = {str: "string", list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _alternatives(values: list[Any]) -> str:
+    return " | ".join(repr(v) if isinstance(v, str) else str(v) for v in values)
+
+
+def _bounds(rule: FieldRule) -> str:
+    if rule.min is not None and rule.max is not None:
+        return f"between {number_text(rule.min)} and {number_text(rule.max)}"
+    return f"at least {number_text(rule.min)}" if rule.min is not None else f"at most {number_text(rule.max or 0)}"
+
+
+def _message(rule: FieldRule, issue: Issue, value: Any) -> str:
+    """One problem worded as APIFrame's validator (zod) words it."""
+    if issue in ("type", "value") and rule.values is not None:
+        kind = "" if rule.json_type == "string" else f"{rule.json_type} "
+        return f"Expected {kind}{_alternatives(rule.values)}, received {value!r}"
+    if issue == "range":
+        return f"Expected {rule.json_type} {_bounds(rule)}, received {value!r}"
+    if issue == "max_length":
+        return f"String must contain at most {rule.max_length} character(s)"
+    if issue == "not_list":
+        return f"Expected array, received {_json_type(value)}"
+    if issue == "too_few":
+        return f"Array must contain at least {rule.min_items} element(s)"
+    if issue == "too_many":
+        return f"Array must contain at most {rule.max_items} element(s)"
+    expected = "string" if rule.is_list else rule.json_type  # a list element, or a scalar of the wrong type
+    return f"Expected {expected}, received {_json_type(value)}"
+
+
 def _is_http_url(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(("http://", "https://")) and len(value) > 8
 
@@ -92,6 +138,8 @@ class APIFrameEmulator(EmulatorState):
         api_key: the one key it accepts.
         credits_available: the account's balance; a submit costing more is answered 402.
         retired_models: models answered 404 ``{"error": "Model not found: <model>"}``.
+        extra_models: more model tables (model id -> table, or a JSON file of them; format in
+            ``prefect_videogen.testing.model_tables``), served beside (or instead of) the built-in ones.
 
     Attributes:
         charges: credits billed per job id (0 for a job refunded after a request-time rejection).
@@ -107,9 +155,14 @@ class APIFrameEmulator(EmulatorState):
         api_key: str = EMULATOR_API_KEY,
         credits_available: int = 100_000,
         retired_models: tuple[str, ...] | set[str] = (),
+        extra_models: Mapping[str, ModelTable | Mapping[str, Any]] | str | Path | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        extra = load_tables(extra_models) if extra_models is not None else {}
+        if flat := sorted(model for model, table in extra.items() if table.params_object is None):
+            raise ValueError(f"APIFrame model tables need a params_object (soraParams, veoParams...): {flat}")
+        self.models: dict[str, ModelTable] = {**APIFRAME_MODELS, **extra}
         self.api_key = api_key
         self._initial_credits = credits_available
         self._initial_retired = set(retired_models)
@@ -229,39 +282,27 @@ class APIFrameEmulator(EmulatorState):
         def bad(path: str, message: str) -> None:
             details.setdefault(path, []).append(message)
 
+        model = body.get("model")
+        table = self.models.get(model) if isinstance(model, str) else None
+        # Without a known model, any model's parameter object is let through to the model error.
+        objects = {table.params_object} if table is not None else {t.params_object for t in self.models.values()}
         for name in body:
-            if name not in TOP_LEVEL_FIELDS:
+            if name not in TOP_LEVEL_FIELDS and name not in objects:
                 bad(name, "Unrecognized key")
         if "model" not in body:
             bad("model", "Required")
-        elif not isinstance(body["model"], str):
-            bad("model", f"Expected string, received {type(body['model']).__name__}")
+        elif not isinstance(model, str):
+            bad("model", f"Expected string, received {_json_type(model)}")
         prompt = body.get("prompt")
+        limit = (table.max_prompt_chars if table is not None else None) or MAX_PROMPT_CHARS
         if prompt is None:
             bad("prompt", "Required")
         elif not isinstance(prompt, str):
-            bad("prompt", f"Expected string, received {type(prompt).__name__}")
-        elif not 1 <= len(prompt) <= MAX_PROMPT_CHARS:
-            bad("prompt", f"String must contain between 1 and {MAX_PROMPT_CHARS} character(s)")
-        params = body.get("soraParams", {})
-        if not isinstance(params, dict):
-            bad("soraParams", "Expected object")
-            params = {}
-        for name in params:
-            if name not in SORA_FIELDS:
-                bad(f"soraParams.{name}", "Unrecognized key")
-        if "duration" in params and not (_is_int(params["duration"]) and params["duration"] in DURATIONS):
-            bad("soraParams.duration", f"Expected integer 4 | 8 | 10 | 12 | 15, received {params['duration']!r}")
-        if "aspect_ratio" in params and params["aspect_ratio"] not in ASPECT_RATIOS:
-            bad("soraParams.aspect_ratio", f"Expected '16:9' | '9:16', received {params['aspect_ratio']!r}")
-        if "resolution" in params and params["resolution"] not in RESOLUTIONS:
-            bad("soraParams.resolution", f"Expected 'standard' | 'high', received {params['resolution']!r}")
-        if "start_image" in params:
-            image = params["start_image"]
-            if not _is_http_url(image):
-                bad("soraParams.start_image", "Invalid url")
-            elif "/cdn/uploads/" in image and image.rsplit("/", 1)[-1] not in self.uploads:
-                bad("soraParams.start_image", "Image could not be fetched")
+            bad("prompt", f"Expected string, received {_json_type(prompt)}")
+        elif not 1 <= len(prompt) <= limit:
+            bad("prompt", f"String must contain between 1 and {limit} character(s)")
+        if table is not None and table.params_object is not None:
+            self._validate_params(table, table.params_object, body.get(table.params_object, {}), bad)
         if "webhookUrl" in body and not _is_http_url(body["webhookUrl"]):
             bad("webhookUrl", "Invalid url")
         if "webhookEvents" in body:
@@ -269,6 +310,30 @@ class APIFrameEmulator(EmulatorState):
             if not isinstance(events, list) or any(e not in WEBHOOK_EVENTS for e in events):
                 bad("webhookEvents", "Expected array of 'progress' | 'completed' | 'failed'")
         return details
+
+    def _validate_params(
+        self, table: ModelTable, object_name: str, params: Any, bad: Callable[[str, str], None]
+    ) -> None:
+        if not isinstance(params, dict):
+            bad(object_name, f"Expected object, received {_json_type(params)}")
+            return
+        for name, value in params.items():
+            path = f"{object_name}.{name}"
+            rule = table.fields.get(name)
+            if rule is None:
+                bad(path, "Unrecognized key")
+                continue
+            problems = list(rule.check(value))
+            for suffix, issue in problems:
+                item = value[int(suffix[1:])] if suffix else value
+                bad(path + suffix, _message(rule, issue, item))
+            if problems or rule.type not in ("url", "url_list"):
+                continue
+            for suffix, url in [("", value)] if rule.type == "url" else [(f".{i}", u) for i, u in enumerate(value)]:
+                if not _is_http_url(url):
+                    bad(path + suffix, "Invalid url")
+                elif "/cdn/uploads/" in url and url.rsplit("/", 1)[-1] not in self.uploads:
+                    bad(path + suffix, "Image could not be fetched")
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -291,7 +356,7 @@ class APIFrameEmulator(EmulatorState):
         if not isinstance(body, dict):
             return self._invalid({"": ["Expected object"]})
         model = body.get("model")
-        if isinstance(model, str) and (model in self.retired_models or model not in MODELS):
+        if isinstance(model, str) and (model in self.retired_models or model not in self.models):
             self.count("rejected_requests")
             return JSONResponse({"error": f"Model not found: {model}"}, status_code=404)
         if details := self._validate(body):
@@ -310,9 +375,9 @@ class APIFrameEmulator(EmulatorState):
                     self.counters["idempotent_replays"] += 1
                     replayed = self._view(self.jobs[job_id])["status"]
                     return JSONResponse({"jobId": job_id, "status": replayed}, status_code=202)
-            params = body.get("soraParams", {})
-            duration, resolution = params.get("duration", 4), params.get("resolution", "standard")
-            cost = CREDITS[model][resolution][duration]
+            table = self.models[str(model)]  # a valid body names a served model
+            duration, tier, aspect = table.choices(body.get(table.params_object or "", {}))
+            cost = whole_credits(table.credits(tier, duration))
             if cost > self.credits_available:
                 self.counters["rejected_requests"] += 1
                 return JSONResponse(
@@ -323,9 +388,10 @@ class APIFrameEmulator(EmulatorState):
                     },
                     status_code=402,
                 )
-            width, height = SIZES[(model, resolution)]
-            if params.get("aspect_ratio", "16:9") == "9:16":
-                width, height = height, width
+            width, height = table.size(tier, aspect)
+            if (str(model), tier) in SIZES:
+                override = SIZES[(str(model), tier)]
+                width, height = (min(override), max(override)) if height > width else override
             fail = "create" if fault.fail_on_create else fault.reject
             job_id = str(uuid.uuid4())
             billed = 0 if fail in ("create", "prompt", "image") else cost
@@ -343,6 +409,7 @@ class APIFrameEmulator(EmulatorState):
                 "duration": duration,
                 "width": width,
                 "height": height,
+                "render": table.render,
                 "cdn_base": str(request.base_url).rstrip("/"),
             }
             if key is not None:
@@ -456,7 +523,7 @@ class APIFrameEmulator(EmulatorState):
         fault = self.faults.take("download")
         if fault and fault.status:
             return self._fault_response(fault)
-        data = video_bytes(job["width"], job["height"], job["duration"])
+        data = clip_bytes(job["render"], job["width"], job["height"], job["duration"])
         return video_download(self, request, data, fault)  # type: ignore[no-any-return]
 
 

@@ -5,10 +5,16 @@ HTTP 269 price preview), ``GET /models/{modelId}``, ``GET /jobs/{jobId}``, ``POS
 ``GET /assets/{assetId}``; and a CDN under ``/cdn`` that redirects to the bytes and refuses any
 request carrying an ``Authorization`` header (a signed URL plus a key is an error on real CDNs too).
 
-Strict like the real API: HTTP Basic auth; per-model parameter sets (``resolution`` only for the
-pro model, unknown parameters rejected, ``duration`` a JSON number from 4/8/12/16/20); image asset
-ids that must exist; errors as ``{"reason", "trace_id"}``. And faithful to its documented traps:
-``dryRun`` in the JSON body is accepted and billed as a real run.
+Strict like the real API: HTTP Basic auth; per-model parameter sets from the emulator's own tables
+(``model_tables.SCENARIO_MODELS``, written by hand, not read from the catalog): unknown parameters
+rejected, types and values checked (``duration`` a JSON number from 4/8/12/16/20 for Sora, a STRING
+"5"/"10" for kling-v3-4k, absent for veo3-1, which always renders 8 s), image asset ids (``image``,
+``lastFrameImage``, each of ``referenceImages``) that must name uploaded images; errors as
+``{"reason", "trace_id"}``. Jobs serve an MP4 of the model's size for (tier, aspect ratio) and the
+requested duration, and cost the model's creative units. ``extra_models`` adds tables in the same format
+(a mapping or a JSON file; format in ``model_tables``). And faithful to its documented traps: ``dryRun``
+in the JSON body is accepted and billed as a real run; a ``?dryRun=true`` quote prices a request
+without validating it.
 
 Ledger: ``charges[job_id]`` holds the creative units billed; a failed job is reimbursed (0), except a
 clip rejected by moderation after rendering, which stays billed.
@@ -29,7 +35,9 @@ import asyncio
 import base64
 import binascii
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -37,21 +45,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from prefect_videogen.testing.server import EmulatorState, Fault, video_bytes, video_download
+from prefect_videogen.testing.clips import clip_bytes
+from prefect_videogen.testing.model_tables import (
+    SCENARIO_MODELS,
+    FieldRule,
+    Issue,
+    ModelTable,
+    load_tables,
+    number_text,
+    whole_credits,
+)
+from prefect_videogen.testing.server import EmulatorState, Fault, video_download
 
-DURATIONS = (4, 8, 12, 16, 20)
-ASPECTS = ("16:9", "9:16")
-SIZES = {"standard": (1280, 720), "high": (1920, 1080)}
-# Creative units per second of video (emulator prices; the real ones are quoted by dry runs).
-UNITS_PER_SECOND = {
-    ("model_open-ai-sora-2", "standard"): 10,
-    ("model_open-ai-sora-2-pro", "standard"): 30,
-    ("model_open-ai-sora-2-pro", "high"): 50,
-}
-MODELS: dict[str, set[str]] = {
-    "model_open-ai-sora-2": {"prompt", "image", "aspectRatio", "duration"},
-    "model_open-ai-sora-2-pro": {"prompt", "image", "aspectRatio", "duration", "resolution"},
-}
 MAX_IMAGE_PAYLOAD = 6 * 1024 * 1024
 _REJECTIONS = {
     "prompt": "sentinel_block: the prompt was flagged by the content moderation system",
@@ -62,6 +67,29 @@ _REJECTIONS = {
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+_TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "a boolean"}
+
+
+def _reason(name: str, rule: FieldRule, issue: Issue, value: Any) -> str:
+    """One parameter problem, worded as Scenario's reasons are ("duration must be a number, got str")."""
+    if issue == "value" and rule.values is not None:
+        return f"{name} must be one of {', '.join(map(str, rule.values))}"
+    if issue == "range":
+        low, high = (number_text(b) if b is not None else None for b in (rule.min, rule.max))
+        return f"{name} must be between {low or '-inf'} and {high or 'inf'}"
+    if issue == "max_length":
+        return f"{name} must be at most {rule.max_length} characters"
+    if issue == "not_list":
+        return f"{name} must be a list of asset ids"
+    if issue == "too_few":
+        return f"{name} takes at least {rule.min_items} asset id(s)"
+    if issue == "too_many":
+        return f"{name} takes at most {rule.max_items} asset id(s)"
+    if rule.is_list:  # an element that is not a string
+        return f"{name} must be an asset id (a string), got {type(value).__name__}"
+    return f"{name} must be {_TYPE_WORDS[rule.json_type]}, got {type(value).__name__}"
 
 
 def _error(status: int, reason: str, **extra: Any) -> JSONResponse:
@@ -75,6 +103,8 @@ class ScenarioEmulator(EmulatorState):
         api_key, api_secret: the only credentials accepted.
         retired_models: model ids answered 404 "Model not found".
         plan_limited_models: model ids answered 403, naming the account's plan.
+        extra_models: more model tables (model id -> table, or a JSON file of them; format in
+            ``prefect_videogen.testing.model_tables``), served beside (or instead of) the built-in ones.
         **kwargs: EmulatorState (latency_seconds, poll_after_ms, clock, seed).
     """
 
@@ -87,9 +117,14 @@ class ScenarioEmulator(EmulatorState):
         api_secret: str = "emu-secret",
         retired_models: set[str] | None = None,
         plan_limited_models: set[str] | None = None,
+        extra_models: Mapping[str, ModelTable | Mapping[str, Any]] | str | Path | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        extra = load_tables(extra_models) if extra_models is not None else {}
+        if nested := sorted(model for model, table in extra.items() if table.params_object is not None):
+            raise ValueError(f"Scenario model tables take a flat body (no params_object): {nested}")
+        self.models: dict[str, ModelTable] = {**SCENARIO_MODELS, **extra}
         self.api_key, self.api_secret = api_key, api_secret
         self.retired_models = set(retired_models or ())
         self.plan_limited_models = set(plan_limited_models or ())
@@ -148,41 +183,45 @@ class ScenarioEmulator(EmulatorState):
         return JSONResponse(body, status_code=status, headers=fault.headers)
 
     def _model_error(self, model_id: str) -> Response | None:
-        if model_id not in MODELS or model_id in self.retired_models:
+        if model_id not in self.models or model_id in self.retired_models:
             return _error(404, "Model not found")
         if model_id in self.plan_limited_models:
             return _error(403, f"Your plan (Creator) does not include {model_id}; upgrade to Pro to use it")
         return None
 
     def _validate(self, model_id: str, body: Any) -> str | None:
-        """The reason a generate body is rejected, or None."""
+        """The reason a generate body is rejected (every problem, "; "-joined), or None."""
         if not isinstance(body, dict):
             return "Request body must be a JSON object of the model's parameters"
-        unknown = sorted(set(body) - MODELS[model_id] - {"dryRun"})  # dryRun: the documented body trap
+        table = self.models[model_id]
+        unknown = sorted(set(body) - set(table.fields) - {"prompt", "dryRun"})  # dryRun: the documented body trap
         if unknown:
             return f"Unknown parameter(s) for {model_id}: {', '.join(unknown)}"
+        problems = []
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
-            return "prompt is required and must be a non-empty string"
-        if "aspectRatio" in body and body["aspectRatio"] not in ASPECTS:
-            return f"aspectRatio must be one of {', '.join(ASPECTS)}"
-        duration = body.get("duration", 4)
-        if isinstance(duration, bool) or not isinstance(duration, (int, float)):
-            return f"duration must be a number, got {type(duration).__name__}"
-        if duration not in DURATIONS:
-            return f"duration must be one of {', '.join(map(str, DURATIONS))}"
-        if "resolution" in body and body["resolution"] not in SIZES:
-            return f"resolution must be one of {', '.join(SIZES)}"
-        image = body.get("image")
-        if image is not None and (not isinstance(image, str) or self.assets.get(image, {}).get("type") != "image"):
-            return f"image must be the id of an uploaded image asset; {image!r} not found"
-        return None
+            problems.append("prompt is required and must be a non-empty string")
+        elif table.max_prompt_chars is not None and len(prompt) > table.max_prompt_chars:
+            problems.append(f"prompt must be at most {table.max_prompt_chars} characters")
+        for name, rule in table.fields.items():
+            if name not in body:
+                continue
+            value = body[name]
+            issues = list(rule.check(value))
+            for suffix, issue in issues:
+                problems.append(_reason(name + suffix, rule, issue, value[int(suffix[1:])] if suffix else value))
+            if issues or rule.type not in ("asset", "asset_list"):
+                continue
+            for asset_id in [value] if rule.type == "asset" else value:
+                if self.assets.get(asset_id, {}).get("type") != "image":
+                    problems.append(f"{name} must be the id of an uploaded image asset; {asset_id!r} not found")
+        return "; ".join(problems) or None
 
     def _units(self, model_id: str, body: dict[str, Any]) -> int:
-        resolution = body.get("resolution", "standard") if isinstance(body.get("resolution"), str) else "standard"
-        rate = UNITS_PER_SECOND.get((model_id, resolution), UNITS_PER_SECOND[(model_id, "standard")])
-        duration = body.get("duration", 4)
-        return int(rate * (duration if isinstance(duration, (int, float)) else 4))
+        """The model's price for this body (defaults where a parameter is absent or invalid)."""
+        table = self.models[model_id]
+        duration, tier, _ = table.choices(body)
+        return whole_credits(table.credits(tier, duration))
 
     def _job_view(self, job: dict[str, Any]) -> dict[str, Any]:
         """The job as GET /jobs shows it now; failures settle the ledger (reimbursement) once."""
@@ -258,9 +297,9 @@ class ScenarioEmulator(EmulatorState):
             return _error(400, reason)
         job_id = f"job_{uuid.uuid4().hex[:20]}"
         units = self._units(model_id, body)
-        width, height = SIZES[body.get("resolution", "standard")]
-        if body.get("aspectRatio", "16:9") == "9:16":
-            width, height = height, width
+        table = self.models[model_id]
+        duration, tier, aspect = table.choices(body)
+        width, height = table.size(tier, aspect)
         job = {
             "id": job_id,
             "model_id": model_id,
@@ -269,7 +308,8 @@ class ScenarioEmulator(EmulatorState):
             "created_at": _now(),
             "width": width,
             "height": height,
-            "duration": int(body.get("duration", 4)),
+            "duration": duration,
+            "render": table.render,
             "reject": fault.reject if fault else None,
             "failed_at_create": bool(fault and fault.fail_on_create),
             "asset_id": f"asset_{uuid.uuid4().hex[:20]}",
@@ -293,13 +333,18 @@ class ScenarioEmulator(EmulatorState):
         model_id = request.path_params["model_id"]
         if (problem := self._model_error(model_id)) is not None:
             return problem
+        table = self.models[model_id]
+        takes_image = any(rule.type == "asset" for rule in table.fields.values())
         return JSONResponse(
             {
                 "model": {
                     "id": model_id,
                     "type": "custom",
-                    "capabilities": ["txt2video", "img2video"],
-                    "inputs": sorted(MODELS[model_id]),
+                    "capabilities": ["txt2video", *(["img2video"] if takes_image else [])],
+                    "inputs": sorted({"prompt", *table.fields}),
+                    "parameters": {
+                        name: rule.model_dump(exclude_none=True) for name, rule in sorted(table.fields.items())
+                    },
                 }
             }
         )
@@ -405,7 +450,7 @@ class ScenarioEmulator(EmulatorState):
         job = next(j for j in self.jobs.values() if j["asset_id"] == asset_id)
         self.count("downloads")
         fault = self.faults.take("download")
-        payload = video_bytes(job["width"], job["height"], job["duration"])
+        payload = clip_bytes(job["render"], job["width"], job["height"], job["duration"])
         if fault and fault.status:
             return self._fault_response(fault)
         return video_download(self, request, payload, fault)  # type: ignore[no-any-return]

@@ -100,9 +100,7 @@ async def test_submit_sends_the_documented_body_once_with_basic_auth():
     provider, mock, _ = mocked(
         {("POST", "/generate/custom/model_open-ai-sora-2-pro"): [created(cost=400)]}, project_id="proj_demo"
     )
-    job = await provider.submit(
-        plan(model="sora-2-pro", duration=8, aspect_ratio="9:16", resolution="high", provider_options={"seed": 7})
-    )
+    job = await provider.submit(plan(model="sora-2-pro", duration=8, aspect_ratio="9:16", resolution="high"))
     (request,) = mock.requests
     body = json.loads(request.content)
     assert body == {
@@ -110,7 +108,6 @@ async def test_submit_sends_the_documented_body_once_with_basic_auth():
         "aspectRatio": "9:16",
         "duration": 8,
         "resolution": "high",
-        "seed": 7,
     }
     assert type(body["duration"]) is int  # a JSON number, never "8"
     assert dict(request.url.params) == {"projectId": "proj_demo"}
