@@ -87,6 +87,15 @@ def test_json_lists_every_catalog_model_with_stable_keys(capsys):
     assert scenario["price"]["unit"] == "creative_units" and scenario["price"]["as_of"] == "2026-11-22"
 
 
+def test_scenario_and_apiframe_list_at_least_14_models_each_with_its_sources(capsys):
+    records = [r for r in models_json(capsys)["models"] if r["provider"] in ("scenario", "apiframe")]
+    assert len(records) >= 14
+    for record in records:
+        assert record["status"] in ("live", "unconfirmed", "retired") and record["source"], record["model"]
+        assert record["price"]["source"] and record["price"]["as_of"], record["model"]
+        assert record["status"] != "unconfirmed" or record["unconfirmed"], record["model"]
+
+
 def test_an_override_file_adds_a_model_to_the_listing(square_catalog, capsys):
     [record] = [r for r in models_json(capsys, "--provider", "local")["models"] if r["model"] == "square-card"]
     assert record["model"] == "square-card" and record["provider_model_id"] == "square-card-v1"
