@@ -154,9 +154,8 @@ def _options_lines(record: dict[str, Any]) -> list[str]:
         if option.get("values"):
             detail = "|".join(str(v) for v in option["values"])
         elif option.get("min") is not None or option.get("max") is not None:
-            detail = (
-                f"{_number(option.get('min') or 0)}..{_number(option['max']) if option.get('max') is not None else ''}"
-            )
+            low, high = (_number(option[end]) if option.get(end) is not None else "" for end in ("min", "max"))
+            detail = f"{low}..{high}"  # an open end stays empty: "..1" is "at most 1"
         else:
             detail = ""
         lines.append(f"+{name}" + (f" {detail}" if detail and len(detail) <= 12 else ""))
