@@ -4,6 +4,14 @@ The catalog is data (``catalog.json`` in this package). Adding a model is a row,
 override or add rows with a JSON file of the same shape, named by ``PREFECT_VIDEOGEN_CATALOG`` or
 passed to :func:`load_catalog`; rows are merged per model.
 
+A row says what the model takes (durations, aspect ratios, resolution tiers and their sizes), what it
+costs (:class:`Price`, dated, in the provider's unit), how sure we are (``status``, ``source``,
+``unconfirmed``) and how its request body is built (:class:`WireSpec`: the parameter object, each
+request field's wire name, value translations, the duration's JSON type, declared
+``provider_options``). :meth:`Catalog.plan` checks a request against its row before any call;
+:func:`wire_params` builds the parameters the APIFrame and Scenario adapters send, so no model name
+or field name lives in provider code.
+
 Example:
     ```python
     from prefect_videogen.catalog import load_catalog

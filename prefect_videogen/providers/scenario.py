@@ -233,8 +233,8 @@ class ScenarioVideoProvider(VideoProvider):
         async with self._model_errors(plan):
             if images:
                 await self.http.json("GET", f"models/{url_quote(model_id, safe='')}")
-            for field, image, data in images:
-                asset_id = await self._upload(data, name=Path(image.split("?")[0]).name or "image")
+            for field, image, content in images:
+                asset_id = await self._upload(content, name=Path(image.split("?")[0]).name or "image")
                 if field.startswith("reference_images"):
                     asset_ids.setdefault("reference_images", []).append(asset_id)
                 else:

@@ -137,6 +137,239 @@ async def test_provider_options_cannot_override_what_the_request_sets():
     await client.aclose()
 
 
+PNG_BYTES = b"\x89PNG\r\n\x1a\n"
+
+
+def recording_client(seen: list[httpx.Request]) -> APIFrameVideoProvider:
+    """A unit client whose uploads answer distinct URLs and whose submits are accepted."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/v2/uploads":
+            return httpx.Response(
+                200, json={"id": f"u{len(seen)}", "url": f"https://cdn.apiframe.test/u{len(seen)}.png"}
+            )
+        return httpx.Response(202, json={"jobId": "job-1", "status": "QUEUED"})
+
+    client, _ = unit_client(handler)
+    return client
+
+
+@pytest.mark.parametrize(
+    ("fields", "params_object", "params"),
+    [
+        (
+            {
+                "model": "veo-3.1",
+                "duration": 6,
+                "aspect_ratio": "9:16",
+                "resolution": "1080p",
+                "negative_prompt": "rain",
+                "seed": 42,
+                "generate_audio": True,
+                "image": "IMG",
+                "end_image": "END",
+                "reference_images": ["R1", "R2"],
+            },
+            "veoParams",
+            {
+                "duration": 6,
+                "aspect_ratio": "9:16",
+                "resolution": "1080p",
+                "negative_prompt": "rain",
+                "seed": 42,
+                "generate_audio": True,
+                "image": "IMG",
+                "last_frame": "END",
+                "reference_images": ["R1", "R2"],
+            },
+        ),
+        (
+            {
+                "model": "kling-2.1",
+                "duration": 10,
+                "aspect_ratio": "1:1",
+                "resolution": "1080p",
+                "image": "IMG",
+                "end_image": "END",
+                "negative_prompt": "blur",
+                "provider_options": {"cfg_scale": 0.7},
+            },
+            "klingParams",
+            {
+                "duration": 10,
+                "aspect_ratio": "1:1",
+                "mode": "pro",
+                "start_image": "IMG",
+                "end_image": "END",
+                "negative_prompt": "blur",
+                "cfg_scale": 0.7,
+            },
+        ),
+        (
+            {"model": "kling-3.0", "duration": 5},
+            "klingParams",
+            {"duration": 5, "aspect_ratio": "16:9", "mode": "standard"},
+        ),
+        (
+            {
+                "model": "seedance-2",
+                "duration": 11,
+                "aspect_ratio": "adaptive",
+                "resolution": "480p",
+                "image": "IMG",
+                "end_image": "END",
+                "reference_images": ["R1"],
+                "generate_audio": False,
+                "seed": 0,
+                "provider_options": {"camera_fixed": True, "web_search": False},
+            },
+            "seedanceParams",
+            {
+                "duration": 11,
+                "resolution": "480p",
+                "aspect_ratio": "adaptive",
+                "start_image": "IMG",
+                "end_image": "END",
+                "reference_image_urls": ["R1"],
+                "generate_audio": False,
+                "seed": 0,
+                "camera_fixed": True,
+                "web_search": False,
+            },
+        ),
+        (
+            {
+                "model": "hailuo-2.3-fast",
+                "duration": 10,
+                "resolution": "1080p",
+                "image": "IMG",
+                "provider_options": {"prompt_optimizer": False},
+            },
+            "hailuoParams",
+            {"duration": 10, "resolution": "1080p", "start_image": "IMG", "prompt_optimizer": False},
+        ),
+        (
+            {
+                "model": "luma-ray-flash-2",
+                "duration": 9,
+                "aspect_ratio": "9:16",
+                "resolution": "540p",
+                "end_image": "END",
+                "provider_options": {"loop": True},
+            },
+            "lumaParams",
+            {"duration": 9, "aspect_ratio": "9:16", "resolution": "540p", "end_image": "END", "loop": True},
+        ),
+        (
+            {"model": "grok-imagine-video", "duration": 6, "aspect_ratio": "1:1", "image": "IMG"},
+            "grokParams",
+            {"duration": 6, "aspect_ratio": "1:1", "start_image": "IMG"},
+        ),
+        (
+            {"model": "sora-2", "duration": 12, "image": "IMG"},
+            "soraParams",
+            {"duration": 12, "aspect_ratio": "16:9", "resolution": "standard", "start_image": "IMG"},
+        ),
+    ],
+)
+async def test_each_model_family_body_field_by_field(tmp_path, fields, params_object, params):
+    """Image fields are local files here: each is uploaded first and its URL lands in the field the wire names."""
+    paths = {}
+    for name in ("IMG", "END", "R1", "R2"):
+        path = tmp_path / f"{name}.png"
+        Image.new("RGB", (64, 36), (len(paths) * 60, 40, 40)).save(path)
+        paths[name] = str(path)
+    local = {
+        k: (paths[v] if isinstance(v, str) and v in paths else [paths[i] for i in v] if k == "reference_images" else v)
+        for k, v in fields.items()
+    }
+    seen: list[httpx.Request] = []
+    client = recording_client(seen)
+    await client.submit(plan_for(**local))
+    uploads = [r for r in seen if r.url.path == "/v2/uploads"]
+    (submit,) = [r for r in seen if r.url.path == "/v2/videos/generate"]
+    assert seen[-1] is submit  # every upload before the paid POST
+    url_of = {}
+    for request in uploads:
+        answer_url = f"https://cdn.apiframe.test/u{seen.index(request) + 1}.png"
+        url_of[answer_url] = request
+    body = json.loads(submit.content)
+    assert set(body) == {"model", "prompt", params_object}
+    assert body["model"] == fields["model"] and body["prompt"] == "a red fox in snow"
+    sent = body[params_object]
+    assert list(sent) and set(sent) == set(params)
+    for name, expected in params.items():
+        value = sent[name]
+        if isinstance(expected, str) and expected in paths:
+            assert value in url_of, name  # an upload URL, not the local path
+        elif isinstance(expected, list) and expected and expected[0] in paths:
+            assert len(value) == len(expected) and all(item in url_of for item in value), name
+        else:
+            assert value == expected and type(value) is type(expected), name
+    images = [v for v in local.values() if isinstance(v, str) and v in paths.values()] + local.get(
+        "reference_images", []
+    )
+    assert len(uploads) == len(set(images))
+    await client.aclose()
+
+
+async def test_url_images_pass_through_in_every_image_field():
+    seen: list[httpx.Request] = []
+    client = recording_client(seen)
+    url = "https://images.example/"
+    await client.submit(
+        plan_for(
+            model="veo-3.1", duration=8, image=url + "a.png", end_image=url + "b.png", reference_images=[url + "c.png"]
+        )
+    )
+    (request,) = seen
+    params = json.loads(request.content)["veoParams"]
+    assert (params["image"], params["last_frame"], params["reference_images"]) == (
+        url + "a.png",
+        url + "b.png",
+        [url + "c.png"],
+    )
+    await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "allowed"),
+    [
+        ({"end_image": "NOTES"}, "end_image", "an image file"),
+        ({"reference_images": ["https://ok.example/a.png", "BIG"]}, "reference_images[1]", "at most 25 MB"),
+    ],
+)
+async def test_bad_end_and_reference_images_are_refused_before_any_call(tmp_path, fields, field, allowed):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    big = tmp_path / "huge.png"
+    with open(big, "wb") as handle:
+        handle.truncate(25 * 1024 * 1024 + 1)
+    swap = {"NOTES": str(notes), "BIG": str(big)}
+    fields = {k: [swap.get(i, i) for i in v] if isinstance(v, list) else swap.get(v, v) for k, v in fields.items()}
+    calls = []
+    client, _ = unit_client(lambda request: calls.append(request) or httpx.Response(500))
+    with pytest.raises(InvalidVideoRequest, match=allowed) as caught:
+        await client.submit(plan_for(model="veo-3.1", duration=8, **fields))
+    assert caught.value.field == field and calls == []
+    await client.aclose()
+
+
+async def test_model_not_found_lists_the_live_alternatives():
+    client, _ = unit_client(lambda request: httpx.Response(404, json={"error": "Model not found: veo-3.1"}))
+    with pytest.raises(ModelUnavailable) as caught:
+        await client.submit(plan_for(model="veo-3.1", duration=8))
+    text = str(caught.value)
+    assert "model 'veo-3.1' is not available on APIFrame" in text
+    assert (
+        "live alternatives on apiframe in the catalog: grok-imagine-video, hailuo-02," in text and "seedance-2" in text
+    )
+    assert "veo-3.1," not in text.split("alternatives")[1]
+    assert (caught.value.model, caught.value.status_code) == ("veo-3.1", 404)
+    await client.aclose()
+
+
 @pytest.mark.parametrize(
     ("image", "allowed"),
     [

@@ -131,6 +131,169 @@ async def test_sora_2_gets_no_resolution_and_options_cannot_smuggle_dry_run():
     assert len(mock.requests) == 1
 
 
+def frames_in(tmp_path: Path, *names: str) -> dict[str, str]:
+    paths = {}
+    for index, name in enumerate(names):
+        path = tmp_path / f"{name}.png"
+        Image.new("RGB", (64, 36), (index * 60, 90, 30)).save(path)
+        paths[name] = str(path)
+    return paths
+
+
+def asset_answers(n: int) -> list[httpx.Response]:
+    return [httpx.Response(200, json={"asset": {"id": f"asset_{i}"}}) for i in range(1, n + 1)]
+
+
+@pytest.mark.parametrize(
+    ("fields", "model_id", "expected"),
+    [
+        (
+            {
+                "model": "veo-3.1",
+                "duration": 8,
+                "resolution": "1080p",
+                "image": "IMG",
+                "end_image": "END",
+                "reference_images": ["R1", "R2"],
+                "negative_prompt": "rain",
+                "provider_options": {"referenceImagesType": "STYLE"},
+            },
+            "model_veo3-1",
+            {
+                "image": "asset_1",
+                "lastFrameImage": "asset_2",
+                "referenceImages": ["asset_3", "asset_4"],
+                "negativePrompt": "rain",
+                "resolution": "1080p",
+                "referenceImagesType": "STYLE",
+            },
+        ),
+        (
+            {
+                "model": "veo-3",
+                "duration": 6,
+                "aspect_ratio": "9:16",
+                "image": "IMG",
+                "negative_prompt": "rain",
+                "seed": 5,
+                "generate_audio": False,
+            },
+            "model_veo3",
+            {
+                "image": "asset_1",
+                "negativePrompt": "rain",
+                "resolution": "720p",
+                "generateAudio": False,
+                "aspectRatio": "9:16",
+                "duration": 6,
+                "seed": 5,
+            },
+        ),
+        (
+            {
+                "model": "kling-v3-4k",
+                "duration": 10,
+                "aspect_ratio": "1:1",
+                "generate_audio": True,
+                "negative_prompt": "blur",
+                "provider_options": {"shotType": "intelligence", "cfgScale": 0.5},
+            },
+            "model_kling-v3-t2v-4k",
+            {
+                "duration": "10",
+                "aspectRatio": "1:1",
+                "generateAudio": True,
+                "negativePrompt": "blur",
+                "shotType": "intelligence",
+                "cfgScale": 0.5,
+            },
+        ),
+        (
+            {"model": "sora-2", "duration": 16, "aspect_ratio": "9:16", "image": "IMG"},
+            "model_open-ai-sora-2",
+            {"duration": 16, "aspectRatio": "9:16", "image": "asset_1"},
+        ),
+    ],
+)
+async def test_each_model_body_field_by_field(tmp_path, fields, model_id, expected):
+    paths = frames_in(tmp_path, "IMG", "END", "R1", "R2")
+    local = {
+        k: [paths[i] for i in v] if k == "reference_images" else paths.get(v, v) if isinstance(v, str) else v
+        for k, v in fields.items()
+    }
+    provider, mock, _ = mocked(
+        {
+            ("GET", f"/models/{model_id}"): [httpx.Response(200, json={"model": {"id": model_id}})],
+            ("POST", "/assets"): asset_answers(4),
+            ("POST", f"/generate/custom/{model_id}"): [created()],
+        }
+    )
+    await provider.submit(plan(**local))
+    uploads = [r for r in mock.requests if r.url.path.endswith("/assets")]
+    submit = mock.requests[-1]
+    assert submit.url.path.endswith(f"/generate/custom/{model_id}")
+    body = json.loads(submit.content)
+    assert body.pop("prompt") == "a fox in fresh snow"
+    assert body == expected
+    assert {k: type(v) for k, v in body.items()} == {k: type(v) for k, v in expected.items()}  # "10" a string
+    if uploads:  # the model is checked before the first upload, so a retired model costs no asset
+        assert mock.requests[0].method == "GET" and mock.requests[0].url.path.endswith(f"/models/{model_id}")
+    sent = [json.loads(r.content)["image"] for r in uploads]
+    images = [local[f] for f in ("image", "end_image") if f in local] + local.get("reference_images", [])
+    assert len(sent) == len(images)
+    for data_url, path in zip(sent, images, strict=True):
+        assert base64.b64decode(data_url.split(",", 1)[1]) == Path(path).read_bytes()
+
+
+async def test_quote_sends_the_submit_body_without_its_assets(tmp_path):
+    paths = frames_in(tmp_path, "IMG", "R1")
+    answer = httpx.Response(269, json={"creativeUnitsCost": 320, "creativeUnitsDiscount": 0, "costDetails": {}})
+    provider, mock, _ = mocked({("POST", "/generate/custom/model_veo3-1"): [answer]})
+    quoted = await provider.quote(
+        plan(model="veo-3.1", duration=8, image=paths["IMG"], reference_images=[paths["R1"]], negative_prompt="rain")
+    )
+    assert quoted == (320.0, "creative_units")
+    (request,) = mock.requests  # no upload, no model check: a dry run prices without validating
+    assert request.url.params["dryRun"] == "true"
+    assert json.loads(request.content) == {
+        "prompt": "a fox in fresh snow",
+        "negativePrompt": "rain",
+        "resolution": "720p",
+    }
+
+
+async def test_model_not_found_lists_the_live_alternatives(tmp_path):
+    paths = frames_in(tmp_path, "IMG")
+    missing = httpx.Response(404, json={"reason": "Model not found"})
+    provider, mock, _ = mocked(
+        {("GET", "/models/model_veo3"): [missing], ("POST", "/generate/custom/model_veo3"): [missing]}
+    )
+    for request in (plan(model="veo-3", duration=8, image=paths["IMG"]), plan(model="veo-3", duration=8)):
+        with pytest.raises(ModelUnavailable) as caught:
+            await provider.submit(request)
+        text = str(caught.value)
+        assert "model 'model_veo3' not found" in text
+        assert "live alternatives on scenario in the catalog: kling-v3-4k, sora-2, sora-2-pro, veo-3.1 " in text
+        assert caught.value.model == "model_veo3"
+    assert not [r for r in mock.requests if r.url.path.endswith("/assets")]  # no orphan upload
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [({"end_image": "NOTES"}, "end_image"), ({"reference_images": ["IMG", "NOTES"]}, "reference_images[1]")],
+)
+async def test_bad_end_and_reference_images_are_refused_before_any_call(tmp_path, fields, field):
+    paths = frames_in(tmp_path, "IMG")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    paths["NOTES"] = str(notes)
+    fields = {k: [paths[i] for i in v] if isinstance(v, list) else paths[v] for k, v in fields.items()}
+    provider, mock, _ = mocked({})
+    with pytest.raises(InvalidVideoRequest) as caught:
+        await provider.submit(plan(model="veo-3.1", duration=8, **fields))
+    assert caught.value.field == field and mock.requests == []
+
+
 async def test_quote_puts_dry_run_in_the_query_string():
     answer = httpx.Response(269, json={"creativeUnitsCost": 120, "creativeUnitsDiscount": 0, "costDetails": {}})
     provider, mock, _ = mocked({("POST", "/generate/custom/model_open-ai-sora-2-pro"): [answer]})
