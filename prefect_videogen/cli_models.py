@@ -15,7 +15,8 @@ JSON (``--json``) is one object; its keys are stable (new keys may be added, non
   (the optional request fields it takes: ``image``, ``end_image``, ``reference_images``,
   ``negative_prompt``, ``seed``, ``generate_audio``), ``max_reference_images``, ``max_prompt_chars``,
   ``provider_options`` (wire name -> ``{"type", "values", "min", "max", "description"}``), ``price``
-  (``{"unit", "per_second", "table", "usd_per_unit", "source", "as_of"}`` or null), ``source`` and
+  (``{"unit", "per_second", "table", "per_clip", "usd_per_unit", "source", "as_of"}``: one of
+  the three forms set, or null), ``source`` and
   ``unconfirmed`` (what in the row no source confirms).
 """
 
@@ -109,6 +110,7 @@ def price_lines(price: Price | None) -> list[str]:
     if price is None:
         return ["-"]
     lines = [f"{tier} {_amount(price.unit, value)}/s" for tier, value in (price.per_second or {}).items()]
+    lines += [f"{tier} {_amount(price.unit, value)}/clip" for tier, value in (price.per_clip or {}).items()]
     for tier, clips in (price.table or {}).items():
         rates = {value / int(seconds) for seconds, value in clips.items() if int(seconds) > 0}
         if len(rates) == 1:
@@ -152,9 +154,8 @@ def _options_lines(record: dict[str, Any]) -> list[str]:
         if option.get("values"):
             detail = "|".join(str(v) for v in option["values"])
         elif option.get("min") is not None or option.get("max") is not None:
-            detail = (
-                f"{_number(option.get('min') or 0)}..{_number(option['max']) if option.get('max') is not None else ''}"
-            )
+            low, high = (_number(option[end]) if option.get(end) is not None else "" for end in ("min", "max"))
+            detail = f"{low}..{high}"  # an open end stays empty: "..1" is "at most 1"
         else:
             detail = ""
         lines.append(f"+{name}" + (f" {detail}" if detail and len(detail) <= 12 else ""))
@@ -197,13 +198,13 @@ def render_tables(document: dict[str, Any], console: Any) -> None:
             header_style="underline",
             leading=1,
         )
-        # Widths: the longest catalog key, "unconfirmed", "1080p* 1920x1080"; the rest wrap.
-        table.add_column("model / status", min_width=19, max_width=24, overflow="fold")
-        table.add_column("seconds", max_width=8)
-        table.add_column("aspect", max_width=10)
-        table.add_column("resolutions", min_width=15, max_width=17)
-        table.add_column("features, options", min_width=16, max_width=22, overflow="fold")
-        table.add_column("price", min_width=10, max_width=14)
+        # Widths: a Scenario id (model_kling-v3-t2v-4k), "unconfirmed", "1080p* 1920x1080"; the rest wraps.
+        table.add_column("model / status", min_width=24, max_width=24, overflow="fold")
+        table.add_column("seconds", min_width=7, max_width=7)
+        table.add_column("aspect", max_width=9)
+        table.add_column("resolutions", min_width=15, max_width=16)
+        table.add_column("features, options", min_width=19, max_width=20, overflow="fold")
+        table.add_column("price", min_width=10, max_width=13)
         for record in records:
             colour = {"live": "green", "unconfirmed": "yellow", "retired": "red"}[record["status"]]
             name = f"[bold]{escape(record['model'])}[/bold]" + ("*" if record["default"] else "")
@@ -219,10 +220,13 @@ def render_tables(document: dict[str, Any], console: Any) -> None:
                 escape("\n".join(price_lines(_price(record)))),
             )
         console.print(table)
+        notes = Table.grid(padding=(0, 1), pad_edge=True)  # a hanging indent: wrapped notes stay in their column
+        notes.add_column(style="bold", no_wrap=True)
+        notes.add_column()
         for record in records:
-            notes = _notes(record)
-            if notes:
-                console.print(f"  [bold]{escape(record['model'])}[/bold]: {escape(notes)}", highlight=False)
+            if text := _notes(record):
+                notes.add_row(escape(record["model"]) + ":", escape(text))
+        console.print(notes, highlight=False)
         console.print()
     console.print(f"[dim]{escape(FEATURE_LEGEND)}[/dim]", highlight=False)
     console.print(

@@ -419,12 +419,18 @@ CASES = [
     Case("duration-zero", one("apiframe", duration=0), ParameterTypeError, ("duration", "greater than 0")),
     Case("duration-not-a-number", one("scenario", duration="four"), ParameterTypeError, ("duration", "valid integer")),
     # --- aspect ratios and resolutions --------------------------------------------------------
-    Case("aspect-openai", one("openai", aspect_ratio="1:1"), ParameterTypeError, ("aspect_ratio", "'16:9' or '9:16'")),
+    # Aspect ratios and tiers are catalog data (issue 17): the catalog names what the model takes.
+    Case(
+        "aspect-openai",
+        one("openai", aspect_ratio="1:1"),
+        InvalidVideoRequest,
+        ("aspect_ratio='1:1'", "openai model 'sora-2'", "'16:9', '9:16'"),
+    ),
     Case(
         "aspect-batch-row",
         batch("apiframe", rows=[{"prompt": "a fox", "aspect_ratio": "4:3"}]),
         InvalidBatch,
-        ("row 1", "aspect_ratio='4:3'", "'16:9' or '9:16'"),
+        ("row 1", "aspect_ratio='4:3'", "apiframe model 'sora-2'", "'16:9', '9:16'"),
     ),
     Case(
         "resolution-apiframe-sora-2",
@@ -445,7 +451,10 @@ CASES = [
         ("resolution='high'", "scenario model 'sora-2'", "'standard'"),
     ),
     Case(
-        "resolution-unknown", one("local", resolution="4k"), ParameterTypeError, ("resolution", "'standard' or 'high'")
+        "resolution-unknown",
+        one("local", resolution="4k"),
+        InvalidVideoRequest,
+        ("resolution='4k'", "local model 'title-card'", "'standard', 'high'"),
     ),
     # --- prompts -------------------------------------------------------------------------------
     Case("prompt-empty", one("apiframe", prompt=""), ParameterTypeError, ("prompt", "at least 1 character")),

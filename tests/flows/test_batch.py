@@ -48,7 +48,9 @@ def test_expansion_over_grid_rows_and_files(tmp_path):
     ]
     jsonl = tmp_path / "rows.jsonl"
     jsonl.write_text('{"prompt": "a heron"}\n\n{"prompt": "a crane", "resolution": "high"}\n')
-    assert [r.request.resolution for r in expand(PromptSource(rows_file=str(jsonl)))] == ["standard", "high"]
+    # No resolution: the model's default tier, filled in by the catalog's plan.
+    planned = expand(PromptSource(rows_file=str(jsonl)), "local")
+    assert [r.plan.request.resolution for r in planned if r.plan] == ["standard", "high"]
 
 
 async def test_one_bad_row_fails_the_batch_up_front(prefect_server, tmp_path):
