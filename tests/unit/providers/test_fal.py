@@ -482,3 +482,31 @@ async def test_the_key_never_leaks(client, server, emulator, tmp_path, caplog):
     assert any("HTTP Request" in record.getMessage() for record in caplog.records)
     for secret in (EMULATOR_API_KEY, "fal_emulator_key_secret_0123", "wrong_secret_000000"):
         assert not [text for text in texts if secret in text]
+
+
+# --- the catalog agrees with the emulator's own tables ------------------------------------------------
+
+
+def catalog_cases():
+    entry = load_catalog().provider("fal")
+    for key, spec in sorted(entry.models.items()):
+        durations = spec.durations if isinstance(spec.durations, list) else [spec.durations.min]
+        for tier, aspects in spec.sizes.items():
+            for aspect, size in aspects.items():
+                yield pytest.param(key, tier, aspect, durations[-1], size, id=f"{key}-{tier}-{aspect}")
+
+
+@pytest.mark.parametrize(("model", "tier", "aspect", "duration", "size"), list(catalog_cases()))
+async def test_every_catalog_row_builds_an_input_the_host_takes(model, tier, aspect, duration, size):
+    from prefect_videogen.providers.wire_params import wire_params
+    from prefect_videogen.testing.fal_emulator import MODELS
+
+    spec = load_catalog().provider("fal").models[model]
+    image = "https://images.example/first.png" if "image" in spec.features() else None
+    plan = plan_for(model=model, resolution=tier, aspect_ratio=aspect, duration=duration, image=image)
+    params = await wire_params(plan, max_image_bytes=1, limit_text="")
+    table = MODELS[spec.provider_model_id]
+    assert table.problems(params) == []
+    width, height, seconds, _ = table.render(params)
+    assert f"{width}x{height}" == size and seconds == duration
+    assert estimate_cost(plan).usd == pytest.approx(table.price(seconds, tier))

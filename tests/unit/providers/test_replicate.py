@@ -437,3 +437,36 @@ async def test_the_token_never_leaks(client, server, emulator, tmp_path, caplog)
     assert any("HTTP Request" in record.getMessage() for record in caplog.records)
     for secret in (EMULATOR_API_TOKEN, "r8_wrong_token_000000000"):
         assert not [text for text in texts if secret in text]
+
+
+# --- the catalog agrees with the emulator's own tables ------------------------------------------------
+
+
+def catalog_cases():
+    from prefect_videogen.testing.replicate_emulator import MODELS
+
+    entry = load_catalog().provider("replicate")
+    for key, spec in sorted(entry.models.items()):
+        if spec.provider_model_id not in MODELS:
+            assert spec.status == "retired", key  # every served row has an emulator table
+            continue
+        durations = spec.durations if isinstance(spec.durations, list) else [spec.durations.min]
+        for tier, aspects in spec.sizes.items():
+            for aspect, size in aspects.items():
+                yield pytest.param(key, tier, aspect, durations[-1], size, id=f"{key}-{tier}-{aspect}")
+
+
+@pytest.mark.parametrize(("model", "tier", "aspect", "duration", "size"), list(catalog_cases()))
+async def test_every_catalog_row_builds_an_input_the_host_takes(model, tier, aspect, duration, size):
+    from prefect_videogen.testing.replicate_emulator import MODELS
+
+    spec = load_catalog().provider("replicate").models[model]
+    plan = plan_for(
+        model=model, resolution=tier, aspect_ratio=aspect, duration=duration, image="https://img.example/a.png"
+    )
+    params = await wire_params(plan, max_image_bytes=1, limit_text="")
+    table = MODELS[spec.provider_model_id]
+    assert table.problems(params) == []
+    width, height, seconds, _ = table.render(params)
+    assert f"{width}x{height}" == size and seconds == duration
+    assert estimate_cost(plan).usd == pytest.approx(table.price(seconds, tier))
