@@ -30,6 +30,8 @@ from prefect_videogen.errors import InvalidVideoRequest, ModelUnavailable
 from prefect_videogen.models import FEATURE_FIELDS, VideoRequest
 
 CATALOG_ENV = "PREFECT_VIDEOGEN_CATALOG"
+#: The request fields that name images: an adapter uploads or passes each through, never sends the path.
+IMAGE_FIELDS = ("image", "end_image", "reference_images")
 
 
 class DurationRange(BaseModel):
@@ -45,15 +47,41 @@ class DurationRange(BaseModel):
 
 
 class Price(BaseModel):
-    """A dated price: USD per second (OpenAI), credits per variant (APIFrame), or units per second."""
+    """A dated price in the provider's unit, in exactly one of three forms.
+
+    ``per_second`` (tier -> rate: OpenAI USD, Scenario creative units, APIFrame credits per second),
+    ``table`` (tier -> duration in seconds -> amount: APIFrame's credit tables) or ``per_clip``
+    (tier -> amount, whatever the duration).
+    """
 
     model_config = ConfigDict(extra="forbid")
     unit: str
     per_second: dict[str, float] | None = None
     table: dict[str, dict[str, float]] | None = None
+    per_clip: dict[str, float] | None = None
     usd_per_unit: float | None = None
     source: str = ""
     as_of: date | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Price:
+        forms = [name for name in ("per_second", "table", "per_clip") if getattr(self, name) is not None]
+        if len(forms) != 1:
+            raise ValueError(f"a price has exactly one of per_second, table, per_clip; this one has {forms or 'none'}")
+        return self
+
+    @property
+    def tiers(self) -> set[str]:
+        return set(self.per_second or self.table or self.per_clip or {})
+
+    def amount(self, tier: str, duration: int) -> float | None:
+        """The price of one ``duration``-second clip at ``tier``; None where the row has no figure."""
+        if self.table is not None:
+            return self.table.get(tier, {}).get(str(duration))
+        if self.per_clip is not None:
+            return self.per_clip.get(tier)
+        rate = (self.per_second or {}).get(tier)
+        return None if rate is None else rate * duration
 
 
 # The request fields a model's wire description can map to a name in its request body.
@@ -128,6 +156,28 @@ class WireSpec(BaseModel):
         default_factory=dict, description="Model-specific extras allowed in provider_options, by wire name."
     )
 
+    @model_validator(mode="after")
+    def _consistent(self) -> WireSpec:
+        names = list(self.fields.values())
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"two request fields are sent under the same wire name: {twice}")
+        clash = sorted(set(names) & set(self.options))
+        if clash:
+            raise ValueError(f"options {clash} are already the wire names of request fields")
+        unmapped = sorted(set(self.values) - set(self.fields))
+        if unmapped:
+            raise ValueError(f"values are given for fields that are not sent: {unmapped}")
+        if ("reference_images" in self.fields) != (self.max_reference_images > 0):
+            raise ValueError("reference_images is sent exactly when max_reference_images is above 0")
+        return self
+
+    def wire_value(self, field: str, value: Any) -> Any:
+        """Our value of ``field`` as the provider spells it (``values``), the duration typed per ``duration_type``."""
+        if field == "duration" and self.duration_type == "string":
+            return str(value)
+        return self.values.get(field, {}).get(str(value), value)
+
 
 ModelStatus = Literal["live", "unconfirmed", "retired"]
 
@@ -175,10 +225,31 @@ class ModelSpec(BaseModel):
         return self.default_resolution or next(iter(self.sizes))
 
     def features(self, wire: WireSpec | None = None) -> list[str]:
-        """The optional request fields this model takes: image, end_image, reference_images, ..."""
+        """The optional request fields this model takes: image, end_image, reference_images, ...
+
+        ``wire`` is the row's effective wire (its own, else the provider's default).
+        """
         fields = (wire or self.wire or WireSpec()).fields
-        taken = ["image"] if self.image_input else []
+        taken = ["image"] if self.image_input or "image" in fields else []
         return taken + [name for name in FEATURE_FIELDS if name in fields]
+
+    def check_price(self) -> None:
+        """Raise ValueError when the price leaves out a tier or (credit tables) a listed duration."""
+        if self.price is None:
+            return
+        missing = sorted(set(self.sizes) - self.price.tiers)
+        if missing:
+            raise ValueError(f"the price has no figure for the tiers {missing}")
+        if self.price.table is not None:
+            durations = (
+                self.durations
+                if isinstance(self.durations, list)
+                else list(range(self.durations.min, self.durations.max + 1))
+            )
+            for tier in self.sizes:
+                gaps = [d for d in durations if str(d) not in self.price.table[tier]]
+                if gaps:
+                    raise ValueError(f"the price table has no {tier} figure for the durations {gaps}")
 
 
 class ProviderCatalog(BaseModel):
@@ -187,6 +258,20 @@ class ProviderCatalog(BaseModel):
     max_prompt_chars: int
     default_wire: WireSpec | None = Field(default=None, description="The wire of rows that describe none.")
     models: dict[str, ModelSpec]
+
+    @model_validator(mode="after")
+    def _rows_consistent(self) -> ProviderCatalog:
+        if self.default_model not in self.models:
+            raise ValueError(f"default_model {self.default_model!r} is not one of the models")
+        for key, spec in self.models.items():
+            wire = self.wire_for(spec)
+            try:
+                spec.check_price()
+                if wire is not None and spec.image_input and "image" not in wire.fields:
+                    raise ValueError("image_input is set but its wire sends no image")
+            except ValueError as exc:
+                raise ValueError(f"model {key!r}: {exc}") from None
+        return self
 
     def wire_for(self, spec: ModelSpec) -> WireSpec | None:
         return spec.wire or self.default_wire
@@ -216,18 +301,71 @@ class VideoPlan(BaseModel):
     wire: WireSpec | None = Field(default=None, description="How the body is built (the row's, else the provider's).")
     width: int
     height: int
+    live_alternatives: list[str] = Field(
+        default_factory=list,
+        description="The provider's other models the catalog does not mark retired: "
+        "what a 'model not found' error suggests.",
+    )
 
     @property
     def size(self) -> str:
         return f"{self.width}x{self.height}"
 
 
-def _check_image(image: str) -> None:
+def _check_image(field: str, image: str) -> None:
     if "://" in image:
         if not image.lower().startswith(("http://", "https://")):
-            raise InvalidVideoRequest("image", image, "a local file path or an http(s) URL")
+            raise InvalidVideoRequest(field, image, "a local file path or an http(s) URL")
     elif not Path(image).is_file():
-        raise InvalidVideoRequest("image", image, "an existing local image file or an http(s) URL")
+        raise InvalidVideoRequest(field, image, "an existing local image file or an http(s) URL")
+
+
+def request_images(request: VideoRequest) -> list[tuple[str, str]]:
+    """Every image the request names, as (field, value): image, end_image, then each reference image.
+
+    Adapters upload or pass these through by the same rules as ``image``; the field names the
+    image in errors (``reference_images[1]`` for the second reference).
+    """
+    named = [("image", request.image), ("end_image", request.end_image)]
+    named += [(f"reference_images[{index}]", item) for index, item in enumerate(request.reference_images)]
+    return [(field, value) for field, value in named if value is not None]
+
+
+def wire_params(plan: VideoPlan, images: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The model's parameters as its wire names them: the request's fields, then provider_options.
+
+    Each request field the wire maps is sent under its wire name, with our value translated through
+    ``wire.values`` and the duration typed per ``duration_type``; unset fields are not sent. Image
+    fields are not read from the request: ``images`` gives them as the provider takes them (URLs,
+    asset ids) under the request field's name, ``reference_images`` as a list; an image field
+    missing from ``images`` is left out (a Scenario dry-run quote prices without uploads).
+
+    Example:
+        ```python
+        plan = load_catalog().plan("apiframe", VideoRequest(prompt="a fox", model="kling-2.1", duration=5))
+        wire_params(plan)  # {"duration": 5, "aspect_ratio": "16:9", "mode": "standard"}
+        ```
+
+    Raises:
+        ValueError: the plan has no wire (a provider whose body shape is its API's, e.g. OpenAI).
+    """
+    wire = plan.wire
+    if wire is None:
+        raise ValueError(f"{plan.provider} model {plan.request.model!r} has no wire description in the catalog")
+    images = images or {}
+    request = plan.request
+    params: dict[str, Any] = {}
+    for field, name in wire.fields.items():
+        if field in IMAGE_FIELDS:
+            value = images.get(field)
+        else:
+            value = getattr(request, field)
+        if value is None or value == []:
+            continue
+        params[name] = value if field in IMAGE_FIELDS else wire.wire_value(field, value)
+    # Checked against wire.options in Catalog.plan: names and values the model declares, none of the above.
+    params.update(request.provider_options)
+    return params
 
 
 def ensure_available(plan: VideoPlan, *, today: date | None = None) -> None:
@@ -245,6 +383,17 @@ def ensure_available(plan: VideoPlan, *, today: date | None = None) -> None:
             provider=plan.provider,
             model=plan.request.model or "",
         )
+
+
+def unavailable_message(plan: VideoPlan, detail: str) -> str:
+    """A "model not found" message that lists the catalog's live alternatives for the plan's provider."""
+    others = [key for key in plan.live_alternatives if key != plan.request.model]
+    suggestion = (
+        f"live alternatives on {plan.provider} in the catalog: {', '.join(others)}"
+        if others
+        else f"the catalog lists no other live model on {plan.provider}"
+    )
+    return f"{detail}; {suggestion} (`prefect-videogen models --provider {plan.provider}`; catalog overrides: {CATALOG_ENV})"
 
 
 class Catalog(BaseModel):
@@ -286,6 +435,13 @@ class Catalog(BaseModel):
             raise InvalidVideoRequest(
                 "prompt", f"<{len(request.prompt)} characters>", f"at most {limit} characters", context=context
             )
+        if request.negative_prompt is not None and len(request.negative_prompt) > limit:
+            raise InvalidVideoRequest(
+                "negative_prompt",
+                f"<{len(request.negative_prompt)} characters>",
+                f"at most {limit} characters",
+                context=context,
+            )
         if request.duration not in spec.durations:
             allowed = spec.durations if isinstance(spec.durations, list) else str(spec.durations)
             raise InvalidVideoRequest("duration", request.duration, allowed, context=context)
@@ -308,6 +464,7 @@ class Catalog(BaseModel):
             wire=wire,
             width=width,
             height=height,
+            live_alternatives=[key for key in entry.live_models() if key != model],
         )
 
     def _check_features(self, request: VideoRequest, spec: ModelSpec, wire: WireSpec | None, context: str) -> None:
@@ -324,9 +481,8 @@ class Catalog(BaseModel):
                     + (f" (models that have it: {', '.join(having)})" if having else ""),
                     context=context,
                 )
-        for image in [request.image, request.end_image, *request.reference_images]:
-            if image is not None:
-                _check_image(image)
+        for field, image in request_images(request):
+            _check_image(field, image)
         if wire is None:
             return  # no wire description (OpenAI shape, local renderer): the adapter checks its own options
         if len(request.reference_images) > wire.max_reference_images:
