@@ -46,7 +46,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from prefect_videogen.catalog import VideoPlan, ensure_available, load_catalog
+from prefect_videogen.catalog import VideoPlan, ensure_available, load_catalog, unavailable_message
 from prefect_videogen.errors import (
     InvalidRequest,
     InvalidVideoRequest,
@@ -204,7 +204,16 @@ class FalVideoProvider(VideoProvider):
         headers = {}
         if self.media_retention_seconds is not None:
             headers[LIFECYCLE_HEADER] = json.dumps({"expiration_duration_seconds": self.media_retention_seconds})
-        response = await self.http.send("POST", _app_path(model_id), paid=True, json=params, headers=headers)
+        try:
+            response = await self.http.send("POST", _app_path(model_id), paid=True, json=params, headers=headers)
+        except ModelUnavailable as exc:
+            raise ModelUnavailable(
+                unavailable_message(plan, exc.detail),
+                provider=self.name,
+                model=exc.model,
+                status_code=exc.status_code,
+                request_id=exc.request_id,
+            ) from exc
         try:
             data = response.json()
         except ValueError as exc:

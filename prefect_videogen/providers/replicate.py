@@ -45,7 +45,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from prefect_videogen.catalog import VideoPlan, ensure_available
+from prefect_videogen.catalog import VideoPlan, ensure_available, unavailable_message
 from prefect_videogen.errors import (
     InvalidRequest,
     JobFailed,
@@ -191,7 +191,16 @@ class ReplicateVideoProvider(VideoProvider):
         """
         ensure_available(plan)  # Replicate's Sora rows went with OpenAI's shutdown (catalog retired_on)
         body = self._body(plan, await self._input(plan))
-        response = await self.http.send("POST", self._create_path(plan), paid=True, json=body)
+        try:
+            response = await self.http.send("POST", self._create_path(plan), paid=True, json=body)
+        except ModelUnavailable as exc:
+            raise ModelUnavailable(
+                unavailable_message(plan, exc.detail),
+                provider=self.name,
+                model=exc.model,
+                status_code=exc.status_code,
+                request_id=exc.request_id,
+            ) from exc
         try:
             prediction = response.json()
         except ValueError as exc:

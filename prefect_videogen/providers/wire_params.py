@@ -17,12 +17,12 @@ import base64
 from typing import Any
 from urllib.parse import urlsplit
 
-from prefect_videogen.catalog import VideoPlan
+from prefect_videogen.catalog import IMAGE_FIELDS, VideoPlan
+from prefect_videogen.catalog import wire_params as catalog_wire_params
 from prefect_videogen.errors import InvalidVideoRequest
 from prefect_videogen.policy import check_local_image, has_scheme
 
 PROMPT_PARAM = "prompt"
-_IMAGE_FIELDS = ("image", "end_image", "reference_images")
 
 
 async def image_value(param: str, image: str, *, max_bytes: int, limit_text: str) -> str:
@@ -39,16 +39,17 @@ async def image_value(param: str, image: str, *, max_bytes: int, limit_text: str
 
 
 async def wire_params(plan: VideoPlan, *, max_image_bytes: int, limit_text: str) -> dict[str, Any]:
-    """The model's parameters for ``plan``: prompt, the mapped request fields, then provider_options.
+    """The model's parameters for ``plan``: the prompt, then :func:`prefect_videogen.catalog.wire_params`.
 
-    Fields the row does not map are not sent (the catalog already refused a request that sets one);
-    values go through the row's value table and the duration in its declared JSON type.
+    Images are turned into what the host takes first (URLs passed through, local files inlined);
+    everything else (names, value tables, the duration's type, provider_options) is the catalog's.
 
     Raises:
-        InvalidVideoRequest: the row has no wire description, or provider_options names the prompt.
+        InvalidVideoRequest: the row has no wire description, provider_options names the prompt, or
+            a local image is refused by the worker's policy or the host's inline limit.
     """
-    wire, request = plan.wire, plan.request
-    if wire is None:
+    request = plan.request
+    if plan.wire is None:
         raise InvalidVideoRequest(
             "model",
             request.model,
@@ -57,23 +58,12 @@ async def wire_params(plan: VideoPlan, *, max_image_bytes: int, limit_text: str)
         )
     if PROMPT_PARAM in request.provider_options:
         raise InvalidVideoRequest("provider_options", PROMPT_PARAM, "names other than the prompt's")
-    params: dict[str, Any] = {PROMPT_PARAM: request.prompt}
-    for field, name in wire.fields.items():
-        value: Any = getattr(request, field)
-        if value is None or value == []:
+    images: dict[str, Any] = {}
+    for field in IMAGE_FIELDS:
+        value = getattr(request, field)
+        if value is None or value == [] or field not in plan.wire.fields:
             continue
-        if field in _IMAGE_FIELDS:
-            images = value if isinstance(value, list) else [value]
-            converted = [
-                await image_value(field, image, max_bytes=max_image_bytes, limit_text=limit_text) for image in images
-            ]
-            params[name] = converted if isinstance(value, list) else converted[0]
-            continue
-        if field == "duration" and wire.duration_type == "string":
-            value = str(value)
-        mapped = wire.values.get(field, {})
-        if not isinstance(value, bool) and str(value) in mapped:
-            value = mapped[str(value)]
-        params[name] = value
-    params.update(request.provider_options)
-    return params
+        items = value if isinstance(value, list) else [value]
+        converted = [await image_value(field, item, max_bytes=max_image_bytes, limit_text=limit_text) for item in items]
+        images[field] = converted if isinstance(value, list) else converted[0]
+    return {PROMPT_PARAM: request.prompt, **catalog_wire_params(plan, images)}

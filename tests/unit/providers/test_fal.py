@@ -95,7 +95,7 @@ async def test_submit_sends_the_flat_input_with_key_and_retention_header():
     assert request.method == "POST" and request.url.path == "/fal-ai/veo3"
     assert json.loads(request.content) == {
         "prompt": "a red fox in snow",
-        "duration": "8s",  # the row's value table: 8 -> "8s", sent as a string
+        "duration": "8s",  # the row's value table: 8 -> "8s"
         "aspect_ratio": "9:16",
         "resolution": "1080p",
         "negative_prompt": "rain",
