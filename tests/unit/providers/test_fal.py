@@ -309,6 +309,7 @@ async def test_unserved_endpoint_is_unavailable_before_any_job(client, emulator,
     with pytest.raises(ModelUnavailable, match="not served by fal") as caught:
         await generate(client, VideoRequest(prompt="a fox", **CHEAP), VideoStorage(str(tmp_path)))
     assert caught.value.status_code == 404 and emulator.counters["jobs_created"] == 0
+    assert "live alternatives on fal in the catalog: kling-2.1, veo-3, veo-3-i2v" in str(caught.value)
 
 
 async def test_bad_key_is_an_auth_error_without_retry(server, emulator, sleep):

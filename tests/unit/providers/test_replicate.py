@@ -303,6 +303,7 @@ async def test_unserved_model_is_unavailable_before_any_prediction(client, emula
     with pytest.raises(ModelUnavailable, match="'bytedance/seedance-1-pro' is not served by Replicate") as caught:
         await generate(client, VideoRequest(prompt="a fox", **CHEAP), VideoStorage(str(tmp_path)))
     assert caught.value.status_code == 404 and emulator.counters["jobs_created"] == 0
+    assert "live alternatives on replicate in the catalog: veo-3" in str(caught.value)
 
 
 async def test_bad_token_is_an_auth_error_without_retry(server, emulator, sleep):
