@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.providers.accounts import account_id_for
 from prefect_videogen.providers.fal import ACCOUNT_PREFIX, DEFAULT_BASE_URL, FalVideoProvider
+from prefect_videogen.registry.info import ProviderDocs, ProviderFlag, ProviderInfo
 
 
 class FalCredentials(VideoProviderBlock):
@@ -65,3 +66,23 @@ class FalCredentials(VideoProviderBlock):
     def account_id(self) -> str:
         """``account_label``, else ``fal-`` and 12 hex digits of sha256(key): not reversible."""
         return account_id_for(self.api_key.get_secret_value(), prefix=ACCOUNT_PREFIX, label=self.account_label)
+
+
+PROVIDER = ProviderInfo(
+    name="fal",
+    block=FalCredentials,
+    env={"api_key": "FAL_KEY", "base_url": "FAL_BASE_URL"},
+    flags=(
+        ProviderFlag(
+            "--media-retention-seconds",
+            "media_retention_seconds",
+            "how long fal keeps the generated media (X-Fal-Object-Lifecycle-Preference)",
+        ),
+    ),
+    emulator="prefect_videogen.testing.fal_emulator:FalEmulator",
+    docs=ProviderDocs(
+        api="fal queue (queue.fal.run): Veo, Kling, Seedance...",
+        auth="`Authorization: Key`",
+        cost="none: USD per second from the catalog",
+    ),
+)

@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.providers.accounts import account_id_for
 from prefect_videogen.providers.replicate import ACCOUNT_PREFIX, DEFAULT_BASE_URL, ReplicateVideoProvider
+from prefect_videogen.registry.info import ProviderDocs, ProviderInfo
 
 
 class ReplicateCredentials(VideoProviderBlock):
@@ -58,3 +59,17 @@ class ReplicateCredentials(VideoProviderBlock):
     def account_id(self) -> str:
         """``account_label``, else ``replicate-`` and 12 hex digits of sha256(token): not reversible."""
         return account_id_for(self.api_token.get_secret_value(), prefix=ACCOUNT_PREFIX, label=self.account_label)
+
+
+PROVIDER = ProviderInfo(
+    name="replicate",
+    block=ReplicateCredentials,
+    env={"api_token": "REPLICATE_API_TOKEN", "base_url": "REPLICATE_BASE_URL"},
+    emulator="prefect_videogen.testing.replicate_emulator:ReplicateEmulator",
+    emulator_path="/v1",
+    docs=ProviderDocs(
+        api="Replicate predictions (api.replicate.com/v1): Veo, Seedance...",
+        auth="Bearer token",
+        cost="none (run time only): USD per second from the catalog",
+    ),
+)
