@@ -35,9 +35,6 @@ from prefect_videogen.testing.fal_emulator import EMULATOR_API_KEY, FalEmulator
 from prefect_videogen.testing.replicate_emulator import EMULATOR_API_TOKEN, ReplicateEmulator
 from prefect_videogen.testing.server import free_port
 
-# The flows and the CLI take fal and Replicate once they are registered (the provider registry).
-pytest.importorskip("prefect_videogen.registry", reason="fal and Replicate are registered with the provider registry")
-
 # provider -> (environment of the CLI, API path under the emulator's root, a cheap model and its flags)
 HOSTS = {
     "fal": (
