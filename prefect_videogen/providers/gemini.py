@@ -336,7 +336,11 @@ class GeminiVideoProvider(VideoProvider):
         details = [json_object(d) for d in error.get("details") or [] if isinstance(d, dict)]
         kwargs: dict[str, Any] = {"provider": self.name, "status_code": info.status, "request_id": info.request_id}
         status_word = str(error.get("status") or "")
-        message = f"{info.message} ({status_word})" if status_word else info.message
+        if status_word and status_word not in info.message:
+            # Google's status word says more than the code (PERMISSION_DENIED, RESOURCE_EXHAUSTED):
+            # kept in the message of every error, the shared mapping's included.
+            info.message = f"{info.message} ({status_word})"
+        message = info.message
         # Google APIs answer a wrong key with 400 INVALID_ARGUMENT and reason API_KEY_INVALID.
         if info.status == 400 and any(d.get("reason") == "API_KEY_INVALID" for d in details):
             return AuthError(message, **kwargs)
