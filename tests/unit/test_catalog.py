@@ -37,7 +37,9 @@ def test_catalog_errors_name_field_value_and_allowed(provider, fields, field, va
 
 
 def test_unknown_provider_lists_known_ones():
-    with pytest.raises(InvalidVideoRequest, match="provider='nope'.*'apiframe'.*'gemini'.*'local'.*'openai'.*'scenario'"):
+    with pytest.raises(
+        InvalidVideoRequest, match="provider='nope'.*'apiframe'.*'gemini'.*'local'.*'openai'.*'scenario'"
+    ):
         load_catalog().plan("nope", VideoRequest(prompt="a fox"))
 
 
