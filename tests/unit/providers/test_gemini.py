@@ -645,3 +645,43 @@ async def test_the_key_never_leaks(client, server, emulator, tmp_path, caplog):
     for secret in (EMULATOR_API_KEY, WRONG_KEY):
         assert not [text for text in texts if secret in text]
     assert emulator.counters["key_in_query"] == 0
+
+
+async def test_every_catalog_row_agrees_with_the_emulators_table(client, emulator, tmp_path):
+    """Each duration, aspect and tier a row allows, sent as the adapter builds it, is accepted by the
+    emulator's own table, renders the planned size and costs the catalog's estimate; then once more with
+    every optional field and declared option the row takes."""
+    from prefect_videogen.spend.costs import estimate_cost
+
+    catalog = load_catalog()
+    sent = 0
+    for key, spec in catalog.provider("gemini").models.items():
+        durations = (
+            spec.durations if isinstance(spec.durations, list) else range(spec.durations.min, spec.durations.max + 1)
+        )
+        for tier, sizes in spec.sizes.items():
+            for aspect in sizes:
+                for duration in durations:
+                    plan = plan_for(model=key, duration=duration, aspect_ratio=aspect, resolution=tier)
+                    job = await client.submit(plan)
+                    created = emulator.jobs[job.job_id]
+                    assert (created["width"], created["height"]) == (plan.width, plan.height), (key, tier, aspect)
+                    assert emulator.charges[job.job_id] == pytest.approx(estimate_cost(plan).usd), (key, tier, duration)
+                    sent += 1
+        image = png(tmp_path)
+        extras = {
+            "duration": 8,
+            "negative_prompt": "rain",
+            "image": image,
+            "provider_options": {"personGeneration": "allow_adult"},
+        }
+        features = spec.features(spec.wire)
+        extras |= {"seed": 7} if "seed" in features else {}
+        extras |= {"end_image": image} if "end_image" in features else {}
+        full = await client.submit(plan_for(model=key, **extras))
+        if "reference_images" in features:
+            await client.submit(
+                plan_for(model=key, duration=8, reference_images=[image] * spec.wire.max_reference_images)
+            )
+        assert set(emulator.jobs[full.job_id]["input"]["instances"][0]) >= {"prompt", "image"}
+    assert sent == 50 and emulator.counters["rejected_requests"] == 0
