@@ -84,6 +84,9 @@ _INSTANCE_FIELDS = ("prompt",)
 # An operation name is "models/{model}/operations/{id}": path segments only, so a job id read back
 # from a claim can never point the key at another URL.
 _OPERATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*(/[A-Za-z0-9][A-Za-z0-9._~-]*)+$")
+# An operation error whose text says a safety filter refused it (Google's Veo notes quote "Veo could not
+# generate videos because the input image violates ... usage guidelines"): a rejection, not a failure.
+_SAFETY_WORDS = ("usage guidelines", "safety", "responsible ai", "content policy")
 _RETRY_DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
@@ -308,6 +311,8 @@ class GeminiVideoProvider(VideoProvider):
                 status, raw = JobStatus.FAILED, "error"
                 code = str(error.get("status") or error.get("code") or "") or None
                 message = str(error.get("message") or "the operation ended with an error")
+                if any(word in message.lower() for word in _SAFETY_WORDS):
+                    rejection = classify_rejection(None, [message])
             elif uris:
                 data["video_uri"] = uris[0]
             elif (rejection := classify_rejection(count, reasons)) is not None:

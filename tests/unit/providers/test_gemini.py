@@ -182,6 +182,16 @@ async def test_bad_inputs_are_refused_before_any_call(tmp_path):
         ({"name": OPERATION, "done": True, "error": {"code": 3, "message": "bad"}}, JobStatus.FAILED, "3", None),
         (done({}), JobStatus.FAILED, "no_result", None),
         (
+            {
+                "name": OPERATION,
+                "done": True,
+                "error": {"code": 3, "message": "The input image violates the usage guidelines."},
+            },
+            JobStatus.FAILED,
+            "3",
+            None,
+        ),
+        (
             done({"raiMediaFilteredCount": 1, "raiMediaFilteredReasons": ["filtered"]}),
             JobStatus.FAILED,
             "rai_filtered",
@@ -194,7 +204,10 @@ async def test_operation_mapping(operation, status, code, uri):
     client, _ = unit_client(lambda request: httpx.Response(200, json=operation))
     job = await client.get_job(a_job())
     assert (job.status, job.error_code, job.provider_data.get("video_uri")) == (status, code, uri)
-    assert (job.rejection is not None) == (code == "rai_filtered")
+    rejected = code == "rai_filtered" or "usage guidelines" in (job.error_message or "")
+    assert (job.rejection is not None) == rejected
+    if "usage guidelines" in (job.error_message or ""):
+        assert job.rejection.stage == "image"
     await client.aclose()
 
 
