@@ -122,6 +122,8 @@ class GeminiEmulator(EmulatorState):
     """
 
     provider = "gemini"
+    #: The path its API lives under: a client's base_url is the server's root plus this.
+    api_root = f"/{API_VERSION}"
 
     def __init__(
         self,
