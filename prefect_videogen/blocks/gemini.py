@@ -27,6 +27,7 @@ class GeminiCredentials(VideoProviderBlock):
     provider_name = "gemini"
     _block_type_name = "Videogen Gemini Credentials"
     _block_type_slug = "videogen-gemini-credentials"
+    _description = "Gemini API key for Veo video generation on generativelanguage.googleapis.com."
 
     api_key: SecretStr = Field(description="Gemini API key (Google AI Studio), sent as the x-goog-api-key header.")
     base_url: str = Field(
