@@ -7,8 +7,9 @@
     prefect-videogen batch prompts.csv --preview
 
 Provider keys come from saved blocks (``--block NAME``) or the environment, never from flags
-(they would land in shell history): OPENAI_API_KEY; SCENARIO_API_KEY + SCENARIO_API_SECRET
-(+ SCENARIO_PROJECT_ID); APIFRAME_API_KEY. ``--base-url`` points any provider at a gateway or emulator.
+(they would land in shell history): each provider's variables are declared in the provider registry
+(:mod:`prefect_videogen.registry`; OPENAI_API_KEY, APIFRAME_API_KEY, ...), which also gives the
+``--provider`` and ``emulator`` choices. ``--base-url`` points any provider at a gateway or emulator.
 """
 
 from __future__ import annotations
@@ -23,21 +24,48 @@ from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
-PROVIDERS = ("local", "openai", "scenario", "apiframe")
-# What each provider's block needs from the environment: field -> variable.
-PROVIDER_ENV = {
-    "openai": {"api_key": "OPENAI_API_KEY", "base_url": "OPENAI_BASE_URL"},
-    "scenario": {
-        "api_key": "SCENARIO_API_KEY",
-        "api_secret": "SCENARIO_API_SECRET",
-        "project_id": "SCENARIO_PROJECT_ID",
-        "base_url": "SCENARIO_BASE_URL",
-    },
-    "apiframe": {"api_key": "APIFRAME_API_KEY", "base_url": "APIFRAME_BASE_URL"},
-}
+from prefect_videogen import registry
+
+
+def _add_provider_flags(parser: argparse.ArgumentParser) -> None:
+    """The providers' own CLI flags (``ProviderInfo.flags``): each sets a non-secret field of the block."""
+    seen: dict[str, list[str]] = {}
+    for info in registry.providers():
+        for flag in info.flags:
+            seen.setdefault(flag.flag, []).append(info.name)
+    for info in registry.providers():
+        for flag in info.flags:
+            if flag.flag in seen:
+                parser.add_argument(
+                    flag.flag, dest=_flag_dest(flag.flag), help=f"{flag.help} ({', '.join(seen.pop(flag.flag))})"
+                )
+
+
+def _flag_dest(flag: str) -> str:
+    return "provider_flag_" + flag.removeprefix("--").replace("-", "_")
+
+
+def _provider_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The selected provider's flags given on the command line, as block fields; another provider's flag is refused."""
+    from prefect_videogen.errors import InvalidVideoRequest
+
+    mine = {flag.flag: flag.field for flag in registry.get(args.provider).flags}
+    fields = {}
+    for info in registry.providers():
+        for flag in info.flags:
+            value = getattr(args, _flag_dest(flag.flag), None)
+            if value is None:
+                continue
+            if flag.flag not in mine:
+                raise InvalidVideoRequest(
+                    flag.flag, value, f"a flag of {info.name} (this is --provider {args.provider})"
+                )
+            fields[mine[flag.flag]] = value
+    return fields
 
 
 def _parser() -> argparse.ArgumentParser:
+    providers = registry.names()
     parser = argparse.ArgumentParser(
         prog="prefect-videogen", description="Turn prompts into stored videos with Prefect."
     )
@@ -45,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
 
     gen = commands.add_parser("generate", help="generate one video and store it with a JSON sidecar")
     gen.add_argument("prompt", help="what the video shows")
-    gen.add_argument("--provider", default="local", choices=PROVIDERS, help="provider (default: local renderer)")
+    gen.add_argument("--provider", default="local", choices=providers, help="provider (default: local renderer)")
     gen.add_argument("--block", help="name of a saved credentials block of that provider (instead of environment keys)")
     gen.add_argument("--base-url", help="API root of a gateway, proxy or emulator")
     gen.add_argument("--model", help="model from the provider's catalog (default: the provider's default)")
@@ -58,11 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--refresh", action="store_true", help="generate again even if this request was done before")
     gen.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the job (default: 1800)")
     gen.add_argument("--verbose", action="store_true", help="show Prefect's flow and task logs, and tracebacks")
+    _add_provider_flags(gen)
 
-    _add_batch_parser(commands, PROVIDERS)
+    _add_batch_parser(commands, providers)
 
     emu = commands.add_parser("emulator", help="run a provider emulator on 127.0.0.1 for credit-free dry runs")
-    emu.add_argument("provider", choices=PROVIDERS[1:], help="which provider's API to emulate")
+    emu.add_argument("provider", choices=registry.emulator_names(), help="which provider's API to emulate")
     emu.add_argument("--port", type=int, default=8090, help="port on 127.0.0.1 to listen on (default: 8090)")
     emu.add_argument("--latency", type=float, default=2.0, help="seconds a job takes (default: 2)")
 
@@ -72,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     costs.add_argument("--by", default="provider", choices=("provider", "model", "day"))
 
     resume = commands.add_parser("resume", help="wait for, store and book pending jobs of a storage (no new submit)")
-    resume.add_argument("--provider", default="local", choices=PROVIDERS, help="provider the jobs were submitted to")
+    resume.add_argument("--provider", default="local", choices=providers, help="provider the jobs were submitted to")
     resume.add_argument(
         "--block", help="name of a saved credentials block of that provider (instead of environment keys)"
     )
@@ -80,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--out", default="./videos", help="the storage of the runs (default: ./videos)")
     resume.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for each job (default: 1800)")
     resume.add_argument("--verbose", action="store_true", help="show Prefect's flow and task logs")
+    _add_provider_flags(resume)
     return parser
 
 
@@ -111,36 +141,20 @@ def _prefect_settings(verbose: bool) -> Iterator[None]:
         yield
 
 
-async def provider_block(provider: str, *, block: str | None = None, base_url: str | None = None) -> Any:
-    """The credentials block for ``provider``: saved (``block``), or built from the environment."""
-    from prefect_videogen.blocks import APIFrameCredentials, LocalRenderer, OpenAICredentials, ScenarioCredentials
+async def provider_block(
+    provider: str, *, block: str | None = None, base_url: str | None = None, fields: dict[str, Any] | None = None
+) -> Any:
+    """The credentials block for ``provider``: saved (``block``), or built from the environment and ``fields``."""
     from prefect_videogen.errors import InvalidVideoRequest
 
-    classes = {
-        "local": LocalRenderer,
-        "openai": OpenAICredentials,
-        "scenario": ScenarioCredentials,
-        "apiframe": APIFrameCredentials,
-    }
-    cls = classes[provider]
+    info = registry.get(provider)
+    cls = info.block
     if block:
         try:
             return await cls.aload(block)
         except ValueError as exc:  # Prefect: no block document of that name (its text names type and name)
             raise InvalidVideoRequest("block", block, f"a saved {cls.__name__} block ({exc})") from exc
-    fields = {field: os.environ[var] for field, var in PROVIDER_ENV.get(provider, {}).items() if os.environ.get(var)}
-    if base_url:
-        fields["base_url"] = base_url
-    missing = [
-        var
-        for field, var in PROVIDER_ENV.get(provider, {}).items()
-        if field in ("api_key", "api_secret") and field not in fields
-    ]
-    if missing:
-        raise InvalidVideoRequest(
-            "provider", provider, f"credentials: set {' and '.join(missing)} or pass --block NAME"
-        )
-    return cls(**fields)
+    return info.block_from_env(os.environ, **(fields or {}), base_url=base_url)
 
 
 def storage_block(out: str) -> Any:
@@ -197,7 +211,9 @@ async def _generate(args: argparse.Namespace, submitted: list[Any]) -> int:
             resolution=args.resolution,
             image=args.image,
         )
-        provider = await provider_block(args.provider, block=args.block, base_url=args.base_url)
+        provider = await provider_block(
+            args.provider, block=args.block, base_url=args.base_url, fields=_provider_fields(args)
+        )
         storage = storage_block(args.out)
         plan_request(provider.provider_name, request)  # fail fast, before a server starts
     except (ValidationError, VideoGenError, ValueError) as exc:
@@ -307,21 +323,24 @@ def _quiet_prefect_console(verbose: bool) -> Iterator[None]:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from prefect_videogen.testing import EMULATORS, EmulatorServer
+    from prefect_videogen.testing import EmulatorServer
 
-    emulator = EMULATORS[args.provider](latency_seconds=args.latency)
+    info = registry.get(args.provider)
+    emulator = info.emulator_class()(latency_seconds=args.latency)
     server = EmulatorServer(emulator, port=args.port)
-    root = server.base_url + ("/v1" if args.provider in ("openai", "scenario") else "")
+    root = server.base_url + info.emulator_path
+    # The emulator's keys are attributes named like the block fields they fill (api_key, api_secret).
     keys = {
         name: getattr(emulator, name)
-        for name in ("api_key", "api_secret")
-        if isinstance(getattr(emulator, name, None), str)
+        for name in info.env
+        if name != "base_url" and isinstance(getattr(emulator, name, None), str)
     }
-    env = PROVIDER_ENV[args.provider]
+    env = info.env
     print(f"{args.provider} emulator on {root} (counters: {server.base_url}/_emulator/state); Ctrl-C stops it")
     print("use it with:")
     for field, value in {**keys, "base_url": root}.items():
-        print(f"  export {env[field]}={value}")
+        if field in env:
+            print(f"  export {env[field]}={value}")
     print(f'  prefect-videogen generate "a fox" --provider {args.provider}')
     server.serve_forever()
     return 0
@@ -399,7 +418,9 @@ async def _resume(args: argparse.Namespace) -> int:
 
     try:
         result = await resume_jobs(
-            provider=await provider_block(args.provider, block=args.block, base_url=args.base_url),
+            provider=await provider_block(
+                args.provider, block=args.block, base_url=args.base_url, fields=_provider_fields(args)
+            ),
             storage=storage_block(args.out),
             timeout_seconds=args.timeout,
         )
@@ -452,6 +473,7 @@ def _add_batch_parser(commands: Any, providers: tuple[str, ...]) -> None:
     batch.add_argument("--refresh", action="store_true", help="generate again even items done before")
     batch.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for each job (default: 1800)")
     batch.add_argument("--verbose", action="store_true", help="show Prefect's flow and task logs, and tracebacks")
+    _add_provider_flags(batch)
 
 
 async def _run_batch(args: argparse.Namespace, submitted: list[Any]) -> int:
@@ -467,7 +489,9 @@ async def _run_batch(args: argparse.Namespace, submitted: list[Any]) -> int:
     try:
         defaults = {k: v for k, v in {"model": args.model, "duration": args.duration}.items() if v is not None}
         prompts = PromptSource(template=args.template, rows_file=args.prompts, defaults=defaults)
-        provider = await provider_block(args.provider, block=args.block, base_url=args.base_url)
+        provider = await provider_block(
+            args.provider, block=args.block, base_url=args.base_url, fields=_provider_fields(args)
+        )
         storage = storage_block(args.out)
         expand(prompts, provider.provider_name)  # bad rows fail here, before a server starts
     except (ValidationError, VideoGenError, ValueError) as exc:

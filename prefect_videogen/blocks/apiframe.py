@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.providers.accounts import account_id_for
 from prefect_videogen.providers.apiframe import ACCOUNT_PREFIX, DEFAULT_BASE_URL, APIFrameVideoProvider
+from prefect_videogen.registry.info import ProviderDocs, ProviderInfo
 
 
 class APIFrameCredentials(VideoProviderBlock):
@@ -58,3 +59,12 @@ class APIFrameCredentials(VideoProviderBlock):
     def account_id(self) -> str:
         """``account_label``, else ``apiframe-`` and 12 hex digits of sha256(key): not reversible."""
         return account_id_for(self.api_key.get_secret_value(), prefix=ACCOUNT_PREFIX, label=self.account_label)
+
+
+PROVIDER = ProviderInfo(
+    name="apiframe",
+    block=APIFrameCredentials,
+    env={"api_key": "APIFRAME_API_KEY", "base_url": "APIFRAME_BASE_URL"},
+    emulator="prefect_videogen.testing.apiframe_emulator:APIFrameEmulator",
+    docs=ProviderDocs(api="APIFrame v2 (api.apiframe.ai)", auth="`X-API-Key`", cost="`creditCost`"),
+)

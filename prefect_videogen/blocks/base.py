@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import typing
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
@@ -74,6 +75,10 @@ _SHARED_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, 
 )
 
 
+# Block class -> the client class its get_client returns (VideoProviderBlock.client_class).
+_CLIENT_CLASSES: weakref.WeakKeyDictionary[type, type[VideoProvider]] = weakref.WeakKeyDictionary()
+
+
 class VideoProviderBlock(StrictCredentialsBlock, ABC):
     """Base of the provider credentials blocks: builds a provider client with ``get_client()``.
 
@@ -82,12 +87,43 @@ class VideoProviderBlock(StrictCredentialsBlock, ABC):
     """
 
     provider_name: ClassVar[str]
-    #: True where the client prices a request with a dry run (``quote(plan)``), as Scenario does.
-    offers_quote: ClassVar[bool] = False
 
     @abstractmethod
     def get_client(self) -> VideoProvider:
-        """Build a client for this provider; use it as ``async with block.get_client() as client``."""
+        """Build a client for this provider; use it as ``async with block.get_client() as client``.
+
+        Annotate the return type with the client class: what the client can do (quotes, job
+        listing, ...: the protocols of :mod:`prefect_videogen.providers.base`) is read from it.
+        """
+
+    @classmethod
+    def client_class(cls) -> type[VideoProvider]:
+        """The class ``get_client`` returns, read from its return annotation (no client is built).
+
+        Read once per block class (the registry reads it when the provider is registered), so a
+        ``get_client`` wrapped later (a test's monkeypatch) does not change what the block declares.
+
+        Raises:
+            TypeError: ``get_client`` is not annotated with a ``VideoProvider`` subclass.
+        """
+        known = _CLIENT_CLASSES.get(cls)
+        if known is not None:
+            return known
+        try:
+            hint = typing.get_type_hints(cls.get_client).get("return")
+        except NameError as exc:
+            raise TypeError(f"{cls.__name__}.get_client's return annotation cannot be resolved: {exc}") from exc
+        if not (isinstance(hint, type) and issubclass(hint, VideoProvider)) or hint is VideoProvider:
+            raise TypeError(
+                f"{cls.__name__}.get_client must be annotated with the VideoProvider subclass it returns, not {hint!r}"
+            )
+        _CLIENT_CLASSES[cls] = hint
+        return hint
+
+    @classmethod
+    def supports(cls, capability: type) -> bool:
+        """Whether this block's client implements ``capability`` (e.g. ``Quotes``), before any client exists."""
+        return issubclass(cls.client_class(), capability)
 
     @asynccontextmanager
     async def shared_client(self) -> AsyncIterator[VideoProvider]:

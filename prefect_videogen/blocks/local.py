@@ -10,6 +10,7 @@ from pydantic import Field
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.policy import check_directory
 from prefect_videogen.providers.local import LocalProvider
+from prefect_videogen.registry.info import ProviderDocs, ProviderInfo
 
 
 class LocalRenderer(VideoProviderBlock):
@@ -48,3 +49,12 @@ class LocalRenderer(VideoProviderBlock):
         if self.jobs_dir:
             return "local-" + hashlib.sha256(os.path.abspath(self.jobs_dir).encode()).hexdigest()[:12]
         return "local"
+
+
+PROVIDER = ProviderInfo(
+    name="local",
+    block=LocalRenderer,
+    docs=ProviderDocs(
+        api="embedded renderer: real H.264 title cards, no network (the default)", auth="none", cost="free"
+    ),
+)

@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.providers.accounts import account_id_for
 from prefect_videogen.providers.openai import DEFAULT_BASE_URL, OpenAIVideoProvider
+from prefect_videogen.registry.info import ProviderDocs, ProviderInfo
 
 
 class OpenAICredentials(VideoProviderBlock):
@@ -64,3 +65,17 @@ class OpenAICredentials(VideoProviderBlock):
             project=self.project,
             label=self.account_label,
         )
+
+
+PROVIDER = ProviderInfo(
+    name="openai",
+    block=OpenAICredentials,
+    env={"api_key": "OPENAI_API_KEY", "base_url": "OPENAI_BASE_URL"},
+    emulator="prefect_videogen.testing.openai_emulator:OpenAIEmulator",
+    emulator_path="/v1",
+    docs=ProviderDocs(
+        api="OpenAI Videos API shape (OpenAI, or a gateway)",
+        auth="Bearer key",
+        cost="none: USD per second from the catalog",
+    ),
+)

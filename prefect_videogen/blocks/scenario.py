@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr, field_validator
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.providers.accounts import account_id_for
 from prefect_videogen.providers.scenario import ACCOUNT_PREFIX, DEFAULT_BASE_URL, ScenarioVideoProvider
+from prefect_videogen.registry.info import ProviderDocs, ProviderInfo
 
 
 class ScenarioCredentials(VideoProviderBlock):
@@ -26,7 +27,6 @@ class ScenarioCredentials(VideoProviderBlock):
     """
 
     provider_name = "scenario"
-    offers_quote = True
     _block_type_name = "Videogen Scenario Credentials"
     _block_type_slug = "videogen-scenario-credentials"
     _description = "Scenario API key and secret for video generation (Sora 2 and others) on api.cloud.scenario.com."
@@ -70,3 +70,22 @@ class ScenarioCredentials(VideoProviderBlock):
 
     def account_id(self) -> str:
         return account_id_for(self.api_key.get_secret_value(), prefix=ACCOUNT_PREFIX, label=self.account_label)
+
+
+PROVIDER = ProviderInfo(
+    name="scenario",
+    block=ScenarioCredentials,
+    env={
+        "api_key": "SCENARIO_API_KEY",
+        "api_secret": "SCENARIO_API_SECRET",
+        "project_id": "SCENARIO_PROJECT_ID",
+        "base_url": "SCENARIO_BASE_URL",
+    },
+    emulator="prefect_videogen.testing.scenario_emulator:ScenarioEmulator",
+    emulator_path="/v1",
+    docs=ProviderDocs(
+        api="Scenario Generation API (api.cloud.scenario.com)",
+        auth="HTTP Basic key:secret",
+        cost="`creativeUnitsCost` (+ dry-run quote)",
+    ),
+)

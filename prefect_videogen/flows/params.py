@@ -27,6 +27,9 @@ def in_deployment_run() -> bool:
 
 
 def _block_names(annotation: Any) -> list[str]:
+    for meta in getattr(annotation, "__metadata__", ()):  # blocks.ProviderBlocks: the registered blocks
+        if hasattr(meta, "block_classes"):
+            return [block.__name__ for block in meta.block_classes()]
     names = [arg.__name__ for arg in typing.get_args(annotation) if isinstance(arg, type)]
     return names or [getattr(annotation, "__name__", str(annotation))]
 

@@ -25,6 +25,7 @@ from prefect_videogen.catalog import VideoPlan
 from prefect_videogen.errors import ApprovalDenied, ContentRejected, JobFailed, VideoGenError
 from prefect_videogen.models import VideoJob, VideoResult
 from prefect_videogen.pipeline import step_timings
+from prefect_videogen.providers.base import Quotes
 from prefect_videogen.spend.accounting import account_job
 from prefect_videogen.spend.budget import Budget, Reservation
 from prefect_videogen.spend.costs import Cost, estimate_cost, quoted_cost
@@ -67,7 +68,9 @@ class RunSettings:
 async def quote_video(plan: VideoPlan, provider: VideoProviderBlock, account_id: str) -> Cost:
     """The provider's own price for ``plan`` from a dry run (Scenario), where it offers one; no job is created."""
     async with provider.get_client() as client:
-        amount, unit = await client.quote(plan)  # type: ignore[attr-defined]
+        if not isinstance(client, Quotes):
+            raise TypeError(f"{provider.provider_name} does not quote prices")
+        amount, unit = await client.quote(plan)
     return quoted_cost(plan, amount, unit)
 
 
@@ -232,7 +235,7 @@ async def _produce_video(
 ) -> VideoOutcome:
     estimated = estimated or estimate_cost(plan)
     account_id = provider.account_id()
-    quoted = await quote_video(plan, provider, account_id) if provider.offers_quote else None
+    quoted = await quote_video(plan, provider, account_id) if provider.supports(Quotes) else None
     nonce = uuid.uuid4().hex if run.refresh else ""
     idempotency_key = submit_key(
         provider.provider_name, account_id, plan.request.fingerprint(), nonce, base_url=provider_base_url(provider)

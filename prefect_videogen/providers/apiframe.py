@@ -31,6 +31,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -119,7 +120,6 @@ class APIFrameVideoProvider(VideoProvider):
     """
 
     name = "apiframe"
-    lists_active_jobs = True
 
     def __init__(
         self,
@@ -205,6 +205,10 @@ class APIFrameVideoProvider(VideoProvider):
             # The create answer can already be failed; its error text and cost are on the job.
             job = await self.get_job(job)
         return job
+
+    def idempotency_window(self) -> timedelta:
+        """APIFrame documents that a key dedupes for 24 h."""
+        return timedelta(seconds=IDEMPOTENCY_WINDOW_SECONDS)
 
     async def find_job(self, plan: VideoPlan, claim: Any) -> VideoJob | None:
         """The job an unanswered submit created: the same request under the claim's Idempotency-Key.

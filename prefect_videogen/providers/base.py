@@ -1,4 +1,14 @@
-"""The interface every provider implements, and the typed error a failed job raises.
+"""The interface every provider implements, the capabilities some add, and the typed error a failed job raises.
+
+Every client implements :class:`VideoProvider` (submit, read, stream). What only some providers can
+do is a capability: a small ``typing.Protocol`` the client implements or not, checked with
+``isinstance(client, Quotes)`` where it is used (or ``issubclass`` on a block's client class before
+any client exists), instead of flags and ``NotImplementedError`` stubs on the base class:
+
+- :class:`Quotes`: prices a request without creating a job (Scenario's dry run).
+- :class:`ListsJobs`: lists the account's active jobs, so many waits share one listing.
+- :class:`FindsJobs`: finds the job of a submit whose answer was lost (never pays again).
+- :class:`Idempotent`: ``submit`` honours ``idempotency_key``: the same key replays the first job.
 
 The poll loop that waits on any provider is :mod:`prefect_videogen.providers.polling`. Nothing here
 imports Prefect: providers are plain async code, usable and testable on their own.
@@ -10,7 +20,8 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar
+from datetime import timedelta
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from prefect_videogen.catalog import VideoPlan
 from prefect_videogen.errors import ContentRejected, JobFailed
@@ -46,9 +57,6 @@ class VideoProvider(ABC):
     """
 
     name: ClassVar[str]
-    # True where the provider lists its account's queued and processing jobs in pages: waits on
-    # many jobs through one client then share one listing (``prefect_videogen.providers.watch``).
-    lists_active_jobs: ClassVar[bool] = False
 
     @property
     def account_id(self) -> str:
@@ -63,14 +71,6 @@ class VideoProvider(ABC):
     async def get_job(self, job: VideoJob) -> VideoJob:
         """Read the job's current status."""
 
-    async def list_active_jobs(self) -> tuple[dict[str, dict[str, Any]], bool]:
-        """The account's queued and processing jobs as raw provider objects by id, and whether that is all of them."""
-        raise NotImplementedError(f"{self.name} does not list jobs")
-
-    def apply_listed(self, job: VideoJob, data: dict[str, Any]) -> VideoJob:
-        """``job`` updated from its object in a listing (the same shape ``get_job`` reads)."""
-        raise NotImplementedError(f"{self.name} does not list jobs")
-
     @abstractmethod
     def stream_video(self, job: VideoJob) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
         """Open the finished job's video as an async iterator of byte chunks."""
@@ -83,6 +83,79 @@ class VideoProvider(ABC):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+# Capabilities. Members are methods only, so that ``issubclass`` works on a client class too (the
+# flows decide on a quote from the block's client class, before any client is built). A class opts
+# out of an inherited capability by setting the method to None (typing's protocol rule).
+
+
+@runtime_checkable
+class Quotes(Protocol):
+    """Prices a request without creating a job (Scenario's ``?dryRun=true``).
+
+    The flows ask for the quote before the submit, reserve the larger of quote and catalog
+    estimate against the budget, and book the quote as the job's *quoted* cost.
+    """
+
+    async def quote(self, plan: VideoPlan) -> tuple[float, str]:
+        """The price of ``plan`` as (amount, unit), e.g. ``(12.0, "creative_units")``. Creates no job."""
+        ...
+
+
+@runtime_checkable
+class ListsJobs(Protocol):
+    """Lists the account's queued and processing jobs in pages.
+
+    Waits on many jobs through one client then share one listing
+    (:class:`~prefect_videogen.providers.watch.JobWatcher`) instead of each polling its job.
+    """
+
+    async def list_active_jobs(self) -> tuple[dict[str, dict[str, Any]], bool]:
+        """The account's active jobs as raw provider objects by id, and whether that is all of them."""
+        ...
+
+    def apply_listed(self, job: VideoJob, data: dict[str, Any]) -> VideoJob:
+        """``job`` updated from its object in a listing (the same shape ``get_job`` reads)."""
+        ...
+
+
+@runtime_checkable
+class FindsJobs(Protocol):
+    """Finds the job a submit created when its answer never arrived (a crash, a timeout, a 5xx).
+
+    Called with the submit's claim (:class:`~prefect_videogen.spend.claims.JobClaim`: ``key``,
+    ``created_at``, the request); a provider without it leaves such a claim ``SubmitUncertain``.
+    """
+
+    async def find_job(self, plan: VideoPlan, claim: Any) -> VideoJob | None:
+        """The job the claimed submit created, or None when none is found. Never pays for a new one."""
+        ...
+
+
+@runtime_checkable
+class Idempotent(Protocol):
+    """``submit(plan, idempotency_key=k)`` honours ``k``: the same key replays the first job, billed once."""
+
+    def idempotency_window(self) -> timedelta | None:
+        """How long the provider remembers a key (None: as long as the job exists)."""
+        ...
+
+
+#: The capabilities by the name the docs and ``ProviderInfo.capabilities`` use.
+CAPABILITIES: dict[str, type] = {
+    "quotes": Quotes,
+    "lists jobs": ListsJobs,
+    "finds jobs": FindsJobs,
+    "idempotent": Idempotent,
+}
+
+
+def capabilities_of(client: object) -> list[str]:
+    """The capability names ``client`` (an instance or a client class) implements, in ``CAPABILITIES`` order."""
+    if isinstance(client, type):
+        return [name for name, protocol in CAPABILITIES.items() if issubclass(client, protocol)]
+    return [name for name, protocol in CAPABILITIES.items() if isinstance(client, protocol)]
 
 
 def raise_for_job(job: VideoJob) -> None:

@@ -90,6 +90,10 @@ class LocalProvider(VideoProvider):
             os.replace(tmp, path)
         return self._job(self._read(job_id))
 
+    def idempotency_window(self) -> None:
+        """A key replays its job for as long as the job's record is kept."""
+        return None
+
     async def find_job(self, plan: VideoPlan, claim: Any) -> VideoJob | None:
         """The job of an unanswered submit: the same key replays the original job, as APIFrame's does."""
         return await self.submit(plan, idempotency_key=claim.key)

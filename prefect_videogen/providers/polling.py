@@ -16,7 +16,7 @@ from contextlib import nullcontext
 
 from prefect_videogen.errors import JobTimedOut
 from prefect_videogen.models import JobStatus, VideoJob
-from prefect_videogen.providers.base import Clock, Sleep, VideoProvider, raise_for_job
+from prefect_videogen.providers.base import Clock, ListsJobs, Sleep, VideoProvider, raise_for_job
 from prefect_videogen.providers.watch import JobWatcher
 
 logger = logging.getLogger("prefect_videogen.providers")
@@ -175,7 +175,7 @@ async def wait_for_job(
         JobTimedOut: no terminal status before the deadline; the job id stays valid.
     """
     schedule = schedule or PollSchedule()
-    watcher = JobWatcher.of(provider, clock=clock) if provider.lists_active_jobs else None
+    watcher = JobWatcher.of(provider, clock=clock) if isinstance(provider, ListsJobs) else None
     with watcher.watching(job) if watcher else nullcontext():
         return await _poll_until_done(provider, job, watcher, timeout, schedule, clock, sleep, on_update)
 

@@ -23,11 +23,11 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from prefect_videogen.errors import InvalidRequest, ProviderError
 from prefect_videogen.models import VideoJob
-from prefect_videogen.providers.base import Clock, VideoProvider
+from prefect_videogen.providers.base import Clock, ListsJobs, VideoProvider
 
 logger = logging.getLogger("prefect_videogen.providers.watch")
 
@@ -54,7 +54,7 @@ class JobWatcher:
         self._provider = weakref.ref(provider)
         self.clock = clock
         self.max_age = max_age
-        self.listing = provider.lists_active_jobs
+        self.listing = isinstance(provider, ListsJobs)
         self._watched: dict[str, tuple[VideoJob, int]] = {}  # job id -> (the job, number of waits on it)
         self._snapshot: dict[str, tuple[dict[str, Any] | VideoJob, float]] = {}  # job id -> (data, read at)
         self._swept_at = float("-inf")
@@ -110,7 +110,7 @@ class JobWatcher:
         if found is None:
             return await self._read_alone(job)
         data, read_at = found
-        return (data if isinstance(data, VideoJob) else self.provider.apply_listed(job, data)), read_at
+        return (data if isinstance(data, VideoJob) else cast(ListsJobs, self.provider).apply_listed(job, data)), read_at
 
     async def _read_alone(self, job: VideoJob) -> tuple[VideoJob, float]:
         read = await self.provider.get_job(job)
@@ -134,7 +134,7 @@ class JobWatcher:
 
     async def _collect(self) -> dict[str, tuple[dict[str, Any] | VideoJob, float]]:
         listed_at = self.clock()  # dated when asked for: within one request's time of the truth
-        active, complete = await self.provider.list_active_jobs()
+        active, complete = await cast(ListsJobs, self.provider).list_active_jobs()
         snapshot: dict[str, tuple[dict[str, Any] | VideoJob, float]] = {
             job_id: (data, listed_at) for job_id, data in active.items() if job_id in self._watched
         }

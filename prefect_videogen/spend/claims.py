@@ -60,6 +60,7 @@ from prefect_videogen.errors import (
     redact,
 )
 from prefect_videogen.models import JobStatus, VideoJob
+from prefect_videogen.providers.base import FindsJobs
 from prefect_videogen.spend.costs import ChargeStatus, Cost
 from prefect_videogen.spend.ledger import Ledger, LedgerEntry
 from prefect_videogen.storage.base import VideoStorage, read_object, safe_part
@@ -290,15 +291,14 @@ async def find_orphan(client: Any, plan: VideoPlan, claim: JobClaim, store: Clai
     Raises:
         SubmitUncertain: the provider has no lookup (Scenario), or it found no matching job.
     """
-    finder = getattr(client, "find_job", None)
-    if finder is None:
+    if not isinstance(client, FindsJobs):
         raise SubmitUncertain(
             f"{why}; {claim.provider} documents no way to list or dedupe jobs",
             provider=claim.provider,
             claim_uri=store.uri(claim),
             item_id=claim.item_id,
         )
-    job = await finder(plan, claim)
+    job = await client.find_job(plan, claim)
     if job is None:
         raise SubmitUncertain(
             f"{why}; no job matching the claim was found in the provider's listing",
