@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.providers.accounts import account_id_for
 from prefect_videogen.providers.gemini import ACCOUNT_PREFIX, DEFAULT_BASE_URL, GeminiVideoProvider
+from prefect_videogen.registry.info import ProviderDocs, ProviderInfo
 
 
 class GeminiCredentials(VideoProviderBlock):
@@ -58,3 +59,17 @@ class GeminiCredentials(VideoProviderBlock):
     def account_id(self) -> str:
         """``account_label``, else ``gemini-`` and 12 hex digits of sha256(key): not reversible."""
         return account_id_for(self.api_key.get_secret_value(), prefix=ACCOUNT_PREFIX, label=self.account_label)
+
+
+PROVIDER = ProviderInfo(
+    name="gemini",
+    block=GeminiCredentials,
+    env={"api_key": "GEMINI_API_KEY", "base_url": "GEMINI_BASE_URL"},
+    emulator="prefect_videogen.testing.gemini_emulator:GeminiEmulator",
+    emulator_path="/v1beta",
+    docs=ProviderDocs(
+        api="Gemini API, Veo (generativelanguage.googleapis.com)",
+        auth="`x-goog-api-key`",
+        cost="none: USD per second from the catalog",
+    ),
+)
