@@ -8,10 +8,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
+from prefect.settings import PREFECT_API_URL
 
 from prefect_videogen.batch.expansion import PromptSource
 from prefect_videogen.blocks import LocalVideoStorage
@@ -24,7 +29,7 @@ from prefect_videogen.spend.costs import ChargeStatus
 from prefect_videogen.spend.ledger import Ledger
 from prefect_videogen.storage import VideoStorage
 from prefect_videogen.testing.gemini_emulator import EMULATOR_API_KEY, GeminiEmulator
-from prefect_videogen.testing.server import EmulatorServer, Fault
+from prefect_videogen.testing.server import EmulatorServer, Fault, free_port
 
 
 @pytest.fixture
@@ -154,3 +159,57 @@ async def test_sigkill_during_in_flight_submits_then_rerun_pays_each_operation_o
         assert sum(e.charged_usd for e in billed) + sum(e.estimated.usd for e in pending) == pytest.approx(
             sum(emulator.charges.values())
         )
+
+
+async def test_cli_generate_against_the_emulator_command_stores_a_verified_video_with_its_ledger_line(
+    prefect_server, tmp_path
+):
+    """`prefect-videogen emulator gemini` in one process, `prefect-videogen generate --provider gemini` in another."""
+    port = free_port()
+    log = (tmp_path / "emulator.log").open("w")
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "prefect_videogen.cli", "emulator", "gemini", "--port", str(port), "--latency", "0.2"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    root = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # readiness: the port answers (polled; nothing else to wait on)
+            try:
+                httpx.get(f"{root}/_emulator/state", timeout=1).raise_for_status()
+                break
+            except httpx.TransportError:
+                assert emulator.poll() is None and time.monotonic() < deadline, (tmp_path / "emulator.log").read_text()
+                time.sleep(0.05)
+        env = {key: value for key, value in os.environ.items() if not key.startswith("GEMINI_")}
+        env |= {
+            "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+            "GEMINI_API_KEY": EMULATOR_API_KEY,
+            "GEMINI_BASE_URL": f"{root}/v1beta",
+        }
+        prompt = f"a kingfisher dives {tmp_path.name}"
+        command = ["generate", prompt, "--provider", "gemini", "--duration", "6", "--aspect", "9:16"]
+        completed = subprocess.run(
+            [sys.executable, "-m", "prefect_videogen.cli", *command, "--resolution", "720p", "--out", "videos"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        state = httpx.get(f"{root}/_emulator/state", timeout=5).json()
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=10)
+        log.close()
+    video = next(line.split(None, 1)[1] for line in completed.stdout.splitlines() if line.startswith("video:"))
+    probe = probe_video(video)
+    assert (probe.width, probe.height) == (720, 1280) and abs(probe.duration_seconds - 6) < 0.5
+    assert state["counters"]["jobs_created"] == 1 and state["counters"]["downloads"] == 1
+    [entry] = await ledger_entries(tmp_path / "videos")
+    assert entry.provider == "gemini" and entry.charge_status is ChargeStatus.BILLED
+    assert entry.charged_usd == pytest.approx(sum(state["charges"].values())) == pytest.approx(0.9)
+    assert EMULATOR_API_KEY not in completed.stdout + completed.stderr  # (the emulator prints its own test key)
+    assert "export GEMINI_API_KEY=" in (tmp_path / "emulator.log").read_text()
