@@ -58,7 +58,7 @@ Resolver = Callable[[str, int], list[str]]
 
 #: Providers whose client fetches an image URL on the worker (and uploads the bytes); the others
 #: hand the URL to the provider, which fetches it from its own network.
-WORKER_FETCHED_IMAGE_PROVIDERS = frozenset({"scenario"})
+WORKER_FETCHED_IMAGE_PROVIDERS = frozenset({"scenario", "gemini"})
 
 IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 _NOT_AN_IMAGE = "an image file (JPEG, PNG or WebP), judged by its content"

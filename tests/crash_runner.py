@@ -2,7 +2,7 @@
 
 Usage: ``python tests/crash_runner.py '<json>'`` with keys
 
-* ``provider``: ``"apiframe"``, ``"openai"`` or ``"scenario"`` (need ``base_url``, an emulator's root), or
+* ``provider``: ``"apiframe"``, ``"openai"``, ``"scenario"`` or ``"gemini"`` (need ``base_url``, an emulator's root), or
   ``"local"`` (needs ``jobs_dir``);
 * ``storage``: directory of the LocalVideoStorage; ``tag``: makes the prompts unique to one test;
 * ``items`` (default 8), ``concurrency`` (default 4), ``queue_delay_seconds`` (local, default 1.5);
@@ -29,7 +29,9 @@ from prefect_videogen.blocks import (
     OpenAICredentials,
     ScenarioCredentials,
 )
+from prefect_videogen.blocks.gemini import GeminiCredentials
 from prefect_videogen.flows import generate_videos
+from prefect_videogen.testing import gemini_emulator
 from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY
 
 BATCH_NAME = "crash-resume"
@@ -39,7 +41,11 @@ def batch_source(tag: str, items: int) -> PromptSource:
     return PromptSource(
         template="a lighthouse in a storm, shot {n}, {tag}",
         grid={"n": [str(i) for i in range(items)], "tag": [tag]},
-        defaults={"model": None if tag.startswith("local") else "sora-2", "duration": 4},
+        defaults={
+            "model": None if tag.startswith(("local", "gemini")) else "sora-2",
+            "duration": 4,
+            **({"resolution": "720p"} if tag.startswith("gemini") else {}),  # Veo tiers are 720p/1080p
+        },
     )
 
 
@@ -51,6 +57,10 @@ def provider_block(args: dict[str, Any]) -> Any:
     if args["provider"] == "scenario":
         return ScenarioCredentials(
             api_key="emu-key", api_secret="emu-secret", base_url=args["base_url"] + "/v1", poll_interval_seconds=0.05
+        )
+    if args["provider"] == "gemini":
+        return GeminiCredentials(
+            api_key=gemini_emulator.EMULATOR_API_KEY, base_url=args["base_url"] + "/v1beta", poll_interval_seconds=0.05
         )
     # 6 fps keeps the local renderer's 720p encode quick on a shared 2-core machine.
     return LocalRenderer(jobs_dir=args["jobs_dir"], queue_delay_seconds=args.get("queue_delay_seconds", 1.5), fps=6)

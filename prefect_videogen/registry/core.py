@@ -31,6 +31,7 @@ BUILTIN_PROVIDERS = (
     "prefect_videogen.blocks.apiframe",
     "prefect_videogen.blocks.fal",
     "prefect_videogen.blocks.replicate",
+    "prefect_videogen.blocks.gemini",
 )
 #: Other packages' providers: each entry point names a ``ProviderInfo`` or a module with a ``PROVIDER``.
 ENTRY_POINT_GROUP = "prefect_videogen.providers"

@@ -21,6 +21,7 @@ PROVIDER_SLUGS = {
     "videogen-openai-credentials",
     "videogen-scenario-credentials",
     "videogen-apiframe-credentials",
+    "videogen-gemini-credentials",
 }
 STORAGE_SLUGS = {"videogen-local-storage", "videogen-s3-storage"}
 
