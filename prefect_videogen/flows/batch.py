@@ -282,7 +282,10 @@ async def _run_distributed(
         timeout_seconds=run.timeout_seconds,
         refresh=run.refresh,
     ):
-        reservations[report.item_id].settle(report.cost_usd or 0.0)
+        if report.cost_usd is not None:
+            reservations[report.item_id].settle(report.cost_usd)
+        elif not report.job_id:  # no job, no charge; a job of unknown charge keeps its estimate reserved
+            reservations[report.item_id].release()
         item = by_id[report.item_id]
         results[item.item_id] = await books.record(item, estimates[item.item_id], report)
     return [results[item.item_id] for item in items]
