@@ -103,8 +103,10 @@ def postgres_server(work: Path):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"prefect server did not start; see {work / 'server.log'}")
             time.sleep(0.5)
-        os.environ["PREFECT_API_URL"] = api
-        yield server.pid
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings({PREFECT_API_URL: api}):
+            yield server.pid
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
@@ -171,14 +173,22 @@ class PeakRss:
         self._thread.join()
 
 
-async def count_task_runs(flow_run_id) -> int:
+async def count_task_runs(flow_run_id, *, timeout: float = 300) -> int:
+    """The flow run's task runs, once the server has recorded them all (it records them from events,
+    behind the flow: read until two reads 5 s apart agree)."""
     from prefect.client.orchestration import get_client
 
+    deadline, previous = time.monotonic() + timeout, -1
     async with get_client() as client:
-        response = await client._client.post(
-            "/task_runs/count", json={"flow_runs": {"id": {"any_": [str(flow_run_id)]}}}
-        )
-        return int(response.json())
+        while True:
+            response = await client._client.post(
+                "/task_runs/count", json={"flow_runs": {"id": {"any_": [str(flow_run_id)]}}}
+            )
+            count = int(response.json())
+            if count == previous or time.monotonic() > deadline:
+                return count
+            previous = count
+            await asyncio.sleep(5)
 
 
 def main() -> None:
