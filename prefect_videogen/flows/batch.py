@@ -423,6 +423,9 @@ async def generate_videos(
     )
     logger = get_run_logger()
     provider = provider or LocalRenderer()
+    if distribute and not preview:  # workers load the blocks by name: refuse unsaved ones before anything
+        block_ref(provider)
+        block_ref(storage or LocalVideoStorage())
     await tag_flow_run(f"videogen:{provider.provider_name}")  # first: a batch refused below is tagged too
     video_storage = (storage or LocalVideoStorage()).get_storage()
     items = expand_prompts(prompts, provider.provider_name)
