@@ -4,7 +4,7 @@ Both make ``--videos`` 4 s sora-2 videos on the APIFrame emulator (``--latency``
 separate process), at most ``--concurrency`` jobs in flight, polling every ``--poll-interval`` s,
 and store the same MP4 bytes in a local directory. The bare script does only submit / poll /
 download; the flow also verifies every MP4 with PyAV, hashes it, writes a sidecar, the manifest,
-the cost ledger, artifacts and events, and runs 4 task runs per item on a real Prefect server.
+the cost ledger, artifacts and events, and runs 3 task runs per item (submit, wait, download) on a real Prefect server.
 
 The Prefect server (``prefect_test_harness``: a real API server on SQLite in a subprocess) is started
 and sent one warm-up request before anything is timed; its start-up is printed but not counted.

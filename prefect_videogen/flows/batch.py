@@ -34,26 +34,30 @@ from prefect_videogen.blocks import (
 )
 from prefect_videogen.blocks.base import VideoProviderBlock
 from prefect_videogen.blocks.chat import ChatCompletionsCredentials
-from prefect_videogen.catalog import VideoPlan, load_catalog
+from prefect_videogen.catalog import load_catalog
 from prefect_videogen.errors import (
     BudgetExceeded,
-    ContentRejected,
     InvalidBatch,
     VideoGenError,
 )
+from prefect_videogen.flows.distributed import ItemReport, block_ref, dispatch, produce_item
 from prefect_videogen.flows.params import require_saved_blocks
 from prefect_videogen.flows.steps import (
     RunSettings,
     approve_if_needed,
-    produce_video,
     publish_cost_table,
     tag_flow_run,
 )
 from prefect_videogen.spend.budget import Budget
 from prefect_videogen.spend.costs import Cost, estimate_cost
 from prefect_videogen.spend.ledger import Ledger
+from prefect_videogen.storage.base import VideoStorage
+from prefect_videogen.tasks.artifacts import ProgressArtifact
 from prefect_videogen.tasks.rewrite import rewrite_prompt
 from prefect_videogen.tasks.slots import Bound
+
+#: Seconds between updates of a batch's progress artifact, however many items end meanwhile.
+PROGRESS_INTERVAL = 2.0
 
 DEFAULT_REWRITE_INSTRUCTION = (
     "Rewrite the user's video prompt into one vivid, concrete paragraph for a text-to-video model: "
@@ -154,103 +158,137 @@ async def rewrite_items(
     return list(rewritten)
 
 
-def _status_for(error: BaseException) -> str:
-    if isinstance(error, BudgetExceeded):
-        return "refused"
-    if isinstance(error, ContentRejected):
-        return "rejected"
-    return "failed"
+def _stored_earlier(item: BatchItem, entry: ManifestItem, estimated: Cost, storage: VideoStorage) -> BatchItemResult:
+    return BatchItemResult(
+        **_base(item, estimated),
+        status="stored",
+        job_id=entry.job_id,
+        video_uri=storage.uri(entry.video_key or ""),
+        sidecar_uri=storage.uri(entry.sidecar_key or ""),
+        cost_usd=entry.cost_usd,
+    )
 
 
-async def _run_item(
-    item: BatchItem,
-    plan: VideoPlan,
-    estimated: Cost,
-    provider: VideoProviderBlock,
-    run: RunSettings,
-    manifest: ManifestStore,
-    bound: Bound,
-) -> BatchItemResult:
-    logger = get_run_logger()
-    entry = manifest.manifest.items[item.item_id]  # type: ignore[union-attr]
-    base = {
+def _base(item: BatchItem, estimated: Cost) -> dict[str, Any]:
+    return {
         "item_id": item.item_id,
         "row": item.row,
         "original_prompt": item.original_prompt,
         "prompt": item.request.prompt,
         "estimated_usd": estimated.usd,
     }
-    if entry.status == "stored" and not run.refresh and entry.video_key and await run.storage.exists(entry.video_key):
-        # Done in an earlier run: answered from the cache of the item's "stored" step (shown as Cached).
-        # Never through the paid submit task, which would pay again if its cache had been cleared.
-        await mark_stored(manifest, item.item_id, entry.job_id or "", {})
+
+
+class _Books:
+    """Where a batch records how its items ended: the manifest, the run's ledger entries and one
+    progress artifact updated at most every :data:`PROGRESS_INTERVAL` seconds. One place for all
+    items, local or distributed: no task run per item for bookkeeping (BENCHMARKS.md, issue 20)."""
+
+    def __init__(self, manifest: ManifestStore, run: RunSettings, bar: ProgressArtifact | None, total: int) -> None:
+        self.manifest, self.run, self.bar, self.total, self.done = manifest, run, bar, total, 0
+
+    async def record(self, item: BatchItem, estimated: Cost, report: ItemReport) -> BatchItemResult:
+        if report.entry is not None:
+            self.run.entries.append(report.entry)
+        await self.manifest.update(item.item_id, **report.manifest_changes())
+        if report.status != "stored":
+            get_run_logger().warning("item %s (row %s) %s: %s", item.item_id, item.row, report.status, report.error)
+        self.tick()
         return BatchItemResult(
-            **base,
-            status="stored",
-            job_id=entry.job_id,
-            video_uri=run.storage.uri(entry.video_key),
-            sidecar_uri=run.storage.uri(entry.sidecar_key or ""),
-            cost_usd=entry.cost_usd,
+            **_base(item, estimated),
+            status=report.status,
+            job_id=report.job_id,
+            video_uri=report.video_uri,
+            sidecar_uri=report.sidecar_uri,
+            cost_usd=report.cost_usd,
+            error=report.error,
         )
-    outcome = await produce_video(
-        plan,
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.show(round(100 * self.done / max(self.total, 1), 1))
+
+
+async def _answer_stored(
+    item: BatchItem, estimated: Cost, manifest: ManifestStore, run: RunSettings
+) -> BatchItemResult | None:
+    """An item stored by an earlier run (its video still there): answered from its "stored" step's cache
+    (shown as Cached), never through the paid submit task, which would pay again if its cache had been
+    cleared. None when the item still has to be made."""
+    entry = manifest.manifest.items[item.item_id]  # type: ignore[union-attr]
+    if entry.status == "stored" and not run.refresh and entry.video_key and await run.storage.exists(entry.video_key):
+        await mark_stored(manifest, item.item_id, entry.job_id or "", {})
+        return _stored_earlier(item, entry, estimated, run.storage)
+    return None
+
+
+async def _run_item(
+    item: BatchItem,
+    estimated: Cost,
+    provider: VideoProviderBlock,
+    run: RunSettings,
+    books: _Books,
+    bound: Bound,
+) -> BatchItemResult:
+    if (earlier := await _answer_stored(item, estimated, books.manifest, run)) is not None:
+        books.tick()
+        return earlier
+    report = await produce_item(
+        item,
+        estimated,
         provider,
         run,
-        item_id=item.item_id,
-        estimated=estimated,
-        bound=bound,
-        metadata={
-            "batch_id": manifest.manifest.batch_id,
-            "item_id": item.item_id,  # type: ignore[union-attr]
-            "row": item.row,
-            "original_prompt": item.original_prompt,
-            "expanded_prompt": item.request.prompt,
-            "variables": item.variables,
-        },
+        batch_id=books.manifest.manifest.batch_id,
+        bound=bound,  # type: ignore[union-attr]
     )
-    if outcome.error is not None:
-        exc = outcome.error
-        status = _status_for(exc)
-        # The item's own ledger entry, whatever failed after the job was billed (download, verification):
-        # an error type without a job id (StorageError) must not lose the job or its charge.
-        booked = outcome.entry
-        job_id = getattr(exc, "job_id", None) or (booked.job_id if booked else None)
-        if booked is not None and booked.job_id == job_id:
-            cost, charge = booked.charged_usd, booked.charge_status.value
-        else:
-            cost, charge = None, ("pending" if job_id else None)  # e.g. timed out: the job may still bill
-        await manifest.update(
-            item.item_id, status=status, error=str(exc), job_id=job_id, cost_usd=cost, charge_status=charge
-        )
-        logger.warning("item %s (row %s) %s: %s", item.item_id, item.row, status, exc)
-        return BatchItemResult(**base, status=status, job_id=job_id, error=str(exc), cost_usd=cost)
-    result, ledger_entry = outcome.result, outcome.entry
-    assert result is not None and ledger_entry is not None  # a stored video always has its entry
-    await mark_stored.with_options(refresh_cache=run.refresh)(
-        manifest,
-        item.item_id,
-        result.job_id,
-        dict(
-            status="stored",
-            provider=result.provider,
-            model=result.model,
-            job_id=result.job_id,
-            video_key=run.storage.key_of(result.video_uri),
-            sidecar_key=run.storage.key_of(result.sidecar_uri),
-            sha256=result.sha256,
-            cost_usd=ledger_entry.charged_usd,
-            charge_status=ledger_entry.charge_status.value,
-            error=None,
-        ),
-    )
-    return BatchItemResult(
-        **base,
-        status="stored",
-        job_id=result.job_id,
-        video_uri=result.video_uri,
-        sidecar_uri=result.sidecar_uri,
-        cost_usd=ledger_entry.charged_usd,
-    )
+    return await books.record(item, estimated, report)
+
+
+async def _run_distributed(
+    items: list[BatchItem],
+    estimates: dict[str, Cost],
+    provider: VideoProviderBlock,
+    storage: Any,
+    run: RunSettings,
+    books: _Books,
+    limit_name: str,
+) -> list[BatchItemResult]:
+    """Hand the items not yet stored to task workers (``flows/distributed.py``), each reserved in the
+    run's budget first (a worker's own budget is unbounded), and record their reports here."""
+    provider_ref, storage_ref = block_ref(provider), block_ref(storage)
+    results: dict[str, BatchItemResult] = {}
+    todo, reservations = [], {}
+    for item in items:
+        if (earlier := await _answer_stored(item, estimates[item.item_id], books.manifest, run)) is not None:
+            results[item.item_id] = earlier
+            books.tick()
+            continue
+        try:
+            reservations[item.item_id] = run.budget.reserve(estimates[item.item_id].usd or 0.0)
+        except BudgetExceeded as exc:
+            report = ItemReport(item_id=item.item_id, status="refused", error=str(exc))
+            results[item.item_id] = await books.record(item, estimates[item.item_id], report)
+            continue
+        todo.append(item)
+    by_id = {item.item_id: item for item in todo}
+    async for report in dispatch(
+        todo,
+        estimates,
+        provider_ref=provider_ref,
+        storage_ref=storage_ref,
+        batch_id=books.manifest.manifest.batch_id,  # type: ignore[union-attr]
+        limit_name=limit_name,
+        timeout_seconds=run.timeout_seconds,
+        refresh=run.refresh,
+    ):
+        if report.cost_usd is not None:
+            reservations[report.item_id].settle(report.cost_usd)
+        elif not report.job_id:  # no job, no charge; a job of unknown charge keeps its estimate reserved
+            reservations[report.item_id].release()
+        item = by_id[report.item_id]
+        results[item.item_id] = await books.record(item, estimates[item.item_id], report)
+    return [results[item.item_id] for item in items]
 
 
 def summary_text(counts: dict[str, int]) -> str:
@@ -342,6 +380,7 @@ async def generate_videos(
     preview: bool = False,
     refresh: bool = False,
     timeout_seconds: Annotated[float, Field(gt=0)] = 1800.0,
+    distribute: bool = False,
 ) -> BatchResult:
     """Generate a batch of videos from a prompt template.
 
@@ -362,6 +401,9 @@ async def generate_videos(
         preview: expand, validate and estimate only; submit (and rewrite) nothing.
         refresh: generate again even items done before.
         timeout_seconds: how long to wait for each job.
+        distribute: hand the items to task workers (``python -m prefect_videogen.flows.distributed``
+            on each machine) instead of running them in this process; needs saved blocks and the
+            provider's global concurrency limit (README, "Scaling out").
 
     Example:
         ```python
@@ -381,6 +423,9 @@ async def generate_videos(
     )
     logger = get_run_logger()
     provider = provider or LocalRenderer()
+    if distribute and not preview:  # workers load the blocks by name: refuse unsaved ones before anything
+        block_ref(provider)
+        block_ref(storage or LocalVideoStorage())
     await tag_flow_run(f"videogen:{provider.provider_name}")  # first: a batch refused below is tagged too
     video_storage = (storage or LocalVideoStorage()).get_storage()
     items = expand_prompts(prompts, provider.provider_name)
@@ -427,7 +472,12 @@ async def generate_videos(
             )
     await manifest.save()
     bound_text, bound = await provider_bound(provider.provider_name, concurrency_limit, max_concurrency)
-    logger.info("concurrency: %s", bound_text)
+    if distribute and not isinstance(bound, str):
+        raise VideoGenError(
+            f"distribute=True needs a global concurrency limit shared by every worker; create it with "
+            f"`prefect gcl create videogen-{provider.provider_name} --limit N` (or name one in concurrency_limit)"
+        )
+    logger.info("concurrency: %s%s", bound_text, "; items run on task workers" if distribute else "")
 
     run = RunSettings(
         storage=video_storage,
@@ -435,13 +485,29 @@ async def generate_videos(
         ledger=Ledger(video_storage),
         timeout_seconds=timeout_seconds,
         refresh=refresh,
+        batched=True,
     )
-    outcomes = await asyncio.gather(
-        *(
-            _run_item(item, plans[item.item_id], estimates[item.item_id], provider, run, manifest, bound)
-            for item in items
-        )
+    bar = await ProgressArtifact.create(
+        f"Batch {batch_id}: {len(items)} items", key="videogen-batch-progress", min_interval=PROGRESS_INTERVAL
     )
+    books = _Books(manifest, run, bar, len(items))
+    try:
+        if distribute:
+            outcomes = await _run_distributed(
+                items,
+                estimates,
+                provider,
+                storage,
+                run,
+                books,
+                bound,  # type: ignore[arg-type]
+            )
+        else:
+            outcomes = await asyncio.gather(
+                *(_run_item(item, estimates[item.item_id], provider, run, books, bound) for item in items)
+            )
+    finally:
+        await bar.aclose()
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1

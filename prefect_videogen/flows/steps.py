@@ -5,6 +5,7 @@ Shared by ``generate_video`` and ``generate_videos`` so both spend, cache and ac
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ class RunSettings:
     timeout_seconds: float = 1800.0
     refresh: bool = False
     entries: list[LedgerEntry] = field(default_factory=list)
+    #: A batch's items: costs are booked by the item's own code (no "cost" task run), and the
+    #: per-job progress and per-video artifacts give way to the batch's own (BENCHMARKS.md, issue 20).
+    batched: bool = False
 
     @property
     def storage_url(self) -> str:
@@ -119,6 +123,18 @@ async def record_cost(
     return entry
 
 
+def _recorder(run: RunSettings) -> Any:
+    """The cost booking: a task run of its own for one video, plain code inside a batch's item."""
+    return record_cost.fn if run.batched else record_cost
+
+
+@functools.cache
+def _refreshing(task_: Any) -> Any:
+    """``task_`` with ``refresh_cache=True``, made once: ``with_options`` builds a new Task, which
+    reads and hashes the task's source each time (6 ms of CPU per call here, BENCHMARKS.md)."""
+    return task_.with_options(refresh_cache=True)
+
+
 @dataclass(frozen=True)
 class VideoOutcome:
     """How one planned video ended: stored (``result``) or failed (``error``), with its job's ledger entry.
@@ -162,7 +178,7 @@ async def _account_failure(
     cached: bool,
 ) -> LedgerEntry:
     """Book a failed job's charge, announce the failure and settle the budget reservation with it."""
-    entry = await record_cost(
+    entry = await _recorder(run)(
         booking.plan,
         job,
         booking.estimated,
@@ -241,29 +257,31 @@ async def _produce_video(
         provider.provider_name, account_id, plan.request.fingerprint(), nonce, base_url=provider_base_url(provider)
     )
     booking = _Job(plan, estimated, quoted, account_id, item_id, idempotency_key)
-    fresh: dict[str, Any] = {"refresh_cache": True} if run.refresh else {}
+    submit, wait, download = (
+        (_refreshing(t) for t in (submit_video, wait_for_video, download_video))
+        if run.refresh
+        else (submit_video, wait_for_video, download_video)
+    )
     started = time.monotonic()
 
     # Reserve the larger of catalog estimate and provider quote: quotes and charges have disagreed.
     reserve_usd = max(estimated.usd or 0.0, (quoted.usd or 0.0) if quoted else 0.0)
     async with ProviderSlot(bound):
         with run.budget.reserve(reserve_usd) as reservation:
-            state = await submit_video.with_options(**fresh)(
-                plan, provider, idempotency_key, item_id, run.storage, estimated, return_state=True
-            )
+            state = await submit(plan, provider, idempotency_key, item_id, run.storage, estimated, return_state=True)
             job = await state.aresult()
         cached = state.name == "Cached"
         if cached:
             reservation.release()  # an earlier run paid for this job; nothing is spent now
         submitted = time.monotonic()
         try:
-            job = await wait_for_video.with_options(**fresh)(job, provider, run.timeout_seconds)
+            job = await wait(job, provider, run.timeout_seconds, progress_artifact=not run.batched)
         except JobFailed as failure:
             entry = await _account_failure(run, booking, failure.job or job, failure, failure.code, reservation, cached)
             return VideoOutcome(entry=entry, error=failure)
     timings = step_timings(started, submitted)
     try:
-        result = await download_video.with_options(**fresh)(
+        result = await download(
             plan,
             job,
             provider,
@@ -272,13 +290,14 @@ async def _produce_video(
             key_fields={"flow_run": flow_run.get_name() or "", "item": item_id},
             timings=timings,
             metadata=metadata,
+            artifacts=not run.batched,
         )
     except VideoGenError as failure:
         # The job succeeded, so the provider billed it, even though no good video could be stored
         # (the download kept failing, or the bytes failed verification): the ledger must still show it.
         entry = await _account_failure(run, booking, job, failure, "not_stored", reservation, cached)
         return VideoOutcome(entry=entry, error=failure)
-    entry = await record_cost(
+    entry = await _recorder(run)(
         plan, job, estimated, run.ledger, account_id, item_id, result.video_uri, quoted, idempotency_key
     )
     run.entries.append(entry)

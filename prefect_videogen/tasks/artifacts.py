@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import posixpath
 import re
 import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from uuid import UUID
@@ -74,16 +76,23 @@ class ProgressArtifact:
         ```
     """
 
-    def __init__(self, artifact_id: UUID) -> None:
+    def __init__(self, artifact_id: UUID, *, min_interval: float = 0.0) -> None:
         self.artifact_id = artifact_id
+        #: At most one update per ``min_interval`` seconds (a batch's bar: thousands of items must
+        #: not mean thousands of API calls); the last value shown is always sent.
+        self.min_interval = min_interval
         self._shown: float | None = None
         self._sent: float | None = None
+        self._sent_at = float("-inf")
+        self._flush = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self.description = ""
 
     @classmethod
-    async def create(cls, description: str, key: str | None = None) -> ProgressArtifact:
-        bar = cls(await acreate_progress_artifact(progress=0.0, key=key, description=description))
+    async def create(cls, description: str, key: str | None = None, *, min_interval: float = 0.0) -> ProgressArtifact:
+        bar = cls(
+            await acreate_progress_artifact(progress=0.0, key=key, description=description), min_interval=min_interval
+        )
         bar.description = description
         return bar
 
@@ -106,18 +115,23 @@ class ProgressArtifact:
             self._sender = asyncio.create_task(self._send())
 
     async def aclose(self) -> None:
-        """Wait until the last value shown has been sent."""
+        """Wait until the last value shown has been sent (at once: no ``min_interval`` wait)."""
+        self._flush.set()
         if self._sender is not None:
             await self._sender
 
     async def _send(self) -> None:
         while self._shown is not None and self._shown != self._sent:
+            pause = self._sent_at + self.min_interval - time.monotonic()
+            if pause > 0 and not self._flush.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._flush.wait(), pause)
             value = self._shown
             try:
                 await aupdate_progress_artifact(artifact_id=self.artifact_id, progress=value)
             except Exception as exc:
                 logger.warning("could not update progress artifact %s: %s", self.artifact_id, exc)
-            self._sent = value
+            self._sent, self._sent_at = value, time.monotonic()
 
 
 @dataclass(frozen=True)

@@ -138,8 +138,13 @@ _wait_started: dict[Any, float] = {}
     cache_policy=JobCachePolicy(step="wait"),
     persist_result=True,
 )
-async def wait_for_video(job: VideoJob, provider: VideoProviderBlock, timeout_seconds: float = 1800.0) -> VideoJob:
+async def wait_for_video(
+    job: VideoJob, provider: VideoProviderBlock, timeout_seconds: float = 1800.0, progress_artifact: bool = True
+) -> VideoJob:
     """Poll ``job`` until it succeeds, updating a progress artifact; raises the typed error otherwise.
+
+    ``progress_artifact=False`` (a batch, which shows one progress artifact for all its items) makes
+    no artifact of its own: a job's bar costs the API a create and up to 20 updates.
 
     ``timeout_seconds`` bounds the whole wait, Prefect retries included (they happen after a poll
     failed for another reason: the deadline is computed once, from the first attempt's start), and
@@ -154,8 +159,12 @@ async def wait_for_video(job: VideoJob, provider: VideoProviderBlock, timeout_se
         raise JobTimedOut(
             provider=job.provider, job_id=job.job_id, waited_seconds=time.time() - started, last_status=job.raw_status
         )
-    bar = await ProgressArtifact.create(
-        f"{job.provider} {job.model} job {job.job_id}", key=video_artifact_key(job.provider, job.job_id, "progress")
+    bar = (
+        await ProgressArtifact.create(
+            f"{job.provider} {job.model} job {job.job_id}", key=video_artifact_key(job.provider, job.job_id, "progress")
+        )
+        if progress_artifact
+        else None
     )
     shown = {"progress": -1.0}
 
@@ -166,7 +175,8 @@ async def wait_for_video(job: VideoJob, provider: VideoProviderBlock, timeout_se
         progress.publish(progress.ProgressEvent("status", current.provider, current.job_id, value, current.raw_status))
         if value - shown["progress"] >= 0.05 or (current.status.is_terminal and shown["progress"] < 1.0):
             shown["progress"] = value
-            bar.show(round(value * 100, 1))
+            if bar is not None:
+                bar.show(round(value * 100, 1))
 
     try:
         async with provider.shared_client() as client:
@@ -174,13 +184,15 @@ async def wait_for_video(job: VideoJob, provider: VideoProviderBlock, timeout_se
     except Exception as exc:
         if not should_retry(exc):
             _wait_started.pop(run_id, None)  # final: no retry will look the start up
-            await bar.fail(str(exc))
+            if bar is not None:
+                await bar.fail(str(exc))
         raise
     else:
         _wait_started.pop(run_id, None)
         return done
     finally:
-        await bar.aclose()
+        if bar is not None:
+            await bar.aclose()
 
 
 @task(
@@ -200,10 +212,13 @@ async def download_video(
     key_fields: dict[str, str] | None = None,
     timings: dict[str, float] | None = None,
     metadata: dict[str, Any] | None = None,
+    artifacts: bool = True,
 ) -> VideoResult:
     """Stream the finished video into ``storage``, verify it and write its sidecar.
 
     ``storage_url`` names the target for the cache key (the storage object itself is not hashable).
+    ``artifacts=False`` (a batch, whose table artifact links every video) skips the video's link and
+    thumbnail artifacts: two API calls and a first-frame decode per video.
     """
     started = time.monotonic()
     async with provider.shared_client() as client:
@@ -211,7 +226,8 @@ async def download_video(
             client, plan, job, storage, key_fields=key_fields, timings=timings, metadata=metadata
         )
     try:
-        await publish_video_artifacts(result, storage)
+        if artifacts:
+            await publish_video_artifacts(result, storage)
     except Exception as exc:  # the video is stored; a missing link or thumbnail must not re-run the download
         get_run_logger().warning("could not publish artifacts for %s: %s", result.video_uri, exc)
     progress.publish(

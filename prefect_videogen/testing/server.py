@@ -149,6 +149,24 @@ class EmulatorState:
             return 1.0
         return min((self.clock() - job["created"]) / self.latency_seconds, 1.0)
 
+    def in_flight(self) -> tuple[int, int]:
+        """Jobs queued or running now, and the most there ever were at once: ``(current, peak)``.
+
+        A job is in flight from its creation until ``latency_seconds`` later, when it ends (a job
+        failed on creation counts too: the count never reads lower than the provider's). Computed
+        from the jobs' creation times, so no emulator has to report starts and ends; the peak is
+        reached at some creation, so one sweep over the sorted creation times finds it.
+        """
+        with self.lock:
+            created = sorted(job["created"] for job in self.jobs.values() if "created" in job)
+        now, ends, peak = self.clock(), deque[float](), 0
+        for start in created:
+            while ends and ends[0] <= start:
+                ends.popleft()
+            ends.append(start + self.latency_seconds)
+            peak = max(peak, len(ends))
+        return sum(1 for start in created if start <= now < start + self.latency_seconds), peak
+
     def reset(self) -> None:
         with self.lock:
             self.counters.clear()
@@ -266,6 +284,7 @@ def with_control_routes(emulator: EmulatorState) -> Any:
                 "counters": dict(emulator.counters),
                 "charges": dict(getattr(emulator, "charges", {}) or {}),
                 "jobs": len(emulator.jobs),
+                "in_flight": dict(zip(("current", "peak"), emulator.in_flight(), strict=True)),
             }
         ).encode()
         await send(

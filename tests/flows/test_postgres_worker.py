@@ -8,6 +8,7 @@ missing; deselect with ``-m "not postgres"``. Takes about a minute; every wait i
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -323,3 +324,164 @@ async def test_two_workers_run_the_same_batch_at_once_against_s3(server, tmp_pat
         for log in logs:
             log.close()
         moto.stop()
+
+
+# -- one batch over three task workers (issue 20) ----------------------------------------------------
+
+ITEMS, LIMIT = 30, 4
+
+
+def s3_env() -> dict[str, str]:
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+
+
+def start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+@pytest.mark.timeout(480)
+async def test_one_batch_on_three_task_workers_survives_a_killed_worker(server, tmp_path):
+    """A 30-item batch handed to three task workers (three machines' worth) under one global limit
+    of 4, storage on S3 (moto server). One worker is SIGKILLed while it holds a submitted job; the
+    batch run then hangs on that worker's items and is killed too; one rerun completes the batch:
+    every item stored exactly once, 30 provider jobs in all, never more than 4 in flight."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+    from prefect.client.orchestration import PrefectClient
+
+    from prefect_videogen.blocks import APIFrameCredentials, S3VideoStorage
+    from prefect_videogen.spend.ledger import Ledger
+    from prefect_videogen.storage import VideoStorage
+    from prefect_videogen.testing import EmulatorServer
+    from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY, APIFrameEmulator
+
+    env = {**server, **s3_env(), "PYTHONPATH": str(REPO_ROOT)}
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    endpoint, bucket = f"http://{host}:{port}", f"scale-{uuid.uuid4().hex[:10]}"
+    s3_options = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": endpoint}}
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
+    storage = VideoStorage(f"s3://{bucket}/videos", storage_options=s3_options)
+    emulator = APIFrameEmulator(latency_seconds=1.0)
+    processes: list[subprocess.Popen] = []
+    try:
+        with EmulatorServer(emulator) as api:
+            prefect_cli(env, "gcl", "create", "videogen-apiframe", "--limit", str(LIMIT))
+            async with PrefectClient(api=env["PREFECT_API_URL"]) as client:
+                await APIFrameCredentials(api_key=EMULATOR_API_KEY, base_url=api.base_url).asave(
+                    "scale-provider", client=client
+                )
+                await S3VideoStorage(
+                    bucket=bucket,
+                    prefix="videos",
+                    endpoint_url=endpoint,
+                    region_name="us-east-1",
+                    aws_access_key_id="testing",
+                    aws_secret_access_key="testing",
+                ).asave("scale-storage", client=client)
+            workers = [
+                start(
+                    [sys.executable, "-m", "prefect_videogen.flows.distributed", "--limit", "2"],
+                    env,
+                    tmp_path / f"worker{i}.log",
+                )
+                for i in range(3)
+            ]
+            processes += workers
+            args = {
+                "tag": tmp_path.name,
+                "items": ITEMS,
+                "provider": "scale-provider",
+                "storage": "scale-storage",
+                "batch_name": "scale-out",
+            }
+            runner = [sys.executable, str(REPO_ROOT / "tests" / "scale_runner.py"), json.dumps(args)]
+            first = start(runner, env, tmp_path / "run1.log")
+            processes.append(first)
+
+            # Kill worker 0 once it holds a submitted job (its claim, in the bucket, names its pid).
+            victim, deadline = workers[0], time.monotonic() + 120
+            while not any(c.pid == victim.pid and c.job_id for c in await claims(storage)):
+                assert time.monotonic() < deadline and first.poll() is None, logs(tmp_path)
+                await asyncio.sleep(0.2)  # other processes at work: poll the bucket
+            os.killpg(victim.pid, signal.SIGKILL)
+            victim.wait(timeout=10)
+
+            # The batch run waits for the dead worker's items for ever. Once every item the other
+            # workers received is finished (task run ids from the run's and the worker's logs), kill
+            # it and run the batch again.
+            others = await wait_for_all_but(tmp_path, victim_log=tmp_path / "worker0.log", api=env["PREFECT_API_URL"])
+            assert others >= ITEMS - 3  # the victim held at most its limit (2) plus one item received ahead
+            stop(first)
+
+            rerun = start(runner, env, tmp_path / "run2.log")
+            processes.append(rerun)
+            rerun.wait(timeout=240)
+            output = (tmp_path / "run2.log").read_text()
+            assert f'result {{"stored": {ITEMS}}}' in output, logs(tmp_path)
+
+        claimed = await claims(storage)
+        # Every item stored once, each by exactly one job, and no job made twice for one item.
+        assert emulator.counters["jobs_created"] == ITEMS == len(claimed)
+        assert len({c.job_id for c in claimed}) == ITEMS and {c.job_id for c in claimed} == set(emulator.jobs)
+        videos = [p for p in storage.fs.find(f"{bucket}/videos") if p.endswith(".mp4")]
+        assert len(videos) == ITEMS
+        entries = await Ledger(storage).entries()
+        assert len(entries) == ITEMS and {e.charge_status.value for e in entries} == {"billed"}
+        assert emulator.in_flight()[1] <= LIMIT  # the global limit, across all three workers
+        assert emulator.in_flight()[1] >= 2  # and the items really ran side by side
+    finally:
+        for process in processes:
+            stop(process)
+        moto.stop()
+
+
+TASK_RUN_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+async def wait_for_all_but(tmp_path: Path, *, victim_log: Path, api: str, timeout: float = 240) -> int:
+    """Wait until every item task run of the first batch run is final, except those the killed worker
+    had received; returns how many that was."""
+    import re
+
+    from prefect.client.orchestration import PrefectClient
+
+    victim = set(re.findall(rf"Received task run: ({TASK_RUN_ID})", victim_log.read_text()))
+    deadline = time.monotonic() + timeout
+    async with PrefectClient(api=api) as client:
+        while True:
+            created = set(re.findall(rf"/task-run/({TASK_RUN_ID})", (tmp_path / "run1.log").read_text()))
+            runs = [await client.read_task_run(run_id) for run_id in sorted(created - victim)]
+            if len(created) == ITEMS and all(r.state is not None and r.state.is_final() for r in runs):
+                return len(runs)
+            assert time.monotonic() < deadline, logs(tmp_path)
+            await asyncio.sleep(1)  # other processes at work: poll their task runs
+
+
+async def claims(storage):
+    from prefect_videogen.spend.claims import ClaimStore
+
+    storage.fs.invalidate_cache()  # s3fs caches listings: the claims change under it
+    found, _problems = await ClaimStore(storage).all("apiframe")
+    return found
+
+
+def logs(tmp_path: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-2500:]}" for p in sorted(tmp_path.glob("*.log")))
