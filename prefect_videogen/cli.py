@@ -15,8 +15,8 @@ Provider keys come from saved blocks (``--block NAME``) or the environment, neve
 from __future__ import annotations
 
 import argparse
-import inspect
 import asyncio
+import inspect
 import os
 import sys
 import traceback
