@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_table_artifact
-from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Completed, State
-from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel, Field
 
 from prefect_videogen.batch.expansion import BatchItem, PromptSource, expand
@@ -58,6 +56,10 @@ from prefect_videogen.tasks.slots import Bound
 
 #: Seconds between updates of a batch's progress artifact, however many items end meanwhile.
 PROGRESS_INTERVAL = 2.0
+#: Largest batch whose items get artifacts of their own by default (each job's progress bar, each
+#: video's link and thumbnail): beyond it they would bury the batch's own table in the Artifacts page
+#: and cost the server three calls per video (BENCHMARKS.md, "Scale").
+ITEM_ARTIFACTS_UP_TO = 100
 
 DEFAULT_REWRITE_INSTRUCTION = (
     "Rewrite the user's video prompt into one vivid, concrete paragraph for a text-to-video model: "
@@ -97,20 +99,11 @@ def expand_prompts(prompts: PromptSource, provider: str) -> list[BatchItem]:
     return expand(prompts, provider)
 
 
-@dataclass
-class StoredItemPolicy(CachePolicy):
-    """Key = manifest + item + job: a rerun of a stored item is answered from the cache."""
-
-    def compute_key(
-        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
-    ) -> str | None:
-        return hash_objects("videogen-stored-v1", inputs["manifest"].uri, inputs["item_id"], inputs["job_id"])
-
-
-@task(task_run_name="stored {item_id}", cache_policy=StoredItemPolicy(), persist_result=True)
-async def mark_stored(manifest: ManifestStore, item_id: str, job_id: str, changes: dict[str, Any]) -> ManifestItem:
-    """Record a stored item in the manifest. Makes no provider call, so it is safe to re-run."""
-    return await manifest.update(item_id, **changes) if changes else manifest.manifest.items[item_id]  # type: ignore[union-attr]
+@task(task_run_name="stored {item_id}", cache_policy=NO_CACHE)
+async def answer_stored(item_id: str, entry: ManifestItem) -> State[ManifestItem]:
+    """The step that answers an item stored by an earlier run: no provider call, shown as Cached
+    in the UI because its answer is that run's record (the manifest), not new work."""
+    return Completed(name="Cached", data=entry)
 
 
 def default_batch_id(provider: str, account_id: str, items: list[BatchItem]) -> str:
@@ -213,12 +206,12 @@ class _Books:
 async def _answer_stored(
     item: BatchItem, estimated: Cost, manifest: ManifestStore, run: RunSettings
 ) -> BatchItemResult | None:
-    """An item stored by an earlier run (its video still there): answered from its "stored" step's cache
-    (shown as Cached), never through the paid submit task, which would pay again if its cache had been
+    """An item stored by an earlier run (its video still there): answered by its "stored" step (shown
+    as Cached), never through the paid submit task, which would pay again if its cache had been
     cleared. None when the item still has to be made."""
     entry = manifest.manifest.items[item.item_id]  # type: ignore[union-attr]
     if entry.status == "stored" and not run.refresh and entry.video_key and await run.storage.exists(entry.video_key):
-        await mark_stored(manifest, item.item_id, entry.job_id or "", {})
+        await answer_stored(item.item_id, entry)
         return _stored_earlier(item, entry, estimated, run.storage)
     return None
 
@@ -281,6 +274,7 @@ async def _run_distributed(
         limit_name=limit_name,
         timeout_seconds=run.timeout_seconds,
         refresh=run.refresh,
+        item_artifacts=run.item_artifacts,
     ):
         if report.cost_usd is not None:
             reservations[report.item_id].settle(report.cost_usd)
@@ -381,6 +375,7 @@ async def generate_videos(
     refresh: bool = False,
     timeout_seconds: Annotated[float, Field(gt=0)] = 1800.0,
     distribute: bool = False,
+    item_artifacts: bool | None = None,
 ) -> BatchResult:
     """Generate a batch of videos from a prompt template.
 
@@ -404,6 +399,8 @@ async def generate_videos(
         distribute: hand the items to task workers (``python -m prefect_videogen.flows.distributed``
             on each machine) instead of running them in this process; needs saved blocks and the
             provider's global concurrency limit (README, "Scaling out").
+        item_artifacts: give each job a progress artifact and each video its link and thumbnail
+            artifacts; empty: only for batches of up to 100 items (a larger one shows its table and bar).
 
     Example:
         ```python
@@ -486,6 +483,7 @@ async def generate_videos(
         timeout_seconds=timeout_seconds,
         refresh=refresh,
         batched=True,
+        item_artifacts=len(items) <= ITEM_ARTIFACTS_UP_TO if item_artifacts is None else item_artifacts,
     )
     bar = await ProgressArtifact.create(
         f"Batch {batch_id}: {len(items)} items", key="videogen-batch-progress", min_interval=PROGRESS_INTERVAL

@@ -183,6 +183,7 @@ async def run_batch_item(
     limit_name: str,
     timeout_seconds: float = 1800.0,
     refresh: bool = False,
+    item_artifacts: bool = False,
 ) -> ItemReport:
     """One item of a distributed batch, run by a task worker: submit, wait and download under the
     provider's global concurrency limit, its charge booked in the batch's ledger.
@@ -199,6 +200,7 @@ async def run_batch_item(
         timeout_seconds=timeout_seconds,
         refresh=refresh,
         batched=True,
+        item_artifacts=item_artifacts,
     )
     return await produce_item(item, estimated, provider, run, batch_id=batch_id, bound=limit_name)  # type: ignore[arg-type]
 
@@ -213,6 +215,7 @@ async def dispatch(
     limit_name: str,
     timeout_seconds: float,
     refresh: bool,
+    item_artifacts: bool,
 ) -> AsyncIterator[ItemReport]:
     """Hand ``items`` to task workers and yield their reports as they finish (in any order)."""
     gate = asyncio.Semaphore(DISPATCH_CONCURRENCY)
@@ -227,6 +230,7 @@ async def dispatch(
             limit_name=limit_name,
             timeout_seconds=timeout_seconds,
             refresh=refresh,
+            item_artifacts=item_artifacts,
         )
         async with gate:  # apply_async is synchronous (an API call): off the event loop
             return await asyncio.to_thread(run_batch_item.apply_async, kwargs=kwargs)

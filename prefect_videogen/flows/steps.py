@@ -54,9 +54,12 @@ class RunSettings:
     timeout_seconds: float = 1800.0
     refresh: bool = False
     entries: list[LedgerEntry] = field(default_factory=list)
-    #: A batch's items: costs are booked by the item's own code (no "cost" task run), and the
-    #: per-job progress and per-video artifacts give way to the batch's own (BENCHMARKS.md, issue 20).
+    #: A batch's items: costs are booked by the item's own code, not a "cost" task run of their own
+    #: (the batch shows one cost table; BENCHMARKS.md, issue 20).
     batched: bool = False
+    #: Each job's progress artifact and each video's link and thumbnail artifacts. A large batch turns
+    #: them off (three API calls and a frame decode per video) and shows its own table and bar.
+    item_artifacts: bool = True
 
     @property
     def storage_url(self) -> str:
@@ -275,7 +278,7 @@ async def _produce_video(
             reservation.release()  # an earlier run paid for this job; nothing is spent now
         submitted = time.monotonic()
         try:
-            job = await wait(job, provider, run.timeout_seconds, progress_artifact=not run.batched)
+            job = await wait(job, provider, run.timeout_seconds, progress_artifact=run.item_artifacts)
         except JobFailed as failure:
             entry = await _account_failure(run, booking, failure.job or job, failure, failure.code, reservation, cached)
             return VideoOutcome(entry=entry, error=failure)
@@ -290,7 +293,7 @@ async def _produce_video(
             key_fields={"flow_run": flow_run.get_name() or "", "item": item_id},
             timings=timings,
             metadata=metadata,
-            artifacts=not run.batched,
+            artifacts=run.item_artifacts,
         )
     except VideoGenError as failure:
         # The job succeeded, so the provider billed it, even though no good video could be stored

@@ -5,14 +5,11 @@ from __future__ import annotations
 import pytest
 from prefect.utilities.callables import parameter_schema
 
+from prefect_videogen import registry
 from prefect_videogen.blocks import (
-    APIFrameCredentials,
     ChatCompletionsCredentials,
-    LocalRenderer,
     LocalVideoStorage,
-    OpenAICredentials,
     S3VideoStorage,
-    ScenarioCredentials,
 )
 from prefect_videogen.flows import generate_video, generate_videos
 
@@ -22,6 +19,8 @@ PROVIDER_SLUGS = {
     "videogen-scenario-credentials",
     "videogen-apiframe-credentials",
     "videogen-gemini-credentials",
+    "videogen-fal-credentials",
+    "videogen-replicate-credentials",
 }
 STORAGE_SLUGS = {"videogen-local-storage", "videogen-s3-storage"}
 
@@ -52,9 +51,7 @@ def assert_model_form(schema: dict, model: dict) -> None:
 
 
 def test_block_slugs_are_the_registered_ones():
-    assert {
-        b.get_block_type_slug() for b in (LocalRenderer, OpenAICredentials, ScenarioCredentials, APIFrameCredentials)
-    } == PROVIDER_SLUGS
+    assert {block.get_block_type_slug() for block in registry.block_classes()} == PROVIDER_SLUGS
     assert {b.get_block_type_slug() for b in (LocalVideoStorage, S3VideoStorage)} == STORAGE_SLUGS
 
 
