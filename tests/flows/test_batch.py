@@ -189,3 +189,27 @@ async def test_rewrite_keeps_both_prompts_and_is_paid_once(prefect_server, tmp_p
         sidecar = json.loads(open(item.sidecar_uri).read())
         assert sidecar["metadata"]["original_prompt"] == item.original_prompt
         assert sidecar["request"]["prompt"] == item.prompt
+
+
+@pytest.mark.parametrize("item_artifacts", [None, False])
+async def test_item_artifacts_by_default_in_a_small_batch_and_off_on_request(prefect_server, tmp_path, item_artifacts):
+    source = PromptSource(template="{subject} {tag}", grid={"subject": ["a fox", "an owl"], "tag": [tmp_path.name]})
+    state = await generate_videos(
+        source,
+        provider=renderer(tmp_path),
+        storage=storage(tmp_path),
+        item_artifacts=item_artifacts,
+        return_state=True,
+    )
+    assert (await state.aresult()).counts == {"stored": 2}
+    async with get_client() as client:
+        found = await client.request(
+            "POST",
+            "/artifacts/filter",
+            json={"artifacts": {"flow_run_id": {"any_": [str(state.state_details.flow_run_id)]}}},
+        )
+    keys = {a["key"] for a in found.json()}
+    per_item = {k for k in keys if k.startswith(("video-", "progress-"))}
+    # Each video's link and thumbnail and each job's bar: 3 per item in a batch of up to 100 items.
+    assert len(per_item) == (6 if item_artifacts is None else 0), keys
+    assert {"videogen-batch", "videogen-batch-progress", "videogen-costs"} <= keys
