@@ -53,7 +53,10 @@ def probe_video(source: str | Path | IO[bytes]) -> VideoProbe:
                 duration = container.duration / av.time_base
             else:
                 raise ValueError("duration unknown")
-            # Decode the first frame: a header alone does not prove the stream is decodable.
+            # Decode the first frame: a header alone does not prove the stream is decodable. One
+            # decoder thread: FFmpeg's default frame threading starts a thread per core and decodes
+            # ahead, work thrown away when only the first frame is wanted.
+            stream.codec_context.thread_count = 1
             next(container.decode(stream))
             return VideoProbe(
                 duration_seconds=duration,

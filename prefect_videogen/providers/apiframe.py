@@ -242,12 +242,15 @@ class APIFrameVideoProvider(VideoProvider):
         return self._update(job, data)
 
     async def list_active_jobs(
-        self, *, page_size: int = 100, max_pages: int = 20
+        self, *, page_size: int = 100, max_pages: int = 200
     ) -> tuple[dict[str, dict[str, Any]], bool]:
         """``GET /v2/jobs?status=...`` for QUEUED and PROCESSING, page by page (both at once).
 
         Returns the job objects by id and whether the listing is complete: False when either
-        status had more than ``max_pages`` pages, or answered in a shape we do not know.
+        status had more than ``max_pages`` pages, or answered in a shape we do not know. A page
+        answers up to ``page_size`` waits for one request, so ``max_pages`` covers twice the
+        10,000 jobs one process is built to wait on: an incomplete listing sends every job it
+        left out to a read of its own.
         """
 
         async def one(status: str) -> tuple[dict[str, dict[str, Any]], bool]:

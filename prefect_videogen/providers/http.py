@@ -57,9 +57,18 @@ Clock = Callable[[], float]
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 # Downloads cost nothing, so a dropped one is resumed and retried for this long before giving up.
 DEFAULT_DOWNLOAD_BUDGET_SECONDS = 600.0
-# httpx keeps only 20 idle connections by default: with hundreds of jobs polled from one process,
-# most polls would then open a new TCP (and TLS) connection. Keep as many alive as may be in use.
-DEFAULT_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=30.0)
+# API requests (not downloads) in flight at once through one transport; the rest wait their turn
+# here, in order. httpcore's pool does its bookkeeping each time a request starts or ends, over every
+# queued request and every connection (two syscalls per idle connection, and a count of the idle
+# ones per idle one): with thousands of waits' reads falling due together, a pool of 256 connections
+# and an unbounded queue made that a full core for minutes (BENCHMARKS.md, ``jobs_in_flight.py``).
+API_REQUESTS_IN_FLIGHT = 16
+# Kept alive: as many connections as the gate lets run at once, so a steady stream of polls reuses
+# them instead of opening new TCP (and TLS) connections; room above that for streamed downloads
+# through the API client (OpenAI's ``/content``), which do not pass the gate.
+DEFAULT_LIMITS = httpx.Limits(
+    max_connections=2 * API_REQUESTS_IN_FLIGHT, max_keepalive_connections=API_REQUESTS_IN_FLIGHT, keepalive_expiry=30.0
+)
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-trace-id", "trace-id")
 
 
@@ -173,6 +182,7 @@ class HttpTransport:
             limits=DEFAULT_LIMITS,
             verify=shared_ssl_context(),
         )
+        self._api_gate = asyncio.Semaphore(API_REQUESTS_IN_FLIGHT)
         # CDN downloads: a separate client that carries no provider credentials at all.
         self.cdn = httpx.AsyncClient(
             timeout=timeout, follow_redirects=True, transport=transport, verify=shared_ssl_context()
@@ -206,8 +216,13 @@ class HttpTransport:
             ProviderError: typed by status; ``ProviderUnavailable`` for transport failures.
         """
         url = path.lstrip("/")
+
+        async def send_once() -> httpx.Response:
+            async with self._api_gate:
+                return await self.api.request(method, url, **kwargs)
+
         return await self._request(
-            lambda: self.api.request(method, url, **kwargs),
+            send_once,
             what=f"{method} {path}",
             origin=self.base_url,
             paid=paid,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from datetime import datetime, timezone
@@ -21,7 +22,7 @@ from prefect_videogen.errors import (
     StorageError,
     VerificationFailed,
 )
-from prefect_videogen.providers.http import ErrorInfo, HttpTransport, default_error
+from prefect_videogen.providers.http import API_REQUESTS_IN_FLIGHT, ErrorInfo, HttpTransport, default_error
 from prefect_videogen.providers.retry import RetryPolicy, is_retryable, parse_retry_after, should_retry
 from prefect_videogen.tasks.generation import retry_if_refused, retry_if_retryable
 
@@ -320,3 +321,27 @@ async def test_refused_connection_fails_fast_naming_the_url(paid):
     assert error.unreachable and not error.maybe_created
     assert "idempotency" not in str(error).lower() and "may have created" not in str(error)
     assert not should_retry(error, paid=True)  # Prefect does not retry the submit either
+
+
+async def test_api_requests_beyond_the_gate_wait_in_line_and_all_get_answered():
+    """Thousands of due reads must not pile into httpcore's pool, whose bookkeeping grows with its queue."""
+    active = peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        for _ in range(5):  # let every other request that can start, start
+            await asyncio.sleep(0)
+        active -= 1
+        return httpx.Response(200, json={"id": request.url.path})
+
+    transport = HttpTransport("testprov", "https://api.test/v1", transport=httpx.MockTransport(handler))
+    try:
+        answers = await asyncio.gather(
+            *(transport.json("GET", f"/jobs/{n}") for n in range(5 * API_REQUESTS_IN_FLIGHT))
+        )
+    finally:
+        await transport.aclose()
+    assert [a["id"] for a in answers] == [f"/v1/jobs/{n}" for n in range(5 * API_REQUESTS_IN_FLIGHT)]
+    assert peak == API_REQUESTS_IN_FLIGHT
