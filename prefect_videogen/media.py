@@ -8,7 +8,7 @@ import textwrap
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import av
 import numpy as np
@@ -36,6 +36,17 @@ class VideoProbe:
     frames: int
 
 
+def _first_frame(container: Any, stream: Any) -> av.VideoFrame:
+    """The first decoded frame of ``stream``, on one decoder thread: FFmpeg's default frame threading
+    starts a thread per core and decodes ahead, work thrown away when only the first frame is wanted.
+
+    Raises:
+        StopIteration: the stream has no decodable frame.
+    """
+    stream.codec_context.thread_count = 1
+    return next(container.decode(stream))
+
+
 def probe_video(source: str | Path | IO[bytes]) -> VideoProbe:
     """Open ``source`` (a path or a seekable binary file) with PyAV and read its first video stream.
 
@@ -53,11 +64,8 @@ def probe_video(source: str | Path | IO[bytes]) -> VideoProbe:
                 duration = container.duration / av.time_base
             else:
                 raise ValueError("duration unknown")
-            # Decode the first frame: a header alone does not prove the stream is decodable. One
-            # decoder thread: FFmpeg's default frame threading starts a thread per core and decodes
-            # ahead, work thrown away when only the first frame is wanted.
-            stream.codec_context.thread_count = 1
-            next(container.decode(stream))
+            # Decode the first frame: a header alone does not prove the stream is decodable.
+            _first_frame(container, stream)
             return VideoProbe(
                 duration_seconds=duration,
                 width=stream.codec_context.width,
@@ -191,7 +199,7 @@ def first_frame_image(source: str | Path | IO[bytes], *, image_format: str = "JP
         with av.open(source, mode="r") as container:
             if not container.streams.video:
                 raise ValueError("no video stream")
-            image = next(container.decode(container.streams.video[0])).to_image()
+            image = _first_frame(container, container.streams.video[0]).to_image()
     except (av.error.FFmpegError, StopIteration, ValueError) as exc:
         raise ValueError(f"not a decodable video: {exc}") from exc
     image.thumbnail((max_size, max_size))
