@@ -69,11 +69,12 @@ async def run_async(base_url: str, jobs: int, key: str, *, listing: bool) -> Non
     from prefect_videogen.models import VideoRequest
     from prefect_videogen.providers.apiframe import APIFrameVideoProvider
     from prefect_videogen.providers.polling import wait_for_job
+    from prefect_videogen.providers.watch import JobWatcher
 
     gate = asyncio.Semaphore(SUBMIT_CONCURRENCY)
     catalog = load_catalog()
     async with APIFrameVideoProvider(key, base_url=base_url) as provider:
-        provider.lists_active_jobs = listing  # type: ignore[misc]  (async-each: the watcher reads each job)
+        JobWatcher.of(provider).listing = listing  # async-each: the watcher reads each job alone
 
         async def submit(n: int):
             async with gate:

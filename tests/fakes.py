@@ -60,6 +60,10 @@ class VirtualClock(FakeClock):
     async def _drive(self) -> None:
         while self._sleepers:
             await asyncio.sleep(0.001)
+            while self._sleepers and self._sleepers[0][2].done():  # a cancelled sleep moves no time
+                heapq.heappop(self._sleepers)
+            if not self._sleepers:
+                break
             self.now = max(self.now, self._sleepers[0][0])
             while self._sleepers and self._sleepers[0][0] <= self.now:
                 _, _, woken = heapq.heappop(self._sleepers)

@@ -35,7 +35,7 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -57,7 +57,7 @@ from prefect_videogen.errors import (
 from prefect_videogen.models import JobStatus, Rejection, RejectionStage, VideoJob
 from prefect_videogen.policy import check_local_image
 from prefect_videogen.providers.accounts import account_id_for
-from prefect_videogen.providers.base import VideoProvider, map_status, raise_for_job
+from prefect_videogen.providers.base import Listing, VideoProvider, map_status, raise_for_job
 from prefect_videogen.providers.http import (
     DEFAULT_TIMEOUT,
     ErrorInfo,
@@ -241,34 +241,67 @@ class APIFrameVideoProvider(VideoProvider):
             raise ProviderUnavailable(f"job {job.job_id} answered {str(data)[:200]}", provider=self.name)
         return self._update(job, data)
 
-    async def list_active_jobs(
-        self, *, page_size: int = 100, max_pages: int = 200
-    ) -> tuple[dict[str, dict[str, Any]], bool]:
+    async def list_active_jobs(self, *, page_size: int = 100, max_pages: int = 200) -> Listing:
         """``GET /v2/jobs?status=...`` for QUEUED and PROCESSING, page by page (both at once).
 
-        Returns the job objects by id and whether the listing is complete: False when either
-        status had more than ``max_pages`` pages, or answered in a shape we do not know. A page
-        answers up to ``page_size`` waits for one request, so ``max_pages`` covers twice the
-        10,000 jobs one process is built to wait on: an incomplete listing sends every job it
-        left out to a read of its own.
+        Incomplete when either status had more than ``max_pages`` pages, or answered in a shape we
+        do not know. A page answers up to ``page_size`` waits for one request, so ``max_pages``
+        covers twice the 10,000 jobs one process is built to wait on: an incomplete listing sends
+        every job it left out to a read of its own.
         """
+        processing, queued = await asyncio.gather(
+            self._list("PROCESSING", page_size, max_pages), self._list("QUEUED", page_size, max_pages)
+        )
+        return Listing(
+            {**queued.jobs, **processing.jobs},
+            processing.complete and queued.complete,
+            processing.requests + queued.requests,
+        )
 
-        async def one(status: str) -> tuple[dict[str, dict[str, Any]], bool]:
-            found: dict[str, dict[str, Any]] = {}
-            params: dict[str, Any] = {"status": status, "limit": page_size}
-            for _ in range(max_pages):
-                page = await self.http.json("GET", "/v2/jobs", params=params)
-                jobs = page.get("jobs") if isinstance(page, dict) else None
-                if not isinstance(jobs, list):
-                    return found, False
-                found.update((str(j["id"]), j) for j in jobs if isinstance(j, dict) and j.get("id") and j.get("status"))
-                if not page.get("hasMore") or not page.get("nextCursor"):
-                    return found, True
-                params["cursor"] = page["nextCursor"]
-            return found, False
+    async def list_finished_jobs(self, wanted: Collection[str], *, max_pages: int, page_size: int = 100) -> Listing:
+        """``GET /v2/jobs?status=COMPLETED`` until every wanted job is found, at most ``max_pages`` pages.
 
-        (processing, whole_p), (queued, whole_q) = await asyncio.gather(one("PROCESSING"), one("QUEUED"))
-        return {**queued, **processing}, whole_p and whole_q
+        A listed job is taken only with its ``result.videoUrl`` and its ``creditCost``: what the
+        download and the books need. The listing's order is not documented, so the caller bounds
+        the pages; failed and cancelled jobs (rare) are left to a read of their own.
+        """
+        ids = set(wanted)
+        return await self._list(
+            "COMPLETED", page_size, max_pages, keep=lambda job: str(job["id"]) in ids and _answers(job), wanted=len(ids)
+        )
+
+    async def _list(
+        self,
+        status: str,
+        page_size: int,
+        max_pages: int,
+        *,
+        keep: Callable[[dict[str, Any]], bool] = lambda job: True,
+        wanted: int | None = None,
+    ) -> Listing:
+        """One status's jobs that ``keep`` accepts, page by page, until the listing ends, ``max_pages``
+        pages are read, or ``wanted`` jobs are found."""
+        found: dict[str, dict[str, Any]] = {}
+        params: dict[str, Any] = {"status": status, "limit": page_size}
+        for pages in range(1, max_pages + 1):
+            page = await self.http.json("GET", "/v2/jobs", params=params)
+            jobs = page.get("jobs") if isinstance(page, dict) else None
+            if not isinstance(jobs, list):
+                return Listing(found, False, pages)
+            # Only the fields a read uses are kept (not the echoed input): a sweep's snapshot lives
+            # for seconds, and with 10,000 jobs its nested objects are most of what the garbage
+            # collector walks.
+            found.update(
+                (str(job["id"]), {field: job[field] for field in _READ_FIELDS if field in job})
+                for job in jobs
+                if isinstance(job, dict) and job.get("id") and job.get("status") and keep(job)
+            )
+            if wanted is not None and len(found) >= wanted:
+                return Listing(found, True, pages)
+            if not page.get("hasMore") or not page.get("nextCursor"):
+                return Listing(found, wanted is None, pages)
+            params["cursor"] = page["nextCursor"]
+        return Listing(found, False, max_pages)
 
     def apply_listed(self, job: VideoJob, data: dict[str, Any]) -> VideoJob:
         return self._update(job, data)
@@ -361,25 +394,28 @@ class APIFrameVideoProvider(VideoProvider):
             provider_data["video_url"] = None
         elif status is JobStatus.SUCCEEDED and not video_url:
             status, error, error_code = JobStatus.FAILED, "job COMPLETED without result.videoUrl", "no_result"
-        return job.model_copy(
-            update={
-                "status": status,
-                "raw_status": raw or job.raw_status,
-                "progress": (
-                    min(max(float(progress) / 100.0, 0.0), 1.0)
-                    if isinstance(progress, (int, float)) and not isinstance(progress, bool)
-                    else (1.0 if status is JobStatus.SUCCEEDED else job.progress)
-                ),
-                "error_code": error_code,
-                "error_message": error,
-                "reported_cost": cost,
-                "reported_cost_unit": "credits" if cost is not None else None,
-                "poll_after_seconds": None if status.is_terminal else self.poll_interval_seconds,
-                "rejection": rejection,
-                "charged": None if cost is None else cost > 0,
-                "provider_data": provider_data,
-            }
-        )
+        update = {
+            "status": status,
+            "raw_status": raw or job.raw_status,
+            "progress": (
+                min(max(float(progress) / 100.0, 0.0), 1.0)
+                if isinstance(progress, (int, float)) and not isinstance(progress, bool)
+                else (1.0 if status is JobStatus.SUCCEEDED else job.progress)
+            ),
+            "error_code": error_code,
+            "error_message": error,
+            "reported_cost": cost,
+            "reported_cost_unit": "credits" if cost is not None else None,
+            "poll_after_seconds": None if status.is_terminal else self.poll_interval_seconds,
+            "rejection": rejection,
+            "charged": None if cost is None else cost > 0,
+            "provider_data": provider_data,
+        }
+        # Unchanged (a job read again while it runs): the same object. Many waits re-read their
+        # jobs every few seconds, and a copy each time is garbage the collector then walks.
+        if all(getattr(job, field) == value for field, value in update.items()):
+            return job
+        return job.model_copy(update=update)
 
     def _map_error(self, response: httpx.Response, info: ErrorInfo) -> ProviderError | None:
         """APIFrame specifics: "model not found" answers, 400 details, 409 on a reused key."""
@@ -419,3 +455,19 @@ def _sent_model(request: httpx.Request) -> str:
         return str(json.loads(request.content).get("model") or "")
     except (ValueError, AttributeError, httpx.RequestNotRead):
         return ""
+
+
+# What ``_update`` reads from a job object.
+_READ_FIELDS = ("id", "status", "progress", "creditCost", "error", "result", "expired")
+
+
+def _answers(job: dict[str, Any]) -> bool:
+    """A listed job answers as fully as ``GET /v2/jobs/{id}``: completed, with its video URL and its charge."""
+    result, cost = job.get("result"), job.get("creditCost")
+    return (
+        job.get("status") == "COMPLETED"
+        and isinstance(result, dict)
+        and bool(result.get("videoUrl"))
+        and isinstance(cost, (int, float))
+        and not isinstance(cost, bool)
+    )

@@ -6,7 +6,7 @@ do is a capability: a small ``typing.Protocol`` the client implements or not, ch
 any client exists), instead of flags and ``NotImplementedError`` stubs on the base class:
 
 - :class:`Quotes`: prices a request without creating a job (Scenario's dry run).
-- :class:`ListsJobs`: lists the account's active jobs, so many waits share one listing.
+- :class:`ListsJobs`: lists the account's active and finished jobs, so many waits share one listing.
 - :class:`FindsJobs`: finds the job of a submit whose answer was lost (never pays again).
 - :class:`Idempotent`: ``submit`` honours ``idempotency_key``: the same key replays the first job.
 
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from prefect_videogen.catalog import VideoPlan
 from prefect_videogen.errors import ContentRejected, JobFailed
@@ -103,16 +103,35 @@ class Quotes(Protocol):
         ...
 
 
+class Listing(NamedTuple):
+    """What a paged job listing found."""
+
+    jobs: dict[str, dict[str, Any]]
+    """Raw provider job objects by id."""
+    complete: bool
+    """Every job asked for is accounted for: not cut off at its page limit, nor in a shape we do not know."""
+    requests: int
+    """Pages read."""
+
+
 @runtime_checkable
 class ListsJobs(Protocol):
-    """Lists the account's queued and processing jobs in pages.
+    """Lists the account's jobs in pages: the queued and processing ones, and finished ones by id.
 
     Waits on many jobs through one client then share one listing
     (:class:`~prefect_videogen.providers.watch.JobWatcher`) instead of each polling its job.
     """
 
-    async def list_active_jobs(self) -> tuple[dict[str, dict[str, Any]], bool]:
-        """The account's active jobs as raw provider objects by id, and whether that is all of them."""
+    async def list_active_jobs(self) -> Listing:
+        """The account's queued and processing jobs; complete when that is all of them."""
+        ...
+
+    async def list_finished_jobs(self, wanted: Collection[str], *, max_pages: int) -> Listing:
+        """Those of ``wanted`` found among the account's finished jobs within ``max_pages`` pages.
+
+        Only objects that answer as fully as ``get_job`` would (a finished job with its result and
+        its charge) are returned; complete when every wanted job was found.
+        """
         ...
 
     def apply_listed(self, job: VideoJob, data: dict[str, Any]) -> VideoJob:

@@ -175,7 +175,7 @@ async def wait_for_job(
         JobTimedOut: no terminal status before the deadline; the job id stays valid.
     """
     schedule = schedule or PollSchedule()
-    watcher = JobWatcher.of(provider, clock=clock) if isinstance(provider, ListsJobs) else None
+    watcher = JobWatcher.of(provider, clock=clock, sleep=sleep) if isinstance(provider, ListsJobs) else None
     with watcher.watching(job) if watcher else nullcontext():
         return await _poll_until_done(provider, job, watcher, timeout, schedule, clock, sleep, on_update)
 

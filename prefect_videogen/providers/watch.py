@@ -1,16 +1,28 @@
 """Many waits on one provider client share their status reads.
 
 Each wait keeps its own :class:`~prefect_videogen.providers.polling.PollSchedule` and sleeps on it as
-before; only the read at the end of a sleep changes. Where the provider can list its account's
-active jobs (APIFrame ``GET /v2/jobs?status=QUEUED|PROCESSING``) and at least
-``LISTING_MIN_JOBS`` jobs are waited on through one client, one *sweep* answers every wait that
-comes due at most ``max_age`` seconds after it: jobs still queued or processing come from the listing pages, and
-the watched jobs missing from a complete listing (finished since, or too new to be listed) are read
-one by one, once. The requests then grow with the number of sweeps, not with jobs times polls, and
-a provider's rate limit sees a few requests a second however many jobs are waited on (figures:
-BENCHMARKS.md, ``bench/jobs_in_flight.py``).
+before; only the read at the end of a sleep changes. Where the provider can list its account's jobs
+(APIFrame ``GET /v2/jobs?status=...``) and at least ``LISTING_MIN_JOBS`` jobs are waited on through
+one client, one *sweep* answers every wait that comes due at most ``max_age`` seconds after it:
 
-Nothing is ever guessed: a job absent from the listing, or a listing that fails or is cut off,
+1. jobs still queued or processing come from the active listing's pages;
+2. the watched jobs missing from a complete active listing (finished since, or too new to be listed)
+   are looked for in the finished listing, at most one page per ``FINISHED_PAGE_YIELD`` of them (its
+   order is not documented, so a listing that finds none of them costs at most a quarter more than
+   reading them alone);
+3. the rest are read one by one, once.
+
+The read a wait aims at its job's predicted finish must not be older than the aim, and it only asks
+whether the job has finished: where such reads come many at once (at least ``FINISHED_PAGE_YIELD``
+per ``FRESH_GATHER_SECONDS``, as when thousands of jobs end together), the ones asked within
+``FRESH_GATHER_SECONDS`` of each other are looked for together in the finished listing, after the
+last of them asked, and those not found are read alone. Otherwise each reads its job alone, at once.
+
+The requests then grow with the number of sweeps, not with jobs times polls, and a provider's rate
+limit sees a few requests a second however many jobs are waited on (figures: BENCHMARKS.md,
+``bench/jobs_in_flight.py``).
+
+Nothing is ever guessed: a job absent from the listings, or a listing that fails or is cut off,
 falls back to reading that job on its own, exactly as without a watcher. A listing the provider
 refuses (404/405: a gateway without it) turns sweeping off for that client.
 """
@@ -21,22 +33,50 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
 from prefect_videogen.errors import InvalidRequest, ProviderError
 from prefect_videogen.models import VideoJob
-from prefect_videogen.providers.base import Clock, ListsJobs, VideoProvider
+from prefect_videogen.providers.base import Clock, ListsJobs, Sleep, VideoProvider
 
 logger = logging.getLogger("prefect_videogen.providers.watch")
 
 # Below this many watched jobs, reading each due job costs fewer requests than paging a listing.
 LISTING_MIN_JOBS = 10
 # A sweep at most this old answers a due read: the read is then up to this much earlier than asked.
-DEFAULT_MAX_AGE = 2.0
+DEFAULT_MAX_AGE = 5.0
 # Missing jobs are read at most this many at once after a sweep.
 FALLBACK_CONCURRENCY = 16
+# The finished listing is paged at most once per this many jobs looked for in it.
+FINISHED_PAGE_YIELD = 4
+# Reads aimed at jobs' finishes asked within this long of each other are looked for together.
+FRESH_GATHER_SECONDS = 0.1
+
+
+class Snapshot:
+    """Watched jobs as a sweep or a finish check read them: each one's listed object (or the job read
+    alone), and when it was read.
+
+    Two flat dicts rather than a (data, time) pair per job: with 10,000 jobs waited on, a sweep's
+    pairs are 10,000 objects the garbage collector walks until the next sweep replaces them; a dict
+    of floats it does not track (measured: BENCHMARKS.md).
+    """
+
+    __slots__ = ("data", "read_at")
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, Any] | VideoJob] = {}
+        self.read_at: dict[str, float] = {}
+
+    def add(self, job_id: str, data: dict[str, Any] | VideoJob, read_at: float) -> None:
+        self.data[job_id], self.read_at[job_id] = data, read_at
+
+    def update(self, other: Snapshot) -> None:
+        self.data.update(other.data)
+        self.read_at.update(other.read_at)
 
 
 class JobWatcher:
@@ -47,18 +87,28 @@ class JobWatcher:
     """
 
     def __init__(
-        self, provider: VideoProvider, *, clock: Clock = time.monotonic, max_age: float = DEFAULT_MAX_AGE
+        self,
+        provider: VideoProvider,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        max_age: float = DEFAULT_MAX_AGE,
     ) -> None:
         # Weak: the registry below holds watchers by their provider, and a strong reference back would
         # keep every provider (and its connection pool) alive as long as the process.
         self._provider = weakref.ref(provider)
-        self.clock = clock
+        self.clock, self.sleep = clock, sleep
         self.max_age = max_age
         self.listing = isinstance(provider, ListsJobs)
+        self.finished_listing = self.listing
         self._watched: dict[str, tuple[VideoJob, int]] = {}  # job id -> (the job, number of waits on it)
-        self._snapshot: dict[str, tuple[dict[str, Any] | VideoJob, float]] = {}  # job id -> (data, read at)
+        self._snapshot = Snapshot()
         self._swept_at = float("-inf")
-        self._sweep: asyncio.Future[None] | None = None
+        self._sweep: _Shared | None = None
+        self._started = self._answered = 0  # sweeps started; the number of the one whose snapshot this is
+        self._active_pages = float("inf")  # what the last active listing cost
+        self._aimed_at: deque[float] = deque()  # when the aimed reads of the last second were asked
+        self._finish_check: _FinishCheck | None = None  # gathering aimed reads
         self.sweeps = 0
 
     @property
@@ -69,11 +119,11 @@ class JobWatcher:
         return provider
 
     @classmethod
-    def of(cls, provider: VideoProvider, *, clock: Clock = time.monotonic) -> JobWatcher:
+    def of(cls, provider: VideoProvider, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> JobWatcher:
         """The provider object's watcher, created on first use."""
         watcher = _WATCHERS.get(provider)
         if watcher is None:
-            watcher = _WATCHERS[provider] = cls(provider, clock=clock)
+            watcher = _WATCHERS[provider] = cls(provider, clock=clock, sleep=sleep)
         return watcher
 
     @contextmanager
@@ -96,32 +146,65 @@ class JobWatcher:
             max_age: how old (seconds) a sweep may be to answer; at most the watcher's own
                 ``max_age``. ``wait_for_job`` passes half of the delay it just slept, so a job
                 polled every 0.5 s is never answered from data older than 0.25 s, and 0 for the
-                read aimed at a job's predicted finish: 0 reads the job alone, now.
+                read aimed at a job's predicted finish: 0 is answered only by what is read after
+                the call (see the module docstring).
         """
-        if not self.listing or len(self._watched) < LISTING_MIN_JOBS or max_age == 0:
+        if not self.listing or len(self._watched) < LISTING_MIN_JOBS:
             return await self._read_alone(job)
+        if max_age == 0:
+            return await self._observe_aimed(job)
         oldest = self.max_age if max_age is None else min(max_age, self.max_age)
         if self._sweep is None and self.clock() - self._swept_at > oldest:
-            self._sweep = asyncio.ensure_future(self._run_sweep())
+            self._start_sweep()
         if self._sweep is not None:
-            # Shielded: one waiter cancelled (its task run stopped) must not cancel everyone's sweep.
-            await asyncio.shield(self._sweep)
-        found = self._snapshot.get(job.job_id)
-        if found is None:
+            await self._sweep.wait()
+        return await self._answer(job, self._snapshot)
+
+    async def _observe_aimed(self, job: VideoJob) -> tuple[VideoJob, float]:
+        now = self.clock()
+        self._aimed_at.append(now)
+        while self._aimed_at[0] < now - 1.0:
+            self._aimed_at.popleft()
+        check = self._finish_check
+        if check is None:
+            if not self.finished_listing or len(self._aimed_at) * FRESH_GATHER_SECONDS < FINISHED_PAGE_YIELD:
+                return await self._read_alone(job)  # too few at once to share a page
+            check = self._finish_check = _FinishCheck()
+            check.done = _Shared(self._run_finish_check(check))
+        check.jobs[job.job_id] = job
+        await check.done.wait()
+        return await self._answer(job, check.found)
+
+    async def _answer(self, job: VideoJob, snapshot: Snapshot) -> tuple[VideoJob, float]:
+        data = snapshot.data.get(job.job_id)
+        if data is None:
             return await self._read_alone(job)
-        data, read_at = found
-        return (data if isinstance(data, VideoJob) else cast(ListsJobs, self.provider).apply_listed(job, data)), read_at
+        listed = data if isinstance(data, VideoJob) else cast(ListsJobs, self.provider).apply_listed(job, data)
+        return listed, snapshot.read_at[job.job_id]
 
     async def _read_alone(self, job: VideoJob) -> tuple[VideoJob, float]:
         read = await self.provider.get_job(job)
         return read, self.clock()
 
-    async def _run_sweep(self) -> None:
+    def _start_sweep(self) -> None:
+        self._started += 1
+        self._sweep = _Shared(self._run_sweep(self._started))
+
+    async def _fresh_snapshot(self) -> Snapshot:
+        """The snapshot of a sweep started after this call."""
+        after = self._started
+        while self._answered <= after:
+            if self._sweep is None:
+                self._start_sweep()
+            await cast(_Shared, self._sweep).wait()
+        return self._snapshot
+
+    async def _run_sweep(self, number: int) -> None:
         started = self.clock()
         try:
             snapshot = await self._collect()
         except ProviderError as exc:
-            snapshot = {}
+            snapshot = Snapshot()
             if isinstance(exc, InvalidRequest) and exc.status_code in (404, 405):
                 self.listing = False
                 logger.info("%s does not list jobs (%s); reading each job", self.provider.name, exc)
@@ -129,29 +212,112 @@ class JobWatcher:
                 logger.warning("%s job listing failed (%s); reading each job this time", self.provider.name, exc)
         finally:
             self._sweep = None
-        self._snapshot, self._swept_at = snapshot, started
+        self._snapshot, self._swept_at, self._answered = snapshot, started, number
         self.sweeps += 1
 
-    async def _collect(self) -> dict[str, tuple[dict[str, Any] | VideoJob, float]]:
+    async def _run_finish_check(self, check: _FinishCheck) -> None:
+        try:
+            await self.sleep(FRESH_GATHER_SECONDS)
+        finally:
+            self._finish_check = None  # the reads aimed from now on gather for the next check
+        # Read after every gathered read was asked: never older than any of their aims. Enough of
+        # them to pay for a whole sweep: one, which also says which are still running; else the
+        # finished listing, and reads of their own for those not in it.
+        if len(check.jobs) >= self._active_pages:
+            check.found = await self._fresh_snapshot()
+        else:
+            check.found = await self._find_finished(check.jobs)
+
+    async def _collect(self) -> Snapshot:
+        provider = cast(ListsJobs, self.provider)
         listed_at = self.clock()  # dated when asked for: within one request's time of the truth
-        active, complete = await cast(ListsJobs, self.provider).list_active_jobs()
-        snapshot: dict[str, tuple[dict[str, Any] | VideoJob, float]] = {
-            job_id: (data, listed_at) for job_id, data in active.items() if job_id in self._watched
-        }
-        if not complete:
+        active = await provider.list_active_jobs()
+        self._active_pages = active.requests
+        snapshot = Snapshot()
+        for job_id, data in active.jobs.items():
+            if job_id in self._watched:
+                snapshot.add(job_id, data, listed_at)
+        if not active.complete:
             return snapshot  # the rest read on their own when due
-        missing = [job for job_id, (job, _) in self._watched.items() if job_id not in snapshot]
+        missing = {job_id: job for job_id, (job, _) in self._watched.items() if job_id not in snapshot.data}
+        snapshot.update(await self._find_finished(missing))
+        return snapshot
+
+    async def _find_finished(self, jobs: dict[str, VideoJob]) -> Snapshot:
+        """``jobs`` from the finished listing (within its page budget), the rest read alone."""
+        found = Snapshot()
+        if self.finished_listing and len(jobs) >= FINISHED_PAGE_YIELD:
+            listed_at = self.clock()
+            try:
+                finished = await cast(ListsJobs, self.provider).list_finished_jobs(
+                    jobs, max_pages=len(jobs) // FINISHED_PAGE_YIELD
+                )
+            except ProviderError as exc:  # read alone below; a gateway that lists active jobs only: for good
+                if isinstance(exc, InvalidRequest) and exc.status_code in (400, 404, 405):
+                    self.finished_listing = False
+                logger.info("%s finished-job listing failed (%s); reading each", self.provider.name, exc)
+            else:
+                for job_id in finished.jobs.keys() & jobs.keys():
+                    found.add(job_id, finished.jobs[job_id], listed_at)
+        await self._read_each((job for job_id, job in jobs.items() if job_id not in found.data), into=found)
+        return found
+
+    async def _read_each(self, jobs: Iterable[VideoJob], *, into: Snapshot) -> None:
         gate = asyncio.Semaphore(FALLBACK_CONCURRENCY)
 
         async def one(job: VideoJob) -> None:
             async with gate:
                 try:
-                    snapshot[job.job_id] = await self._read_alone(job)
+                    into.add(job.job_id, *await self._read_alone(job))
                 except ProviderError as exc:  # left out: that waiter reads (and raises) on its own
                     logger.info("%s job %s: %s", self.provider.name, job.job_id, exc)
 
-        await asyncio.gather(*(one(job) for job in missing))
-        return snapshot
+        await asyncio.gather(*(one(job) for job in jobs))
+
+
+class _FinishCheck:
+    """Aimed reads gathered to be looked for together in the finished listing."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, VideoJob] = {}
+        self.found = Snapshot()
+        self.done: _Shared
+
+
+class _Shared:
+    """Work many waits await, each through a future of its own.
+
+    A waiter cancelled (its task run stopped) must not cancel everyone's work: ``asyncio.shield``
+    per waiter does that at two futures and two loop callbacks each, and with 10,000 waits answered
+    by one sweep that was a tenth of the waiting process's CPU. Here a cancelled waiter cancels only
+    its own future, and the work's end wakes each waiter once.
+    """
+
+    def __init__(self, work: Coroutine[Any, Any, None]) -> None:
+        self._waiters: list[asyncio.Future[None]] = []
+        self._task = asyncio.ensure_future(work)
+        self._task.add_done_callback(self._wake)
+
+    async def wait(self) -> None:
+        """Until the work has ended; raises what it raised."""
+        if self._task.done():
+            return self._task.result()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    def _wake(self, task: asyncio.Task[None]) -> None:
+        error = None if task.cancelled() else task.exception()
+        for waiter in self._waiters:
+            if waiter.done():
+                continue
+            if task.cancelled():
+                waiter.cancel()
+            elif error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(None)
+        self._waiters.clear()
 
 
 # One watcher per provider object, for as long as that object lives.

@@ -453,17 +453,25 @@ class APIFrameEmulator(EmulatorState):
             details["cursor"] = ["Invalid cursor"]
         if details:
             return self._invalid(details)
-        views = [self._view(job) for job in sorted(self.jobs.values(), key=lambda j: j["created"], reverse=True)]
-        views = [
-            v
-            for v in views
-            if (status is None or v["status"] == status.upper())
-            and (query.get("model") is None or v["model"] == query["model"])
-        ]
-        start = int(cursor)
-        page = views[start : start + limit]
-        more = start + limit < len(views)
-        return JSONResponse({"jobs": page, "nextCursor": str(start + limit) if more else None, "hasMore": more})
+        # Newest first. The cursor is a position in creation order (jobs are only ever added, at
+        # the end), so a page renders only the jobs it passes over: a sweep over 10,000 jobs stays
+        # linear instead of rendering every job for every page.
+        ordered = list(self.jobs.values())
+        wanted_status, model = status.upper() if status else None, query.get("model")
+
+        def matches(view: dict[str, Any]) -> bool:
+            return (wanted_status is None or view["status"] == wanted_status) and (
+                model is None or view["model"] == model
+            )
+
+        position = min(int(cursor), len(ordered)) if "cursor" in query else len(ordered)
+        page: list[dict[str, Any]] = []
+        while position > 0 and len(page) < limit:
+            position -= 1
+            if matches(view := self._view(ordered[position])):
+                page.append(view)
+        more = any(matches(self._view(job)) for job in reversed(ordered[:position]))
+        return JSONResponse({"jobs": page, "nextCursor": str(position) if more else None, "hasMore": more})
 
     async def _upload(self, request: Request) -> Response:
         if (denied := self._auth_error(request)) is not None:

@@ -16,7 +16,7 @@ from prefect_videogen.catalog import load_catalog
 from prefect_videogen.models import JobStatus, VideoRequest
 from prefect_videogen.providers.apiframe import APIFrameVideoProvider
 from prefect_videogen.providers.polling import wait_for_job
-from prefect_videogen.providers.watch import LISTING_MIN_JOBS, JobWatcher
+from prefect_videogen.providers.watch import FINISHED_PAGE_YIELD, FRESH_GATHER_SECONDS, LISTING_MIN_JOBS, JobWatcher
 from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY, APIFrameEmulator
 from prefect_videogen.testing.server import EmulatorServer, Fault
 
@@ -71,15 +71,14 @@ async def test_waits_share_listing_sweeps_and_use_fewer_requests_than_polling_ea
     async with provider_for(server, clock) as shared:
         done = await wait_for_all(shared, clock)
         watcher = JobWatcher.of(shared)
-    shared_counts = {"listings": 0, **emulator.counters}
+    shared_counts = {"listings": 0, "polls": 0, **emulator.counters}
     assert all(job.status is JobStatus.SUCCEEDED and job.provider_data["video_url"] for job in done)
     assert watcher.sweeps >= 2 and shared_counts["listings"] >= 2 * 2  # QUEUED and PROCESSING per sweep
-    # Each job is read on its own about once (when it leaves the active listing), not every poll.
-    assert shared_counts["polls"] <= 2 * JOBS, (shared_counts, alone)
-    # With so few jobs the two listings a sweep costs (QUEUED, PROCESSING) take most of the saving:
-    # about half the requests here (waits sleeping concurrently on the VirtualClock); 1,000 jobs make
-    # 1.7 requests each instead of 11 (bench/jobs_in_flight.py).
-    assert shared_counts["polls"] + shared_counts["listings"] < alone["polls"] * 0.75, (shared_counts, alone)
+    # A job that left the active listing is found in the finished listing, not read on its own.
+    assert shared_counts["polls"] < JOBS, (shared_counts, alone)
+    # With so few jobs the listings a sweep costs (QUEUED, PROCESSING) take most of the saving: about
+    # a quarter of the requests here (waits sleeping concurrently on the VirtualClock).
+    assert shared_counts["polls"] + shared_counts["listings"] < alone["polls"] * 0.5, (shared_counts, alone)
     assert shared_counts["jobs_created"] == JOBS
 
 
@@ -105,13 +104,31 @@ async def test_listing_pages_and_says_when_it_was_cut_off(server, emulator, cloc
     async with provider_for(server, clock) as provider:
         plan = load_catalog().plan("apiframe", VideoRequest(prompt="five jobs", duration=4))
         jobs = [await provider.submit(plan) for _ in range(5)]
-        found, complete = await provider.list_active_jobs(page_size=2, max_pages=2)
-        assert not complete and len(found) == 4
-        found, complete = await provider.list_active_jobs(page_size=2, max_pages=3)
+        found, complete, requests = await provider.list_active_jobs(page_size=2, max_pages=2)
+        assert not complete and len(found) == 4 and requests == 1 + 2  # PROCESSING: one empty page; QUEUED: 2
+        found, complete, _ = await provider.list_active_jobs(page_size=2, max_pages=3)
         assert complete and set(found) == {job.job_id for job in jobs}
         listed = provider.apply_listed(jobs[0], found[jobs[0].job_id])
         assert listed.job_id == jobs[0].job_id and listed.status is JobStatus.QUEUED
         assert listed.provider_data["idempotency_key"] == jobs[0].provider_data["idempotency_key"]
+
+
+async def test_finished_jobs_are_found_by_id_and_only_with_their_video_and_charge(server, emulator, clock):
+    async with provider_for(server, clock) as provider:
+        plan = load_catalog().plan("apiframe", VideoRequest(prompt="six jobs", duration=4))
+        jobs = [await provider.submit(plan) for _ in range(6)]
+        await clock.sleep(1201)
+        emulator.expire(jobs[1].job_id)  # completed, but its video is gone: only a read of its own says so
+        ids = [job.job_id for job in jobs]
+        found, complete, requests = await provider.list_finished_jobs(ids[:4], max_pages=10, page_size=2)
+        assert set(found) == {ids[0], ids[2], ids[3]} and not complete and requests == 3  # the listing ended
+        found, complete, requests = await provider.list_finished_jobs([ids[5], ids[4]], max_pages=10, page_size=2)
+        assert set(found) == {ids[4], ids[5]} and complete and requests == 1  # newest first: one page found both
+        found, complete, requests = await provider.list_finished_jobs([ids[0]], max_pages=1, page_size=2)
+        assert found == {} and not complete and requests == 1  # the page budget ran out
+        listed = provider.apply_listed(jobs[2], (await provider.list_finished_jobs([ids[2]], max_pages=3)).jobs[ids[2]])
+    read = await provider_for(server, clock).get_job(jobs[2])
+    assert listed.status is JobStatus.SUCCEEDED and listed.model_dump() == read.model_dump()
 
 
 async def test_few_waits_read_each_job_without_listing(server, emulator, clock):
@@ -121,30 +138,78 @@ async def test_few_waits_read_each_job_without_listing(server, emulator, clock):
     assert emulator.counters["listings"] == 0
 
 
-async def test_a_read_aimed_at_the_predicted_finish_reads_the_job_alone_and_fresh(server, emulator, clock):
+async def test_a_sweep_answers_reads_within_their_age_and_is_dated_when_it_read(server, emulator, clock):
     async with provider_for(server, clock) as provider:
         plan = load_catalog().plan("apiframe", VideoRequest(prompt="a read at the finish", duration=4))
         jobs = [await provider.submit(plan) for _ in range(LISTING_MIN_JOBS)]
-        watcher = JobWatcher.of(provider, clock=clock)
+        watcher = JobWatcher.of(provider, clock=clock, sleep=clock.sleep)
         with contextlib.ExitStack() as stack:
             for job in jobs:
                 stack.enter_context(watcher.watching(job))
             swept_at = clock()
             await watcher.observe(jobs[0], max_age=1.0)  # a sweep: listings, no single reads of listed jobs
             swept = dict(emulator.counters)
-            assert swept["listings"] >= 1
+            assert swept["listings"] >= 1 and "polls" not in swept
             await clock.sleep(0.5)
             _, read_at = await watcher.observe(jobs[3], max_age=1.0)  # the same sweep answers
             assert emulator.counters == swept
             assert read_at == swept_at  # dated when the sweep read it, not when it was asked for
             await clock.sleep(1201)  # every job has finished since that sweep
-            fresh, read_at = await watcher.observe(jobs[1], max_age=0)
-            assert read_at == clock()
-            assert fresh.status is JobStatus.SUCCEEDED
-            assert emulator.counters["polls"] == swept.get("polls", 0) + 1  # that job alone, no sweep
-            assert emulator.counters["listings"] == swept["listings"]
             again, _ = await watcher.observe(jobs[2], max_age=1.0)  # the sweep is now too old: a new one
     assert again.status is JobStatus.SUCCEEDED and emulator.counters["listings"] > swept["listings"]
+
+
+class OneJobPages(APIFrameVideoProvider):
+    """APIFrame whose active listing reads one job per page: a sweep as dear as reading each job."""
+
+    async def list_active_jobs(self, *, page_size: int = 1, max_pages: int = 1000):  # type: ignore[override]
+        return await super().list_active_jobs(page_size=page_size, max_pages=max_pages)
+
+
+async def aim_at_the_finish(provider, clock, emulator, *, finished: int, running: int):
+    """Reads aimed at ``finished`` jobs (which have all ended) while ``running`` others run.
+
+    Returns the answers, the counters' growth, and when the reads were asked.
+    """
+    plan = load_catalog().plan("apiframe", VideoRequest(prompt="reads at the finish", duration=4))
+    ended = [await provider.submit(plan) for _ in range(finished)]
+    await clock.sleep(1201)
+    still = [await provider.submit(plan) for _ in range(running)]
+    watcher = JobWatcher.of(provider, clock=clock, sleep=clock.sleep)
+    with contextlib.ExitStack() as stack:
+        for job in ended + still:
+            stack.enter_context(watcher.watching(job))
+        await watcher.observe(still[0], max_age=1.0)  # a sweep: what one costs is known
+        before, asked_at = dict(emulator.counters), clock()
+        fresh, read_at = await watcher.observe(ended[0], max_age=0)
+        assert fresh.status is JobStatus.SUCCEEDED and read_at == asked_at  # read alone, at once
+        assert emulator.counters["polls"] == before.get("polls", 0) + 1
+        assert emulator.counters["listings"] == before["listings"]
+        await clock.sleep(1.5)  # that read is over a second old: the rate starts afresh
+        before, asked_at = dict(emulator.counters), clock()
+        answers = await asyncio.gather(*(watcher.observe(job, max_age=0) for job in ended))
+    grown = {name: emulator.counters[name] - before.get(name, 0) for name in ("polls", "listings")}
+    assert all(job.status is JobStatus.SUCCEEDED and read_at >= asked_at for job, read_at in answers)
+    return answers, grown, asked_at
+
+
+async def test_reads_aimed_at_the_finish_are_read_after_they_ask_alone_or_together(server, emulator, clock):
+    """A few aimed reads read their jobs; many at once share a sweep that starts after the last of them."""
+    async with provider_for(server, clock) as provider:
+        answers, grown, asked_at = await aim_at_the_finish(provider, clock, emulator, finished=100, running=10)
+    alone = int(FINISHED_PAGE_YIELD / FRESH_GATHER_SECONDS) - 1  # until 40 a second: each reads alone
+    assert grown["polls"] == alone
+    # The other 61 share one sweep: QUEUED and PROCESSING pages, and one page of finished jobs.
+    assert grown["listings"] == 3
+    assert clock() == pytest.approx(asked_at + FRESH_GATHER_SECONDS)  # they gathered, then listed
+    assert all(read_at == clock() for _, read_at in answers[alone:])
+
+
+async def test_aimed_reads_too_few_for_a_sweep_look_in_the_finished_listing_only(server, emulator, clock):
+    async with OneJobPages(EMULATOR_API_KEY, base_url=server.base_url, sleep=clock.sleep) as provider:
+        _, grown, _ = await aim_at_the_finish(provider, clock, emulator, finished=100, running=80)
+    # 61 gathered reads against a sweep of 80 pages: one page of the finished listing answers them.
+    assert grown == {"polls": int(FINISHED_PAGE_YIELD / FRESH_GATHER_SECONDS) - 1, "listings": 1}
 
 
 async def test_blocks_share_one_client_per_configuration_while_in_use():
