@@ -27,6 +27,7 @@ quiet_prefect_home()
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import hashlib  # noqa: E402
+import os  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -141,6 +142,8 @@ def main() -> None:
         f"{args.latency:g} s, {args.concurrency} in flight, poll every {args.poll_interval:g} s"
     )
     work = Path(tempfile.mkdtemp(prefix="videogen-bench-"))
+    # The worker policy keeps storage under its allowed roots: this run's scratch directory is one.
+    os.environ.setdefault("PREFECT_VIDEOGEN_ALLOWED_ROOTS", str(work))
     (work / "bare").mkdir()
     with emulator_process("apiframe", latency=args.latency, warm=f"{WIDTH}x{HEIGHT}x{DURATION}") as emulator:
         started = time.monotonic()

@@ -27,6 +27,7 @@ quiet_prefect_home()
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import os  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
@@ -70,6 +71,8 @@ def main() -> None:
 
     print(f"machine        {machine()}")
     out = Path(tempfile.mkdtemp(prefix="videogen-bench-rerun-"))
+    # The worker policy keeps storage under its allowed roots: this run's scratch directory is one.
+    os.environ.setdefault("PREFECT_VIDEOGEN_ALLOWED_ROOTS", str(out))
     with (
         emulator_process("apiframe", latency=args.latency, warm="1280x720x4") as emulator,
         prefect_test_harness(server_startup_timeout=120),
