@@ -241,3 +241,29 @@ def test_one_watcher_per_provider_object_that_does_not_outlive_it(server, clock)
     assert gone() is None
     with pytest.raises(RuntimeError, match="garbage-collected"):
         watcher.provider  # noqa: B018
+
+
+async def test_a_cancelled_wait_does_not_cancel_the_sweep_the_others_wait_for():
+    from prefect_videogen.providers.watch import _Shared
+
+    release, ran = asyncio.Event(), []
+
+    async def sweep() -> None:
+        await release.wait()
+        ran.append("done")
+
+    shared = _Shared(sweep())
+    waits = [asyncio.ensure_future(shared.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    waits[0].cancel()  # its task run was stopped
+    release.set()
+    await asyncio.gather(*waits[1:])
+    assert ran == ["done"] and waits[0].cancelled()
+    await shared.wait()  # already over: returns at once
+
+    async def failing() -> None:
+        raise RuntimeError("a bug in the sweep")
+
+    broken = _Shared(failing())
+    results = await asyncio.gather(broken.wait(), broken.wait(), return_exceptions=True)
+    assert [str(result) for result in results] == ["a bug in the sweep"] * 2  # every waiter sees it
