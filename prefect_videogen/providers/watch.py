@@ -12,11 +12,12 @@ one client, one *sweep* answers every wait that comes due at most ``max_age`` se
    reading them alone);
 3. the rest are read one by one, once.
 
-The read a wait aims at its job's predicted finish must not be older than the aim, and it only asks
-whether the job has finished: where such reads come many at once (at least ``FINISHED_PAGE_YIELD``
-per ``FRESH_GATHER_SECONDS``, as when thousands of jobs end together), the ones asked within
-``FRESH_GATHER_SECONDS`` of each other are looked for together in the finished listing, after the
-last of them asked, and those not found are read alone. Otherwise each reads its job alone, at once.
+The read a wait aims at its job's predicted finish must not be older than the aim. Where such reads
+come many at once (at least ``FINISHED_PAGE_YIELD`` per ``FRESH_GATHER_SECONDS``, as when thousands
+of jobs end together), those asked within ``FRESH_GATHER_SECONDS`` of the first are answered together
+by what is read after the last of them asked: a whole new sweep when they are at least as many as the
+active listing's pages (it also says which are still running), else the finished listing and a read of
+their own for those not in it. Otherwise each reads its job alone, at once.
 
 The requests then grow with the number of sweeps, not with jobs times polls, and a provider's rate
 limit sees a few requests a second however many jobs are waited on (figures: BENCHMARKS.md,
