@@ -308,8 +308,8 @@ class HttpTransport:
     async def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = await self.send(method, path, **kwargs)
         try:
-            # orjson (Prefect's own JSON library) rather than ``response.json()``: a listing page of
-            # 100 jobs parses about 3x faster, and 10,000 jobs waited on read thousands of pages.
+            # orjson (Prefect's own JSON library) rather than ``response.json()``: faster on the
+            # thousands of 100-job listing pages that 10,000 waits read (figures: BENCHMARKS.md).
             return orjson.loads(response.content)
         except ValueError as exc:
             raise ProviderUnavailable(
