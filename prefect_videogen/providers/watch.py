@@ -277,7 +277,7 @@ class JobWatcher:
 
 
 class _FinishCheck:
-    """Aimed reads gathered to be looked for together in the finished listing."""
+    """Aimed reads gathered to be answered together: by a sweep started after them, or the finished listing."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, VideoJob] = {}
