@@ -38,8 +38,10 @@ class VirtualClock(FakeClock):
 
     FakeClock adds every sleep to the time, so ten waits sleeping 1 s each move it 10 s and each
     wait's reads look 9 s staler than they are. Here each sleeper wakes at its own ``now + seconds``:
-    once the loop has had a real millisecond for what is not sleeping (loopback HTTP), time jumps to
-    the earliest wake-up and wakes everyone due by then.
+    once the loop is idle (nothing runnable, no loopback request awaiting its answer) for two checks a
+    real millisecond apart, time jumps to the earliest wake-up and wakes everyone due by then. A fixed
+    real millisecond alone was not enough: on a slow machine a loopback request takes longer, time
+    moved while it was in flight, and the requests a test counted changed from run to run.
     """
 
     def __init__(self, start: float = 0.0) -> None:
@@ -58,8 +60,13 @@ class VirtualClock(FakeClock):
         await woken
 
     async def _drive(self) -> None:
+        idle = 0
         while self._sleepers:
             await asyncio.sleep(0.001)
+            idle = idle + 1 if _loop_idle() else 0
+            if idle < 2:
+                continue
+            idle = 0
             while self._sleepers and self._sleepers[0][2].done():  # a cancelled sleep moves no time
                 heapq.heappop(self._sleepers)
             if not self._sleepers:
@@ -69,3 +76,17 @@ class VirtualClock(FakeClock):
                 _, _, woken = heapq.heappop(self._sleepers)
                 if not woken.done():
                     woken.set_result(None)
+
+
+def _loop_idle() -> bool:
+    """Nothing is runnable and no socket awaits I/O but the loop's own wake-up pipe.
+
+    Reads private attributes of asyncio's selector loop on purpose: what is in flight on a loopback
+    socket is exactly what a test's virtual time must not run past. anyio (httpx's backend) watches
+    a connection for reading only while it awaits an answer, so an idle pooled connection does not count.
+    """
+    loop = asyncio.get_running_loop()
+    selector, wakeup = getattr(loop, "_selector", None), getattr(loop, "_ssock", None)
+    if selector is None or wakeup is None:  # not a selector loop: fall back to the real milliseconds
+        return True
+    return not loop._ready and all(key.fd == wakeup.fileno() for key in selector.get_map().values())  # type: ignore[attr-defined]

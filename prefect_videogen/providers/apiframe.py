@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
@@ -57,7 +58,7 @@ from prefect_videogen.errors import (
 from prefect_videogen.models import JobStatus, Rejection, RejectionStage, VideoJob
 from prefect_videogen.policy import check_local_image
 from prefect_videogen.providers.accounts import account_id_for
-from prefect_videogen.providers.base import Listing, VideoProvider, map_status, raise_for_job
+from prefect_videogen.providers.base import Clock, Listing, VideoProvider, map_status, raise_for_job
 from prefect_videogen.providers.http import (
     DEFAULT_TIMEOUT,
     ErrorInfo,
@@ -241,7 +242,9 @@ class APIFrameVideoProvider(VideoProvider):
             raise ProviderUnavailable(f"job {job.job_id} answered {str(data)[:200]}", provider=self.name)
         return self._update(job, data)
 
-    async def list_active_jobs(self, *, page_size: int = 100, max_pages: int = 200) -> Listing:
+    async def list_active_jobs(
+        self, *, page_size: int = 100, max_pages: int = 200, clock: Clock = time.monotonic
+    ) -> Listing:
         """``GET /v2/jobs?status=...`` for QUEUED and PROCESSING, page by page (both at once).
 
         Incomplete when either status had more than ``max_pages`` pages, or answered in a shape we
@@ -250,15 +253,18 @@ class APIFrameVideoProvider(VideoProvider):
         every job it left out to a read of its own.
         """
         processing, queued = await asyncio.gather(
-            self._list("PROCESSING", page_size, max_pages), self._list("QUEUED", page_size, max_pages)
+            self._list("PROCESSING", page_size, max_pages, clock), self._list("QUEUED", page_size, max_pages, clock)
         )
         return Listing(
             {**queued.jobs, **processing.jobs},
             processing.complete and queued.complete,
             processing.requests + queued.requests,
+            {**queued.read_at, **processing.read_at},
         )
 
-    async def list_finished_jobs(self, wanted: Collection[str], *, max_pages: int, page_size: int = 100) -> Listing:
+    async def list_finished_jobs(
+        self, wanted: Collection[str], *, max_pages: int, page_size: int = 100, clock: Clock = time.monotonic
+    ) -> Listing:
         """``GET /v2/jobs?status=COMPLETED`` until every wanted job is found, at most ``max_pages`` pages.
 
         A listed job is taken only with its ``result.videoUrl`` and its ``creditCost``: what the
@@ -267,7 +273,12 @@ class APIFrameVideoProvider(VideoProvider):
         """
         ids = set(wanted)
         return await self._list(
-            "COMPLETED", page_size, max_pages, keep=lambda job: str(job["id"]) in ids and _answers(job), wanted=len(ids)
+            "COMPLETED",
+            page_size,
+            max_pages,
+            clock,
+            keep=lambda job: str(job["id"]) in ids and _answers(job),
+            wanted=len(ids),
         )
 
     async def _list(
@@ -275,6 +286,7 @@ class APIFrameVideoProvider(VideoProvider):
         status: str,
         page_size: int,
         max_pages: int,
+        clock: Clock,
         *,
         keep: Callable[[dict[str, Any]], bool] = lambda job: True,
         wanted: int | None = None,
@@ -282,26 +294,28 @@ class APIFrameVideoProvider(VideoProvider):
         """One status's jobs that ``keep`` accepts, page by page, until the listing ends, ``max_pages``
         pages are read, or ``wanted`` jobs are found."""
         found: dict[str, dict[str, Any]] = {}
+        read_at: dict[str, float] = {}
         params: dict[str, Any] = {"status": status, "limit": page_size}
         for pages in range(1, max_pages + 1):
+            asked = clock()
             page = await self.http.json("GET", "/v2/jobs", params=params)
             jobs = page.get("jobs") if isinstance(page, dict) else None
             if not isinstance(jobs, list):
-                return Listing(found, False, pages)
+                return Listing(found, False, pages, read_at)
             # Only the fields a read uses are kept (not the echoed input): a sweep's snapshot lives
             # for seconds, and with 10,000 jobs its nested objects are most of what the garbage
             # collector walks.
-            found.update(
-                (str(job["id"]), {field: job[field] for field in _READ_FIELDS if field in job})
-                for job in jobs
-                if isinstance(job, dict) and job.get("id") and job.get("status") and keep(job)
-            )
+            for job in jobs:
+                if isinstance(job, dict) and job.get("id") and job.get("status") and keep(job):
+                    job_id = str(job["id"])
+                    found[job_id] = {field: job[field] for field in _READ_FIELDS if field in job}
+                    read_at[job_id] = asked
             if wanted is not None and len(found) >= wanted:
-                return Listing(found, True, pages)
+                return Listing(found, True, pages, read_at)
             if not page.get("hasMore") or not page.get("nextCursor"):
-                return Listing(found, wanted is None, pages)
+                return Listing(found, wanted is None, pages, read_at)
             params["cursor"] = page["nextCursor"]
-        return Listing(found, False, max_pages)
+        return Listing(found, False, max_pages, read_at)
 
     def apply_listed(self, job: VideoJob, data: dict[str, Any]) -> VideoJob:
         return self._update(job, data)

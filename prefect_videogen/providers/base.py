@@ -17,6 +17,7 @@ imports Prefect: providers are plain async code, usable and testable on their ow
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import AbstractAsyncContextManager
@@ -112,6 +113,10 @@ class Listing(NamedTuple):
     """Every job asked for is accounted for: not cut off at its page limit, nor in a shape we do not know."""
     requests: int
     """Pages read."""
+    read_at: dict[str, float]
+    """When the page that listed each job was asked for, on the caller's clock. Per page, not per
+    listing: a 100-page sweep takes seconds, and dating its last pages at its start made those jobs
+    look seconds further behind than they were, so reads aimed at their finish came too early."""
 
 
 @runtime_checkable
@@ -122,11 +127,13 @@ class ListsJobs(Protocol):
     (:class:`~prefect_videogen.providers.watch.JobWatcher`) instead of each polling its job.
     """
 
-    async def list_active_jobs(self) -> Listing:
+    async def list_active_jobs(self, *, clock: Clock = time.monotonic) -> Listing:
         """The account's queued and processing jobs; complete when that is all of them."""
         ...
 
-    async def list_finished_jobs(self, wanted: Collection[str], *, max_pages: int) -> Listing:
+    async def list_finished_jobs(
+        self, wanted: Collection[str], *, max_pages: int, clock: Clock = time.monotonic
+    ) -> Listing:
         """Those of ``wanted`` found among the account's finished jobs within ``max_pages`` pages.
 
         Only objects that answer as fully as ``get_job`` would (a finished job with its result and

@@ -14,10 +14,10 @@ one client, one *sweep* answers every wait that comes due at most ``max_age`` se
 
 The read a wait aims at its job's predicted finish must not be older than the aim. Where such reads
 come many at once (at least ``FINISHED_PAGE_YIELD`` per ``FRESH_GATHER_SECONDS``, as when thousands
-of jobs end together), those asked within ``FRESH_GATHER_SECONDS`` of the first are answered together
-by what is read after the last of them asked: a whole new sweep when they are at least as many as the
-active listing's pages (it also says which are still running), else the finished listing and a read of
-their own for those not in it. Otherwise each reads its job alone, at once.
+of jobs end together), those asked within ``FRESH_GATHER_SECONDS`` of the first are looked for
+together in the finished listing, read after the last of them asked; those not in it (aimed too early,
+or failed) read their own job. Otherwise each reads its job alone, at once. Listed jobs are dated by
+their own page, so the aims made from a long sweep's last pages are not early by the sweep's length.
 
 The requests then grow with the number of sweeps, not with jobs times polls, and a provider's rate
 limit sees a few requests a second however many jobs are waited on (figures: BENCHMARKS.md,
@@ -106,8 +106,6 @@ class JobWatcher:
         self._snapshot = Snapshot()
         self._swept_at = float("-inf")
         self._sweep: _Shared | None = None
-        self._started = self._answered = 0  # sweeps started; the number of the one whose snapshot this is
-        self._active_pages = float("inf")  # what the last active listing cost
         self._aimed_at: deque[float] = deque()  # when the aimed reads of the last second were asked
         self._finish_check: _FinishCheck | None = None  # gathering aimed reads
         self.sweeps = 0
@@ -156,7 +154,7 @@ class JobWatcher:
             return await self._observe_aimed(job)
         oldest = self.max_age if max_age is None else min(max_age, self.max_age)
         if self._sweep is None and self.clock() - self._swept_at > oldest:
-            self._start_sweep()
+            self._sweep = _Shared(self._run_sweep())
         if self._sweep is not None:
             await self._sweep.wait()
         return await self._answer(job, self._snapshot)
@@ -187,20 +185,7 @@ class JobWatcher:
         read = await self.provider.get_job(job)
         return read, self.clock()
 
-    def _start_sweep(self) -> None:
-        self._started += 1
-        self._sweep = _Shared(self._run_sweep(self._started))
-
-    async def _fresh_snapshot(self) -> Snapshot:
-        """The snapshot of a sweep started after this call."""
-        after = self._started
-        while self._answered <= after:
-            if self._sweep is None:
-                self._start_sweep()
-            await cast(_Shared, self._sweep).wait()
-        return self._snapshot
-
-    async def _run_sweep(self, number: int) -> None:
+    async def _run_sweep(self) -> None:
         started = self.clock()
         try:
             snapshot = await self._collect()
@@ -213,7 +198,7 @@ class JobWatcher:
                 logger.warning("%s job listing failed (%s); reading each job this time", self.provider.name, exc)
         finally:
             self._sweep = None
-        self._snapshot, self._swept_at, self._answered = snapshot, started, number
+        self._snapshot, self._swept_at = snapshot, started
         self.sweeps += 1
 
     async def _run_finish_check(self, check: _FinishCheck) -> None:
@@ -221,23 +206,18 @@ class JobWatcher:
             await self.sleep(FRESH_GATHER_SECONDS)
         finally:
             self._finish_check = None  # the reads aimed from now on gather for the next check
-        # Read after every gathered read was asked: never older than any of their aims. Enough of
-        # them to pay for a whole sweep: one, which also says which are still running; else the
-        # finished listing, and reads of their own for those not in it.
-        if len(check.jobs) >= self._active_pages:
-            check.found = await self._fresh_snapshot()
-        else:
-            check.found = await self._find_finished(check.jobs)
+        # Read after every gathered read was asked: never older than any of their aims. Not a whole
+        # sweep: with the jobs dated by their own page, few aims are early, and a sweep (every active
+        # job's page) cost more than the early ones' reads of their own (BENCHMARKS.md).
+        check.found = await self._find_finished(check.jobs)
 
     async def _collect(self) -> Snapshot:
         provider = cast(ListsJobs, self.provider)
-        listed_at = self.clock()  # dated when asked for: within one request's time of the truth
-        active = await provider.list_active_jobs()
-        self._active_pages = active.requests
+        active = await provider.list_active_jobs(clock=self.clock)
         snapshot = Snapshot()
         for job_id, data in active.jobs.items():
             if job_id in self._watched:
-                snapshot.add(job_id, data, listed_at)
+                snapshot.add(job_id, data, active.read_at[job_id])
         if not active.complete:
             return snapshot  # the rest read on their own when due
         missing = {job_id: job for job_id, (job, _) in self._watched.items() if job_id not in snapshot.data}
@@ -248,10 +228,9 @@ class JobWatcher:
         """``jobs`` from the finished listing (within its page budget), the rest read alone."""
         found = Snapshot()
         if self.finished_listing and len(jobs) >= FINISHED_PAGE_YIELD:
-            listed_at = self.clock()
             try:
                 finished = await cast(ListsJobs, self.provider).list_finished_jobs(
-                    jobs, max_pages=len(jobs) // FINISHED_PAGE_YIELD
+                    jobs, max_pages=len(jobs) // FINISHED_PAGE_YIELD, clock=self.clock
                 )
             except ProviderError as exc:  # read alone below; a gateway that lists active jobs only: for good
                 if isinstance(exc, InvalidRequest) and exc.status_code in (400, 404, 405):
@@ -259,7 +238,7 @@ class JobWatcher:
                 logger.info("%s finished-job listing failed (%s); reading each", self.provider.name, exc)
             else:
                 for job_id in finished.jobs.keys() & jobs.keys():
-                    found.add(job_id, finished.jobs[job_id], listed_at)
+                    found.add(job_id, finished.jobs[job_id], finished.read_at[job_id])
         await self._read_each((job for job_id, job in jobs.items() if job_id not in found.data), into=found)
         return found
 
@@ -277,7 +256,7 @@ class JobWatcher:
 
 
 class _FinishCheck:
-    """Aimed reads gathered to be answered together: by a sweep started after them, or the finished listing."""
+    """Aimed reads gathered to be looked for together in the finished listing."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, VideoJob] = {}
