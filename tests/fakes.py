@@ -38,10 +38,12 @@ class VirtualClock(FakeClock):
 
     FakeClock adds every sleep to the time, so ten waits sleeping 1 s each move it 10 s and each
     wait's reads look 9 s staler than they are. Here each sleeper wakes at its own ``now + seconds``:
-    once the loop is idle (nothing runnable, no loopback request awaiting its answer) for two checks a
-    real millisecond apart, time jumps to the earliest wake-up and wakes everyone due by then. A fixed
-    real millisecond alone was not enough: on a slow machine a loopback request takes longer, time
-    moved while it was in flight, and the requests a test counted changed from run to run.
+    once the loop has had a real millisecond for what is not sleeping, time jumps to the earliest
+    wake-up and wakes everyone due by then.
+
+    A request to a server named in ``servers`` (``host, port``) holds time still until its answer
+    has arrived: on a slow machine a loopback request takes longer than a millisecond, time moved
+    while it was in flight, and the requests a test counted changed from run to run.
     """
 
     def __init__(self, start: float = 0.0) -> None:
@@ -49,6 +51,7 @@ class VirtualClock(FakeClock):
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._driver: asyncio.Task[None] | None = None
+        self.servers: set[tuple[str, int]] = set()
 
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
@@ -60,13 +63,14 @@ class VirtualClock(FakeClock):
         await woken
 
     async def _drive(self) -> None:
-        idle = 0
+        quiet = 0
         while self._sleepers:
             await asyncio.sleep(0.001)
-            idle = idle + 1 if _loop_idle() else 0
-            if idle < 2:
+            # Two quiet checks in a row: a request queued behind another starts a loop turn later.
+            quiet = 0 if _awaiting_answer(self.servers) else quiet + 1
+            if quiet < 2:
                 continue
-            idle = 0
+            quiet = 0
             while self._sleepers and self._sleepers[0][2].done():  # a cancelled sleep moves no time
                 heapq.heappop(self._sleepers)
             if not self._sleepers:
@@ -78,15 +82,20 @@ class VirtualClock(FakeClock):
                     woken.set_result(None)
 
 
-def _loop_idle() -> bool:
-    """Nothing is runnable and no socket awaits I/O but the loop's own wake-up pipe.
+def _awaiting_answer(servers: set[tuple[str, int]]) -> bool:
+    """A connection to one of ``servers`` is watched for I/O by this loop: a request is in flight.
 
-    Reads private attributes of asyncio's selector loop on purpose: what is in flight on a loopback
-    socket is exactly what a test's virtual time must not run past. anyio (httpx's backend) watches
-    a connection for reading only while it awaits an answer, so an idle pooled connection does not count.
+    Reads asyncio's selector loop internals on purpose (the loop shares a session with other tests'
+    sockets, so only connections to the named servers count). anyio, httpx's backend, watches a
+    connection for reading only while it awaits an answer, so an idle pooled connection does not count.
     """
     loop = asyncio.get_running_loop()
-    selector, wakeup = getattr(loop, "_selector", None), getattr(loop, "_ssock", None)
-    if selector is None or wakeup is None:  # not a selector loop: fall back to the real milliseconds
-        return True
-    return not loop._ready and all(key.fd == wakeup.fileno() for key in selector.get_map().values())  # type: ignore[attr-defined]
+    selector, transports = getattr(loop, "_selector", None), getattr(loop, "_transports", None)
+    if not servers or selector is None or transports is None:
+        return False
+    for fd in selector.get_map():
+        transport = transports.get(fd)
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        if peer is not None and tuple(peer[:2]) in servers:
+            return True
+    return False

@@ -35,7 +35,9 @@ def clock() -> VirtualClock:
 @pytest.fixture(scope="module")
 def server(clock):
     with EmulatorServer(APIFrameEmulator(latency_seconds=1200, clock=clock)) as running:
+        clock.servers.add(("127.0.0.1", running.port))
         yield running
+        clock.servers.discard(("127.0.0.1", running.port))
 
 
 @pytest.fixture
