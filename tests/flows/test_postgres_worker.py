@@ -47,7 +47,7 @@ async def pg_admin(sql: str) -> None:
         await connection.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def database():
     name = f"videogen_test_{uuid.uuid4().hex[:12]}"
     try:
@@ -69,8 +69,9 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(timeout=5)
 
 
-@pytest.fixture
-def prefect_env(database, tmp_path):
+@pytest.fixture(scope="module")
+def prefect_env(database, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("postgres-server")
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
     env.update(
@@ -86,8 +87,11 @@ def prefect_env(database, tmp_path):
     return env, port
 
 
-@pytest.fixture
-def server(prefect_env, tmp_path):
+# One server (and database) for the module: each start is 13-15 s on a 2-core machine, and the tests
+# keep apart by their own work pool, deployment, block and limit names.
+@pytest.fixture(scope="module")
+def server(prefect_env, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("postgres-server-log")
     env, port = prefect_env
     log = open(tmp_path / "server.log", "wb")
     process = subprocess.Popen(
@@ -155,7 +159,7 @@ async def test_deploy_and_run_on_postgres_with_a_process_worker(server, tmp_path
         ):
             block_id = await block.asave(f"worker-test-{name}", client=client)
             parameters[name] = {"$ref": {"block_document_id": str(block_id)}}
-        deployments = {f"{d.name}": d for d in await client.read_deployments()}
+        deployments = {d.name: d for d in await client.read_deployments() if d.work_pool_name == "videogen-local"}
         assert set(deployments) == {"daily", "adhoc"}
         daily = deployments["daily"]
         assert daily.work_pool_name == "videogen-local" and daily.global_concurrency_limit.limit == 1
