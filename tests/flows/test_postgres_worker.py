@@ -2,7 +2,7 @@
 deployments/prefect.yaml, and a worker that runs a 2-video batch on the local renderer.
 
 Skipped when PostgreSQL is not reachable at 127.0.0.1:5432 (user postgres, trust auth) or asyncpg is
-missing; deselect with ``-m "not postgres"``. Takes about a minute; every wait is bounded.
+missing; deselect with ``-m "not postgres"``. One server for the module; every wait is bounded.
 """
 
 from __future__ import annotations
