@@ -245,16 +245,20 @@ class APIFrameVideoProvider(VideoProvider):
     async def list_active_jobs(
         self, *, page_size: int = 100, max_pages: int = 200, clock: Clock = time.monotonic
     ) -> Listing:
-        """``GET /v2/jobs?status=...`` for QUEUED and PROCESSING, page by page (both at once).
+        """``GET /v2/jobs?status=...`` for QUEUED, then PROCESSING, page by page.
 
         Incomplete when either status had more than ``max_pages`` pages, or answered in a shape we
         do not know. A page answers up to ``page_size`` waits for one request, so ``max_pages``
         covers twice the 10,000 jobs one process is built to wait on: an incomplete listing sends
         every job it left out to a read of its own.
+
+        One after the other, never both at once: a job only moves forward (QUEUED, PROCESSING, an
+        end), so one that starts while QUEUED is listed is still PROCESSING when that listing comes,
+        whereas two listings side by side miss a job that starts between their passes over it, and
+        each one missed costs finished-listing pages and a read of its own (BENCHMARKS.md).
         """
-        processing, queued = await asyncio.gather(
-            self._list("PROCESSING", page_size, max_pages, clock), self._list("QUEUED", page_size, max_pages, clock)
-        )
+        queued = await self._list("QUEUED", page_size, max_pages, clock)
+        processing = await self._list("PROCESSING", page_size, max_pages, clock)
         return Listing(
             {**queued.jobs, **processing.jobs},
             processing.complete and queued.complete,

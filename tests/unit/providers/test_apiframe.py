@@ -911,3 +911,17 @@ async def test_the_key_never_leaks(client, server, emulator, tmp_path, caplog):
     assert any("HTTP Request" in record.getMessage() for record in caplog.records)  # httpx did log
     for secret in (EMULATOR_API_KEY, "afk_wrong_key_0000000000"):
         assert not [text for text in texts if secret in text]
+
+
+async def test_a_job_that_starts_while_the_active_jobs_are_listed_is_still_listed():
+    """QUEUED and PROCESSING listed side by side missed a job that started between their passes over
+    it (10,000 waits: 787 running jobs a sweep then read alone). The emulator's time here moves half a
+    second per listing page, so all six jobs start (at 3 s) while their pages are being read."""
+    emulator = APIFrameEmulator(latency_seconds=10)
+    emulator.clock = lambda: 1000.0 + 0.5 * emulator.counters.get("listings", 0)
+    with EmulatorServer(emulator) as server:
+        async with APIFrameVideoProvider(EMULATOR_API_KEY, base_url=server.base_url) as provider:
+            jobs = [await provider.submit(plan_for()) for _ in range(6)]
+            listing = await provider.list_active_jobs(page_size=1)
+    assert {job.job_id for job in jobs} == set(listing.jobs) and listing.complete
+    assert emulator.clock() >= 1000.0 + 0.3 * 10  # they started (at 30 % of their time) during the listing
