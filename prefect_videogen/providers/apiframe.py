@@ -253,9 +253,10 @@ class APIFrameVideoProvider(VideoProvider):
         every job it left out to a read of its own.
 
         One after the other, never both at once: a job only moves forward (QUEUED, PROCESSING, an
-        end), so one that starts while QUEUED is listed is still PROCESSING when that listing comes,
-        whereas two listings side by side miss a job that starts between their passes over it, and
-        each one missed costs finished-listing pages and a read of its own (BENCHMARKS.md).
+        end), so one that starts while QUEUED is listed is PROCESSING (or has ended, and is looked for
+        among the finished) when that listing comes, whereas two listings side by side miss a job that
+        starts between their passes over it, and each one missed costs finished-listing pages and a
+        read of its own (BENCHMARKS.md).
         """
         queued = await self._list("QUEUED", page_size, max_pages, clock)
         processing = await self._list("PROCESSING", page_size, max_pages, clock)
