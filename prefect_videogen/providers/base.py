@@ -128,7 +128,9 @@ class ListsJobs(Protocol):
     """
 
     async def list_active_jobs(self, *, clock: Clock = time.monotonic) -> Listing:
-        """The account's queued and processing jobs; complete when that is all of them."""
+        """The account's queued and processing jobs; complete when that is all of them, including a
+        job that moved from queued to processing while the listing was read (the watcher takes a job
+        missing from a complete listing for finished)."""
         ...
 
     async def list_finished_jobs(
