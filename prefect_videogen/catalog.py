@@ -181,10 +181,14 @@ class WireSpec(BaseModel):
         return self
 
     def wire_value(self, field: str, value: Any) -> Any:
-        """Our value of ``field`` as the provider spells it (``values``), the duration typed per ``duration_type``."""
+        """Our value of ``field`` as the provider spells it: ``values`` where the row names it (a user's
+        correction wins over the type), else the duration typed per ``duration_type``."""
+        spelled = self.values.get(field, {}).get(str(value))
+        if spelled is not None:
+            return spelled
         if field == "duration" and self.duration_type == "string":
             return str(value)
-        return self.values.get(field, {}).get(str(value), value)
+        return value
 
 
 ModelStatus = Literal["live", "unconfirmed", "retired"]

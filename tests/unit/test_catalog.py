@@ -121,7 +121,7 @@ import re  # noqa: E402
 
 import httpx  # noqa: E402
 
-from prefect_videogen.catalog import unavailable_message, wire_params  # noqa: E402
+from prefect_videogen.catalog import WireSpec, unavailable_message, wire_params  # noqa: E402
 from prefect_videogen.pipeline import generate  # noqa: E402
 from prefect_videogen.providers.apiframe import APIFrameVideoProvider  # noqa: E402
 from prefect_videogen.providers.scenario import ScenarioVideoProvider  # noqa: E402
@@ -495,3 +495,13 @@ def test_an_inconsistent_override_row_is_refused_on_load(tmp_path, row, message)
     override.write_text(json.dumps({"providers": {"apiframe": {"models": {"veo-3.1": {**base, **row}}}}}))
     with pytest.raises(ValidationError, match=re.escape(message)):
         load_catalog(override)
+
+
+def test_a_rows_spelled_values_win_over_its_duration_type():
+    """A row that sends durations as strings and spells some of them ("8" -> "8s", as fal's Veo rows
+    do) sends the spelling; before, ``duration_type: string`` silently dropped ``values``."""
+    wire = WireSpec(fields={"duration": "duration"}, duration_type="string", values={"duration": {"8": "8s"}})
+    assert wire.wire_value("duration", 8) == "8s"
+    assert wire.wire_value("duration", 5) == "5"
+    integer = WireSpec(fields={"duration": "duration"}, values={"duration": {"8": "8s"}})
+    assert (integer.wire_value("duration", 8), integer.wire_value("duration", 5)) == ("8s", 5)
