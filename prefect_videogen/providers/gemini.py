@@ -53,7 +53,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from prefect_videogen.catalog import VideoPlan, load_catalog
+from prefect_videogen.catalog import VideoPlan, unavailable_message
 from prefect_videogen.errors import (
     AuthError,
     InvalidVideoRequest,
@@ -367,15 +367,10 @@ def _retry_delay(details: list[dict[str, Any]], header: float | None) -> float |
 
 
 def _unavailable_message(plan: VideoPlan, detail: str) -> str:
+    """The catalog's "model not found" message (its live alternatives), naming the Gemini model id."""
     model = plan.request.model or plan.spec.provider_model_id
-    try:
-        live = [key for key in load_catalog().provider(plan.provider).live_models() if key != model]
-    except InvalidVideoRequest:
-        live = []
-    others = f"live Gemini models in the catalog: {', '.join(live)}" if live else "the catalog lists no other"
-    return (
-        f"model {model!r} ({plan.spec.provider_model_id}) is not served by the Gemini API ({detail}); {others} "
-        "(catalog overrides: PREFECT_VIDEOGEN_CATALOG)"
+    return unavailable_message(
+        plan, f"model {model!r} ({plan.spec.provider_model_id}) is not served by the Gemini API ({detail})"
     )
 
 

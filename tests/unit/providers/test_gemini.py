@@ -274,7 +274,7 @@ async def test_a_filtered_operation_raises_content_rejected_with_the_reason(tmp_
             404,
             {"error": {"code": 404, "message": "models/x is not found", "status": "NOT_FOUND"}},
             ModelUnavailable,
-            "live Gemini models",
+            "live alternatives on gemini in the catalog",
             1,
         ),
         (
