@@ -132,11 +132,23 @@ def prefect_cli(env: dict[str, str], *args: str, timeout: float = 60) -> str:
     return done.stdout
 
 
+async def create_process_pool(api: str, name: str) -> None:
+    """``prefect work-pool create NAME --type process`` through the API: each CLI call is a process
+    that imports Prefect (5 s and more of CI), and the pool is the same."""
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
+    async with PrefectClient(api=api) as client:
+        await client.create_work_pool(WorkPoolCreate(name=name, type="process", base_job_template=template))
+
+
 async def test_deploy_and_run_on_postgres_with_a_process_worker(server, tmp_path):
     from prefect.client.orchestration import PrefectClient
 
     env = server
-    prefect_cli(env, "work-pool", "create", "videogen-local", "--type", "process")
+    await create_process_pool(env["PREFECT_API_URL"], "videogen-local")
     prefect_cli(env, "deploy", "--all", "--prefect-file", "deployments/prefect.yaml", timeout=120)
 
     videos = tmp_path / "videos"
@@ -247,7 +259,7 @@ async def test_two_workers_run_the_same_batch_at_once_against_s3(server, tmp_pat
     workers, logs = [], []
     try:
         with EmulatorServer(emulator) as api:
-            prefect_cli(env, "work-pool", "create", "videogen-twins", "--type", "process")
+            await create_process_pool(env["PREFECT_API_URL"], "videogen-twins")
             prefect_cli(
                 env,
                 "deploy",
@@ -362,6 +374,7 @@ async def test_one_batch_on_three_task_workers_survives_a_killed_worker(server, 
     import boto3
     from moto.server import ThreadedMotoServer
     from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
     from prefect_videogen.blocks import APIFrameCredentials, S3VideoStorage
     from prefect_videogen.spend.ledger import Ledger
@@ -387,8 +400,11 @@ async def test_one_batch_on_three_task_workers_survives_a_killed_worker(server, 
     processes: list[subprocess.Popen] = []
     try:
         with EmulatorServer(emulator) as api:
-            prefect_cli(env, "gcl", "create", "videogen-apiframe", "--limit", str(LIMIT))
             async with PrefectClient(api=env["PREFECT_API_URL"]) as client:
+                # ``prefect gcl create videogen-apiframe --limit 4``, without a CLI process.
+                await client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name="videogen-apiframe", limit=LIMIT)
+                )
                 await APIFrameCredentials(api_key=EMULATOR_API_KEY, base_url=api.base_url).asave(
                     "scale-provider", client=client
                 )
