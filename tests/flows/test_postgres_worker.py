@@ -133,8 +133,8 @@ def prefect_cli(env: dict[str, str], *args: str, timeout: float = 60) -> str:
 
 
 async def create_process_pool(api: str, name: str) -> None:
-    """``prefect work-pool create NAME --type process`` through the API: each CLI call is a process
-    that imports Prefect (5 s and more of CI), and the pool is the same."""
+    """``prefect work-pool create NAME --type process`` through the API: the same pool, without a
+    process that imports Prefect for one call."""
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.workers.process import ProcessWorker

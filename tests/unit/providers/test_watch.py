@@ -49,8 +49,7 @@ def emulator(server) -> APIFrameEmulator:
 @pytest.fixture
 def short_jobs(emulator, monkeypatch) -> None:
     """Jobs of 120 s instead of 1,200 for the tests that read every job alone: a tenth of the reads,
-    each a real request and a step of the clock (about 25 s of the suite), and the fallbacks they
-    check are the same."""
+    each a real request and a step of the clock, and the fallbacks they check are the same."""
     monkeypatch.setattr(emulator, "latency_seconds", 120)
 
 
