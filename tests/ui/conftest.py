@@ -8,14 +8,17 @@ once per session. Skipped when Chromium or Playwright is missing.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,6 +44,10 @@ def pytest_collection_modifyitems(items):
     for item in browser_items:
         item.add_marker(pytest.mark.browser)
     items[:] = [item for item in items if item not in browser_items] + browser_items
+    if browser_items and CHROMIUM is not None:
+        # The server's first start (its database built from nothing) takes half a minute: begin it now,
+        # so that it happens while the rest of the suite runs, not while the suite waits for it.
+        _boot.append(_UiServer.start())
 
 
 def _free_port() -> int:
@@ -61,44 +68,69 @@ def _env(home: Path, api_url: str | None = None) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def ui_server(tmp_path_factory):
-    """``prefect server start`` serving API and UI on 127.0.0.1:<free port>; yields the UI's base URL."""
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-    home = tmp_path_factory.mktemp("ui-server-home")
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = _env(home) | {"PREFECT_UI_API_URL": f"{base}/api", "PREFECT_UI_ENABLED": "true"}
-    log = open(home / "server.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 120
+class _UiServer:
+    """``prefect server start`` serving API and UI on 127.0.0.1:<free port>, with its own PREFECT_HOME."""
+
+    def __init__(self, process: subprocess.Popen, home: Path, log: Any, base: str) -> None:
+        self.process, self.home, self.log, self.base = process, home, log, base
+
+    @classmethod
+    def start(cls) -> _UiServer:
+        home = Path(tempfile.mkdtemp(prefix="videogen-ui-server-"))
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = _env(home) | {"PREFECT_UI_API_URL": f"{base}/api", "PREFECT_UI_ENABLED": "true"}
+        log = open(home / "server.log", "wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        server = cls(process, home, log, base)
+        atexit.register(server.stop)  # a session that ends before the browser suite: no server left behind
+        return server
+
+    def wait_until_up(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
         while True:
-            if process.poll() is not None:
-                pytest.fail(f"prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
+            if self.process.poll() is not None:
+                pytest.fail(f"prefect server exited: {(self.home / 'server.log').read_text()[-2000:]}")
             try:
-                if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
-                    break
+                if httpx.get(f"{self.base}/api/health", timeout=2).status_code == 200:
+                    return
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("prefect server did not start within 120 s")
+                pytest.fail(f"prefect server did not start within {timeout:g} s")
             time.sleep(0.5)  # waiting for a real subprocess to come up, not a test delay
-        yield base
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+_boot: list[_UiServer] = []  # started when the browser tests were collected
+
+
+@pytest.fixture(scope="session")
+def ui_server():
+    """The UI server's base URL (started at collection, or here when that did not happen)."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    server = _boot.pop() if _boot else _UiServer.start()
+    try:
+        server.wait_until_up()
+        yield server.base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        server.stop()
 
 
 @pytest.fixture(scope="session")
