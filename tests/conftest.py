@@ -30,6 +30,37 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_home, ignore_errors=True)
 
 
+# A test's work begun at collection (see pytest_collection_modifyitems), by test item.
+BEGUN = pytest.StashKey[object]()
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: only selected tests begin anything
+def pytest_collection_modifyitems(items):
+    """Begin the slow subprocesses that selected tests name, so that they run beside the tests before
+    them: a test function's ``begin_early`` (fixture ``begun``), and a module's, once for the module
+    (fixture ``begun_module``). The tests then check what they did."""
+    for item in items:
+        begin = getattr(getattr(item, "function", None), "begin_early", None)
+        if begin is not None:
+            item.stash[BEGUN] = begin()
+        module = item.getparent(pytest.Module)
+        begin = getattr(getattr(module, "obj", None), "begin_early", None)
+        if module is not None and begin is not None and BEGUN not in module.stash:
+            module.stash[BEGUN] = begin()
+
+
+@pytest.fixture
+def begun(request):
+    """What this test's ``begin_early`` began at collection."""
+    return request.node.stash[BEGUN]
+
+
+@pytest.fixture(scope="module")
+def begun_module(request):
+    """What this module's ``begin_early`` began at collection."""
+    return request.node.stash[BEGUN]
+
+
 @pytest.fixture(scope="session")
 def prefect_server():
     """A real Prefect API server for the whole session (started once: ~12 s)."""

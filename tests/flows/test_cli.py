@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 from prefect.settings import PREFECT_API_URL
 
@@ -53,36 +57,50 @@ def test_cli_bad_input_exits_2_naming_the_field(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_console_script_on_an_ephemeral_server(tmp_path):
+class Quickstart:
+    """The README command exactly, in a subprocess with no Prefect server configured, in a folder of its own.
+
+    Begun when the test is collected (``begin_early``, tests/conftest.py): its temporary server builds
+    its database from nothing (half a minute), beside the tests that run before this one.
+    """
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="videogen-quickstart-"))
+        # A fresh machine: its own PREFECT_HOME and result storage (not the session's cached submits).
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PREFECT_RESULTS_"))}
+        env["PREFECT_HOME"] = str(self.folder / "home")
+        env["PREFECT_VIDEOGEN_LOCAL_JOBS"] = str(self.folder / "jobs")
+        script = os.path.join(os.path.dirname(sys.executable), "prefect-videogen")
+        command = [script, "generate", "a red fox running through fresh snow"]
+        command += ["--provider", "local", "--duration", "4", "--aspect", "9:16"]
+        with open(self.folder / "stdout", "wb") as out, open(self.folder / "stderr", "wb") as err:
+            self.process = subprocess.Popen(command, cwd=self.folder, env=env, stdout=out, stderr=err)
+        atexit.register(self.stop)  # a session that ends first leaves no process behind
+
+    def result(self, timeout: float) -> tuple[int, str, str]:
+        """(exit code, stdout, stderr) once it has ended."""
+        returncode = self.process.wait(timeout=timeout)
+        return returncode, (self.folder / "stdout").read_text(), (self.folder / "stderr").read_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def test_console_script_on_an_ephemeral_server(begun):
     """The README command exactly, in a subprocess with no Prefect server configured."""
-    # A fresh machine: its own PREFECT_HOME and result storage (not the session's cached submits).
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PREFECT_RESULTS_"))}
-    env["PREFECT_HOME"] = str(tmp_path / "home")
-    env["PREFECT_VIDEOGEN_LOCAL_JOBS"] = str(tmp_path / "jobs")
-    script = os.path.join(os.path.dirname(sys.executable), "prefect-videogen")
-    completed = subprocess.run(
-        [
-            script,
-            "generate",
-            "a red fox running through fresh snow",
-            "--provider",
-            "local",
-            "--duration",
-            "4",
-            "--aspect",
-            "9:16",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    video = next(line.split(None, 1)[1] for line in completed.stdout.splitlines() if line.startswith("video:"))
-    assert video.startswith(str(tmp_path / "videos"))
+    quickstart: Quickstart = begun
+    returncode, stdout, stderr = quickstart.result(timeout=240)
+    assert returncode == 0, stderr[-2000:]
+    video = next(line.split(None, 1)[1] for line in stdout.splitlines() if line.startswith("video:"))
+    assert video.startswith(str(quickstart.folder / "videos"))
     probe = probe_video(video)
     assert (probe.width, probe.height, probe.duration_seconds) == (720, 1280, 4.0)
+
+
+test_console_script_on_an_ephemeral_server.begin_early = Quickstart  # type: ignore[attr-defined]
 
 
 # -- failing cleanly (issue 14) ----------------------------------------------------------------------------

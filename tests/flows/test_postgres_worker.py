@@ -8,14 +8,18 @@ missing; deselect with ``-m "not postgres"``. One server for the module; every w
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -47,15 +51,11 @@ async def pg_admin(sql: str) -> None:
         await connection.close()
 
 
-@pytest.fixture(scope="module")
-async def database():
-    name = f"videogen_test_{uuid.uuid4().hex[:12]}"
-    try:
-        await pg_admin(f'CREATE DATABASE "{name}"')
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 not usable as user postgres: {exc!r}")
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def pg_admin_now(sql: str) -> None:
+    """``pg_admin`` from sync code, on a thread of its own: ``asyncio.run`` in the main thread would
+    clear the event loop the session's async tests run on."""
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, pg_admin(sql)).result()
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -69,53 +69,85 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(timeout=5)
 
 
-@pytest.fixture(scope="module")
-def prefect_env(database, tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("postgres-server")
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    env.update(
-        {
-            "PREFECT_HOME": str(tmp_path / "prefect-home"),
-            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-            "PREFECT_SERVER_DATABASE_CONNECTION_URL": database,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_SERVER_UI_ENABLED": "false",
-            "PREFECT_VIDEOGEN_LOCAL_JOBS": str(tmp_path / "jobs"),
-        }
-    )
-    return env, port
+class PostgresServer:
+    """``prefect server start`` on a database of its own, one for the module.
 
+    Begun when the module's tests are collected (``begin_early``, tests/conftest.py): a start is
+    13-15 s on a 2-core machine, spent beside the tests before these; the tests keep apart by their
+    own work pool, deployment, block and limit names.
+    """
 
-# One server (and database) for the module: each start is 13-15 s on a 2-core machine, and the tests
-# keep apart by their own work pool, deployment, block and limit names.
-@pytest.fixture(scope="module")
-def server(prefect_env, tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("postgres-server-log")
-    env, port = prefect_env
-    log = open(tmp_path / "server.log", "wb")
-    process = subprocess.Popen(
-        [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 90
-    try:
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="videogen-postgres-server-"))
+        self.database = f"videogen_test_{uuid.uuid4().hex[:12]}"
+        self.process: subprocess.Popen | None = None
+        try:
+            pg_admin_now(f'CREATE DATABASE "{self.database}"')
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            self.unusable = f"PostgreSQL at 127.0.0.1:5432 not usable as user postgres: {exc!r}"
+            return
+        self.unusable = ""
+        port = free_port()
+        self.env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+        self.env.update(
+            {
+                "PREFECT_HOME": str(self.folder / "prefect-home"),
+                "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+                "PREFECT_SERVER_DATABASE_CONNECTION_URL": (
+                    f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.database}"
+                ),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_SERVER_UI_ENABLED": "false",
+                "PREFECT_VIDEOGEN_LOCAL_JOBS": str(self.folder / "jobs"),
+            }
+        )
+        with open(self.folder / "server.log", "wb") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        atexit.register(self.stop)  # a session that ends first leaves no server or database behind
+
+    def wait_until_up(self, timeout: float = 90) -> dict[str, str]:
+        """The environment of a process that uses the server, once the server answers."""
+        if self.unusable:
+            pytest.skip(self.unusable)
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                if httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=2).status_code == 200:
-                    break
+                if httpx.get(f"{self.env['PREFECT_API_URL']}/health", timeout=2).status_code == 200:
+                    return self.env
             except httpx.TransportError:
                 pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"prefect server did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"prefect server did not start:\n{(self.folder / 'server.log').read_text()[-3000:]}"
+                )
             time.sleep(0.5)  # waiting for another process to come up: there is nothing to wait on but time
-        yield env
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+            pg_admin_now(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+begin_early = PostgresServer  # once for the module (tests/conftest.py)
+
+
+@pytest.fixture(scope="module")
+def server(begun_module):
+    """The environment of a process that uses the module's server."""
+    postgres: PostgresServer = begun_module
+    try:
+        yield postgres.wait_until_up()
     finally:
-        stop(process)
-        log.close()
+        postgres.stop()
 
 
 def prefect_cli(env: dict[str, str], *args: str, timeout: float = 60) -> str:

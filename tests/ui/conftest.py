@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,12 @@ def pytest_collection_modifyitems(items):
         item.add_marker(pytest.mark.browser)
     items[:] = [item for item in items if item not in browser_items] + browser_items
     if browser_items and CHROMIUM is not None:
-        # The server's first start (its database built from nothing) takes half a minute: begin it now,
-        # so that it happens while the rest of the suite runs, not while the suite waits for it.
-        _boot.append(_UiServer.start())
+        # The server's first start (its database built from nothing) takes half a minute, and the runs
+        # the tests look at another twenty seconds: begin both now, so that they happen while the rest
+        # of the suite runs, not while the suite waits for them.
+        server = _UiServer.start()
+        server.make_runs_when_up()
+        _boot.append(server)
 
 
 def _free_port() -> int:
@@ -73,6 +77,8 @@ class _UiServer:
 
     def __init__(self, process: subprocess.Popen, home: Path, log: Any, base: str) -> None:
         self.process, self.home, self.log, self.base = process, home, log, base
+        self._runs: threading.Thread | None = None
+        self._made: subprocess.CompletedProcess | BaseException | None = None
 
     @classmethod
     def start(cls) -> _UiServer:
@@ -105,6 +111,31 @@ class _UiServer:
                 pytest.fail(f"prefect server did not start within {timeout:g} s")
             time.sleep(0.5)  # waiting for a real subprocess to come up, not a test delay
 
+    def make_runs_when_up(self) -> None:
+        """Make the suite's runs (``make_runs.py``) in a background thread once the server is up."""
+
+        def make() -> None:
+            try:
+                self.wait_until_up()
+                self._made = make_runs(self.base, self.home / "runs")
+            except BaseException as exc:  # pytest.fail's exception too: re-raised by runs()
+                self._made = exc
+
+        self._runs = threading.Thread(target=make, name="ui-make-runs", daemon=True)
+        self._runs.start()
+
+    def runs(self) -> dict[str, str]:
+        """The ids ``make_runs.py`` printed: made in the background if begun, else made now."""
+        if self._runs is None:
+            self._made = make_runs(self.base, self.home / "runs")
+        else:
+            self._runs.join(timeout=300)
+        if isinstance(self._made, BaseException):
+            raise self._made
+        assert isinstance(self._made, subprocess.CompletedProcess), "make_runs.py did not finish within 300 s"
+        assert self._made.returncode == 0, self._made.stderr[-4000:]
+        return json.loads(self._made.stdout.strip().splitlines()[-1])
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -116,37 +147,46 @@ class _UiServer:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
+def make_runs(base: str, work: Path) -> subprocess.CompletedProcess:
+    """A single-video run, a batch and its rerun, and a deployment, made in a separate process."""
+    work.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("make_runs.py"))],
+        cwd=work,
+        env=_env(work / "home", f"{base}/api"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
 _boot: list[_UiServer] = []  # started when the browser tests were collected
 
 
 @pytest.fixture(scope="session")
-def ui_server():
-    """The UI server's base URL (started at collection, or here when that did not happen)."""
+def running_ui_server():
+    """The UI server (started at collection, or here when that did not happen), once it answers."""
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
     server = _boot.pop() if _boot else _UiServer.start()
     try:
         server.wait_until_up()
-        yield server.base
+        yield server
     finally:
         server.stop()
 
 
 @pytest.fixture(scope="session")
-def ui_runs(ui_server, tmp_path_factory) -> dict[str, str]:
-    """A single-video run, a batch and its rerun, and a deployment, made in a separate process."""
-    work = tmp_path_factory.mktemp("ui-runs")
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("make_runs.py"))],
-        cwd=work,
-        env=_env(work / "home", f"{ui_server}/api"),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def ui_server(running_ui_server) -> str:
+    """The UI server's base URL."""
+    return running_ui_server.base
+
+
+@pytest.fixture(scope="session")
+def ui_runs(running_ui_server) -> dict[str, str]:
+    """A single-video run, a batch and its rerun, and a deployment (see :func:`make_runs`)."""
+    return running_ui_server.runs()
 
 
 @pytest.fixture(scope="session")
