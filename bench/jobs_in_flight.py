@@ -13,7 +13,8 @@ process, so its cost is not counted), jobs taking ``--wait`` seconds:
 All jobs are submitted first; the window measured is from the last submit until every job is seen
 done. CPU is ``time.process_time()`` over the window divided by its wall time (1.0 = one core);
 peak RSS is the process's VmHWM (the submit phase included); "RSS at start" is the resident size when
-the window opens (imports, including Prefect through the package, are ~120 MiB of it).
+the window opens (imports, including Prefect through the package, are ~120 MiB of it). Lag (async
+variants) is how long after its end (its submit's answer + ``--wait``) each wait returned.
 
 Targets: peak RSS under 300 MB and under 10 % of one core while waiting.
 
@@ -47,11 +48,24 @@ def peak_rss_mib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
-def report(variant: str, jobs: int, window: float, cpu: float, done: int, rss_at_start: float, threads: int) -> None:
+def report(
+    variant: str,
+    jobs: int,
+    window: float,
+    cpu: float,
+    done: int,
+    rss_at_start: float,
+    threads: int,
+    lags: list[float] | None = None,
+) -> None:
+    lags = sorted(lags or [float("nan")])
     print(
         json.dumps(
             {
                 "variant": variant,
+                "lag_p50_s": lags[len(lags) // 2],
+                "lag_p95_s": lags[int(len(lags) * 0.95)],
+                "lag_max_s": lags[-1],
                 "jobs": jobs,
                 "window_s": window,
                 "cpu_s": cpu,
@@ -64,7 +78,7 @@ def report(variant: str, jobs: int, window: float, cpu: float, done: int, rss_at
     )
 
 
-async def run_async(base_url: str, jobs: int, key: str, *, listing: bool) -> None:
+async def run_async(base_url: str, jobs: int, key: str, *, listing: bool, wait: float) -> None:
     from prefect_videogen.catalog import load_catalog
     from prefect_videogen.models import VideoRequest
     from prefect_videogen.providers.apiframe import APIFrameVideoProvider
@@ -78,21 +92,27 @@ async def run_async(base_url: str, jobs: int, key: str, *, listing: bool) -> Non
 
         async def submit(n: int):
             async with gate:
-                return await provider.submit(
-                    catalog.plan("apiframe", VideoRequest(prompt=f"in flight {n}", duration=4))
-                )
+                job = await provider.submit(catalog.plan("apiframe", VideoRequest(prompt=f"in flight {n}", duration=4)))
+                return job, time.monotonic()
+
+        async def seen_done(job, submitted_at: float) -> float:
+            """Seconds from the job's end (its submit + ``wait``: a little late, by the submit's answer)
+            until its wait returned."""
+            await wait_for_job(provider, job, timeout=3600)
+            return time.monotonic() - (submitted_at + wait)
 
         submitted = await asyncio.gather(*(submit(n) for n in range(jobs)))
         cpu, started, rss = time.process_time(), time.monotonic(), rss_mib()
-        done = await asyncio.gather(*(wait_for_job(provider, job, timeout=3600) for job in submitted))
+        lags = await asyncio.gather(*(seen_done(job, at) for job, at in submitted))
         report(
             "async" if listing else "async-each",
             jobs,
             time.monotonic() - started,
             time.process_time() - cpu,
-            len(done),
+            len(lags),
             rss,
             threading.active_count(),
+            lags,
         )
 
 
@@ -153,7 +173,9 @@ def child(args: argparse.Namespace) -> None:
     from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY
 
     if args.child in ("async", "async-each"):
-        asyncio.run(run_async(args.base_url, args.jobs, EMULATOR_API_KEY, listing=args.child == "async"))
+        asyncio.run(
+            run_async(args.base_url, args.jobs, EMULATOR_API_KEY, listing=args.child == "async", wait=args.wait)
+        )
     else:
         run_threads(args.base_url, args.jobs, EMULATOR_API_KEY)
 
@@ -191,6 +213,8 @@ def main() -> None:
                     emulator.base_url,
                     "--jobs",
                     str(args.jobs),
+                    "--wait",
+                    str(args.wait),
                 ],
                 check=True,
                 capture_output=True,
@@ -205,15 +229,19 @@ def main() -> None:
             results.append(result)
     print(
         f"{'variant':<8} {'window s':>8} {'cpu s':>6} {'cpu share':>9} {'peak RSS MiB':>12} {'RSS at start':>12} "
-        f"{'polls':>6} {'listings':>8} {'requests/job':>12}  target (<300 MB, <10% core)"
+        f"{'polls':>6} {'listings':>8} {'requests/job':>12} {'lag p50/p95/max s':>17}  target (<300 MB, <10% core)"
     )
+
+    def lag(r: dict) -> str:
+        return f"{r['lag_p50_s']:.1f}/{r['lag_p95_s']:.1f}/{r['lag_max_s']:.1f}"
+
     for r in results:
         share = r["cpu_s"] / r["window_s"]
         verdict = "PASS" if r["peak_rss_mib"] * 1.048576 < 300 and share < 0.10 else "FAIL"
         print(
             f"{r['variant']:<8} {r['window_s']:>8.1f} {r['cpu_s']:>6.2f} {share:>9.1%} {r['peak_rss_mib']:>12.0f} "
             f"{r['rss_window_start_mib']:>12.0f} {r['polls']:>6} {r['listings']:>8} "
-            f"{(r['polls'] + r['listings']) / r['jobs']:>12.1f}  {verdict} "
+            f"{(r['polls'] + r['listings']) / r['jobs']:>12.1f} {lag(r):>17}  {verdict} "
             f"({r['done']} done, {r['threads']} threads)"
         )
     by_name = {r["variant"]: r for r in results}

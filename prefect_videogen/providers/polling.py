@@ -79,6 +79,7 @@ class PollSchedule:
         self.margin_share = margin_share
         self._next = initial
         self.near_finish = False  # the last delay aims just past the predicted finish
+        self.aim: float | None = None  # after the last delay: seconds to just past the predicted finish
         self._first: tuple[float, float] | None = None  # (elapsed, progress) of the first sample
         self._last: tuple[float, float] | None = None
 
@@ -119,13 +120,13 @@ class PollSchedule:
         # job whose progress creeps towards 1.0 from being polled in a tight loop.
         floor = self.initial if hinted is None else hinted
         left = self.estimate_left(progress, elapsed)
-        self.near_finish = False
+        self.near_finish, self.aim = False, None
         if left is None:
             return interval
         left = max(left - age, 0.0)
+        aim = self.aim = left + min(self.margin, self.margin_share * ((elapsed or 0.0) + age + left), left)
         if left > self.maximum:  # far from the finish: a share of the time left
             return max(min(max(left * self.share, self.initial), self.long_maximum), floor)
-        aim = left + min(self.margin, self.margin_share * ((elapsed or 0.0) + age + left), left)
         if self._baseline() < left and aim - interval >= floor:
             # A rate measured over less time than is left is too rough to aim with (whole percents
             # over half a second are +-6 %): one more sample at the usual interval, then aim.
@@ -215,11 +216,20 @@ async def _poll_until_done(
             age=now - read_at,
             queued=job.status is JobStatus.QUEUED,
         )
+        aimed = schedule.near_finish
+        if watcher is not None and watcher.sweeping and not aimed:
+            # Sooner than the next sweep, the last one would answer; where the next comes after the
+            # predicted finish, the poll aims at the finish instead.
+            until_sweep = watcher.next_sweep_in()
+            if schedule.aim is not None and schedule.aim < until_sweep:
+                delay, aimed = schedule.aim, True
+            else:
+                delay = max(delay, until_sweep)
         delay = min(delay, max(deadline - now, 0.0))
         await sleep(delay)
         # Shared reads may be up to half a sleep old, except the one aimed at the predicted finish:
         # stale data there would add to the lag the schedule just cut.
         if watcher:
-            job, read_at = await watcher.observe(job, max_age=0.0 if schedule.near_finish else delay / 2)
+            job, read_at = await watcher.observe(job, max_age=0.0 if aimed else delay / 2)
         else:
             job, read_at = await provider.get_job(job), clock()

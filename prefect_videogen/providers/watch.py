@@ -19,6 +19,11 @@ together in the finished listing, read after the last of them asked; those not i
 or failed) read their own job. Otherwise each reads its job alone, at once. Listed jobs are dated by
 their own page, so the aims made from a long sweep's last pages are not early by the sweep's length.
 
+Sweeps keep a pace: one starts at most every ``max_age`` seconds, and a long one (thousands of jobs)
+is not followed by the next sooner than its length / ``SWEEP_DUTY``. A wait sleeps until the next
+sweep may start, since polling sooner would be answered by the last one; the read aimed at its
+job's predicted finish keeps its own time.
+
 The requests then grow with the number of sweeps, not with jobs times polls, and a provider's rate
 limit sees a few requests a second however many jobs are waited on (figures: BENCHMARKS.md,
 ``bench/jobs_in_flight.py``).
@@ -55,6 +60,9 @@ FALLBACK_CONCURRENCY = 16
 FINISHED_PAGE_YIELD = 4
 # Reads aimed at jobs' finishes asked within this long of each other are looked for together.
 FRESH_GATHER_SECONDS = 0.1
+# Sweeps take at most this share of the time: a sweep of many jobs (10,000: ~100 listing pages, a
+# second or more) is not followed by the next one sooner than its length / SWEEP_DUTY after it began.
+SWEEP_DUTY = 0.1
 
 
 class Snapshot:
@@ -105,6 +113,8 @@ class JobWatcher:
         self._watched: dict[str, tuple[VideoJob, int]] = {}  # job id -> (the job, number of waits on it)
         self._snapshot = Snapshot()
         self._swept_at = float("-inf")
+        self._sweep_began = float("-inf")  # when the last sweep (or the one running) began
+        self._sweep_length = 0.0  # how long (watcher's clock) the last finished sweep took
         self._sweep: _Shared | None = None
         self._aimed_at: deque[float] = deque()  # when the aimed reads of the last second were asked
         self._finish_check: _FinishCheck | None = None  # gathering aimed reads
@@ -125,6 +135,25 @@ class JobWatcher:
             watcher = _WATCHERS[provider] = cls(provider, clock=clock, sleep=sleep)
         return watcher
 
+    @property
+    def sweeping(self) -> bool:
+        """Listing sweeps answer this client's waits (see the module docstring)."""
+        return self.listing and len(self._watched) >= LISTING_MIN_JOBS
+
+    @property
+    def pace(self) -> float:
+        """The least time between two sweeps' starts: the watcher's ``max_age``, longer where sweeps
+        are long (at most ``SWEEP_DUTY`` of the time spent sweeping)."""
+        return max(self.max_age, self._sweep_length / SWEEP_DUTY)
+
+    def next_sweep_in(self) -> float:
+        """Seconds until a sweep newer than the last one may start (0 when one may start now).
+
+        A wait answered by sweeps that polls sooner learns nothing new: ``wait_for_job`` sleeps at
+        least this long, except for the read aimed at its job's predicted finish.
+        """
+        return max(self._sweep_began + self.pace - self.clock(), 0.0)
+
     @contextmanager
     def watching(self, job: VideoJob) -> Iterator[None]:
         """Count ``job`` among the watched jobs for as long as it is waited on."""
@@ -143,17 +172,18 @@ class JobWatcher:
 
         Args:
             max_age: how old (seconds) a sweep may be to answer; at most the watcher's own
-                ``max_age``. ``wait_for_job`` passes half of the delay it just slept, so a job
-                polled every 0.5 s is never answered from data older than 0.25 s, and 0 for the
-                read aimed at a job's predicted finish: 0 is answered only by what is read after
-                the call (see the module docstring).
+                ``max_age``, and at least the time sweeps leave between them where they are long
+                (:attr:`pace`). ``wait_for_job`` passes half of the delay it just slept, and 0 for
+                the read aimed at a job's predicted finish: 0 is answered only by what is read
+                after the call (see the module docstring).
         """
-        if not self.listing or len(self._watched) < LISTING_MIN_JOBS:
+        if not self.sweeping:
             return await self._read_alone(job)
         if max_age == 0:
             return await self._observe_aimed(job)
         oldest = self.max_age if max_age is None else min(max_age, self.max_age)
-        if self._sweep is None and self.clock() - self._swept_at > oldest:
+        oldest = max(oldest, self._sweep_length / SWEEP_DUTY)  # long sweeps: SWEEP_DUTY of the time
+        if self._sweep is None and self.clock() - self._swept_at >= oldest:
             self._sweep = _Shared(self._run_sweep())
         if self._sweep is not None:
             await self._sweep.wait()
@@ -186,7 +216,7 @@ class JobWatcher:
         return read, self.clock()
 
     async def _run_sweep(self) -> None:
-        started = self.clock()
+        started = self._sweep_began = self.clock()
         try:
             snapshot = await self._collect()
         except ProviderError as exc:
@@ -198,7 +228,7 @@ class JobWatcher:
                 logger.warning("%s job listing failed (%s); reading each job this time", self.provider.name, exc)
         finally:
             self._sweep = None
-        self._snapshot, self._swept_at = snapshot, started
+        self._snapshot, self._swept_at, self._sweep_length = snapshot, started, self.clock() - started
         self.sweeps += 1
 
     async def _run_finish_check(self, check: _FinishCheck) -> None:

@@ -18,7 +18,13 @@ from prefect_videogen.catalog import load_catalog
 from prefect_videogen.models import JobStatus, VideoRequest
 from prefect_videogen.providers.apiframe import APIFrameVideoProvider
 from prefect_videogen.providers.polling import wait_for_job
-from prefect_videogen.providers.watch import FINISHED_PAGE_YIELD, FRESH_GATHER_SECONDS, LISTING_MIN_JOBS, JobWatcher
+from prefect_videogen.providers.watch import (
+    FINISHED_PAGE_YIELD,
+    FRESH_GATHER_SECONDS,
+    LISTING_MIN_JOBS,
+    SWEEP_DUTY,
+    JobWatcher,
+)
 from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY, APIFrameEmulator
 from prefect_videogen.testing.server import EmulatorServer, Fault
 
@@ -276,3 +282,68 @@ async def test_a_cancelled_wait_does_not_cancel_the_sweep_the_others_wait_for():
     broken = _Shared(failing())
     results = await asyncio.gather(broken.wait(), broken.wait(), return_exceptions=True)
     assert [str(result) for result in results] == ["a bug in the sweep"] * 2  # every waiter sees it
+
+
+class SlowListing(APIFrameVideoProvider):
+    """APIFrame whose active listing takes ``LISTING_SECONDS`` of the clock, as 10,000 jobs' pages do."""
+
+    virtual_sleep = None
+
+    async def list_active_jobs(self, **kwargs):
+        await self.virtual_sleep(LISTING_SECONDS)
+        return await super().list_active_jobs(**kwargs)
+
+
+LISTING_SECONDS = 3.0
+
+
+def slow_listing(server, clock) -> SlowListing:
+    provider = SlowListing(EMULATOR_API_KEY, base_url=server.base_url, sleep=clock.sleep)
+    provider.virtual_sleep = clock.sleep
+    return provider
+
+
+async def test_long_sweeps_are_spaced_to_their_share_of_the_time(server, emulator, clock):
+    async with slow_listing(server, clock) as provider:
+        plan = load_catalog().plan("apiframe", VideoRequest(prompt="a long sweep", duration=4))
+        jobs = [await provider.submit(plan) for _ in range(LISTING_MIN_JOBS)]
+        watcher = JobWatcher.of(provider, clock=clock, sleep=clock.sleep)
+        with contextlib.ExitStack() as stack:
+            for job in jobs:
+                stack.enter_context(watcher.watching(job))
+            await watcher.observe(jobs[0], max_age=1.0)  # a sweep of 3 s
+            assert watcher.sweeps == 1 and watcher.pace == pytest.approx(LISTING_SECONDS / SWEEP_DUTY)
+            assert watcher.next_sweep_in() == pytest.approx(LISTING_SECONDS / SWEEP_DUTY - LISTING_SECONDS)
+            await clock.sleep(5.0)
+            await watcher.observe(jobs[1], max_age=1.0)  # 8 s old, asked for 1 s: answered all the same
+            assert watcher.sweeps == 1
+            await clock.sleep(watcher.next_sweep_in())
+            await watcher.observe(jobs[1], max_age=1.0)  # the pace has passed: a new sweep
+            assert watcher.sweeps == 2
+
+
+async def test_waits_on_long_sweeps_sleep_until_the_next_and_aim_at_their_finish(server, emulator, clock):
+    observed = Counter()
+    async with slow_listing(server, clock) as provider:
+        watcher = JobWatcher.of(provider, clock=clock, sleep=clock.sleep)
+        observe = watcher.observe
+
+        async def counted(job, *, max_age=None):
+            observed["aimed" if max_age == 0 else "shared"] += 1
+            return await observe(job, max_age=max_age)
+
+        watcher.observe = counted  # type: ignore[method-assign]
+        plan = load_catalog().plan("apiframe", VideoRequest(prompt="waits on long sweeps", duration=4))
+        jobs = [await provider.submit(plan) for _ in range(JOBS)]
+        submitted_at = clock()
+        done = await asyncio.gather(
+            *(wait_for_job(provider, job, timeout=100_000, clock=clock, sleep=clock.sleep) for job in jobs)
+        )
+        lag = clock() - (submitted_at + emulator.latency_seconds)
+    assert all(job.status is JobStatus.SUCCEEDED for job in done)
+    # 1,200 s jobs, sweeps at most every 30 s (3 s each, a tenth of the time): about 40 sweeps, and
+    # each wait's shared polls one per sweep, not one per growing interval (~95 each at 6 s).
+    assert watcher.sweeps <= 1200 / (LISTING_SECONDS / SWEEP_DUTY) + 3, watcher.sweeps
+    assert observed["shared"] <= JOBS * (watcher.sweeps + 2), observed
+    # The sweeps' spacing does not delay the end: each wait aims at its job's predicted finish.
+    assert observed["aimed"] >= JOBS and lag < LISTING_SECONDS / SWEEP_DUTY / 2, (lag, observed)
