@@ -19,10 +19,12 @@ together in the finished listing, read after the last of them asked; those not i
 or failed) read their own job. Otherwise each reads its job alone, at once. Listed jobs are dated by
 their own page, so the aims made from a long sweep's last pages are not early by the sweep's length.
 
-Sweeps keep a pace: one starts at most every ``max_age`` seconds, and a long one (thousands of jobs)
-is not followed by the next sooner than its length / ``SWEEP_DUTY``. A wait sleeps until the next
-sweep may start, since polling sooner would be answered by the last one; the read aimed at its
-job's predicted finish keeps its own time.
+Sweeps keep a pace (:attr:`JobWatcher.pace`): ``max_age``, or for a long sweep (thousands of jobs)
+its length / ``SWEEP_DUTY``, so that sweeping takes at most that share of the time. A wait sleeps
+until the next sweep may start, since polling sooner would be answered by the last one, unless its
+job's predicted finish comes first: that read is aimed at the finish. A job that reports no progress
+is then seen to end up to one pace late: the price of sweeps that would otherwise take most of the
+waiting process's CPU (BENCHMARKS.md).
 
 The requests then grow with the number of sweeps, not with jobs times polls, and a provider's rate
 limit sees a few requests a second however many jobs are waited on (figures: BENCHMARKS.md,

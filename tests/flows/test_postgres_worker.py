@@ -85,6 +85,7 @@ class PostgresServer:
             pg_admin_now(f'CREATE DATABASE "{self.database}"')
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             self.unusable = f"PostgreSQL at 127.0.0.1:5432 not usable as user postgres: {exc!r}"
+            self.folder.rmdir()
             return
         self.unusable = ""
         port = free_port()
