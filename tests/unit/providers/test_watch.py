@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import itertools
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 
@@ -67,6 +68,15 @@ class Unlisted(APIFrameVideoProvider):
     """APIFrame without its job listing: each wait polls its own job."""
 
     list_active_jobs = None  # type: ignore[assignment]  # opts out of the ListsJobs capability
+
+
+@contextlib.contextmanager
+def watching_all(watcher: JobWatcher, jobs: list) -> Iterator[None]:
+    """Every one of ``jobs`` counted among the watched jobs, as their waits would."""
+    with contextlib.ExitStack() as stack:
+        for job in jobs:
+            stack.enter_context(watcher.watching(job))
+        yield
 
 
 async def wait_for_all(provider: APIFrameVideoProvider, clock: VirtualClock, count: int = JOBS) -> list:
@@ -160,9 +170,7 @@ async def test_a_sweep_answers_reads_within_their_age_and_is_dated_when_it_read(
         plan = load_catalog().plan("apiframe", VideoRequest(prompt="a read at the finish", duration=4))
         jobs = [await provider.submit(plan) for _ in range(LISTING_MIN_JOBS)]
         watcher = JobWatcher.of(provider, clock=clock, sleep=clock.sleep)
-        with contextlib.ExitStack() as stack:
-            for job in jobs:
-                stack.enter_context(watcher.watching(job))
+        with watching_all(watcher, jobs):
             swept_at = clock()
             await watcher.observe(jobs[0], max_age=1.0)  # a sweep: listings, no single reads of listed jobs
             swept = dict(emulator.counters)
@@ -186,9 +194,7 @@ async def aim_at_the_finish(provider, clock, emulator, *, finished: int, running
     await clock.sleep(1201)
     still = [await provider.submit(plan) for _ in range(running)]
     watcher = JobWatcher.of(provider, clock=clock, sleep=clock.sleep)
-    with contextlib.ExitStack() as stack:
-        for job in ended + still:
-            stack.enter_context(watcher.watching(job))
+    with watching_all(watcher, ended + still):
         await watcher.observe(still[0], max_age=1.0)  # a sweep: what one costs is known
         before, asked_at = dict(emulator.counters), clock()
         fresh, read_at = await watcher.observe(ended[0], max_age=0)
@@ -308,9 +314,7 @@ async def test_long_sweeps_are_spaced_to_their_share_of_the_time(server, emulato
         plan = load_catalog().plan("apiframe", VideoRequest(prompt="a long sweep", duration=4))
         jobs = [await provider.submit(plan) for _ in range(LISTING_MIN_JOBS)]
         watcher = JobWatcher.of(provider, clock=clock, sleep=clock.sleep)
-        with contextlib.ExitStack() as stack:
-            for job in jobs:
-                stack.enter_context(watcher.watching(job))
+        with watching_all(watcher, jobs):
             await watcher.observe(jobs[0], max_age=1.0)  # a sweep of 3 s
             assert watcher.sweeps == 1 and watcher.pace == pytest.approx(LISTING_SECONDS / SWEEP_DUTY)
             assert watcher.next_sweep_in() == pytest.approx(LISTING_SECONDS / SWEEP_DUTY - LISTING_SECONDS)
