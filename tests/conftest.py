@@ -35,10 +35,12 @@ BEGUN = pytest.StashKey[object]()
 
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: only selected tests begin anything
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """Begin the slow subprocesses that selected tests name, so that they run beside the tests before
     them: a test function's ``begin_early`` (fixture ``begun``), and a module's, once for the module
     (fixture ``begun_module``). The tests then check what they did."""
+    if config.option.collectonly:
+        return
     for item in items:
         begin = getattr(getattr(item, "function", None), "begin_early", None)
         if begin is not None:

@@ -38,14 +38,14 @@ CHROMIUM_ARGS = [
 REPO = Path(__file__).resolve().parents[2]
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     # Browser tests run last: Playwright's sync API drives its own event loop in the main thread while
     # the browser is open, and the async tests of the session's loop cannot run meanwhile.
     browser_items = [item for item in items if "tests/ui/" in str(item.fspath).replace(os.sep, "/")]
     for item in browser_items:
         item.add_marker(pytest.mark.browser)
     items[:] = [item for item in items if item not in browser_items] + browser_items
-    if browser_items and CHROMIUM is not None:
+    if browser_items and CHROMIUM is not None and not config.option.collectonly:
         # The server's first start (its database built from nothing) takes half a minute, and the runs
         # the tests look at another twenty seconds: begin both now, so that they happen while the rest
         # of the suite runs, not while the suite waits for them.
