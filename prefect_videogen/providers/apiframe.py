@@ -268,9 +268,16 @@ class APIFrameVideoProvider(VideoProvider):
         )
 
     async def list_finished_jobs(
-        self, wanted: Collection[str], *, max_pages: int, page_size: int = 100, clock: Clock = time.monotonic
+        self,
+        wanted: Collection[str],
+        *,
+        max_pages: int,
+        min_page_yield: int = 0,
+        page_size: int = 100,
+        clock: Clock = time.monotonic,
     ) -> Listing:
-        """``GET /v2/jobs?status=COMPLETED`` until every wanted job is found, at most ``max_pages`` pages.
+        """``GET /v2/jobs?status=COMPLETED`` until every wanted job is found, at most ``max_pages`` pages,
+        and once a page found ``min_page_yield`` of them, no further than two in a row that found fewer.
 
         A listed job is taken only with its ``result.videoUrl`` and its ``creditCost``: what the
         download and the books need. The listing's order is not documented, so the caller bounds
@@ -284,6 +291,7 @@ class APIFrameVideoProvider(VideoProvider):
             clock,
             keep=lambda job: str(job["id"]) in ids and _answers(job),
             wanted=len(ids),
+            min_page_yield=min_page_yield,
         )
 
     async def _list(
@@ -295,18 +303,25 @@ class APIFrameVideoProvider(VideoProvider):
         *,
         keep: Callable[[dict[str, Any]], bool] = lambda job: True,
         wanted: int | None = None,
+        min_page_yield: int = 0,
     ) -> Listing:
         """One status's jobs that ``keep`` accepts, page by page, until the listing ends, ``max_pages``
-        pages are read, or ``wanted`` jobs are found."""
+        pages are read, ``wanted`` jobs are found, or two pages in a row kept fewer than
+        ``min_page_yield`` after one that kept as many."""
         found: dict[str, dict[str, Any]] = {}
         read_at: dict[str, float] = {}
         params: dict[str, Any] = {"status": status, "limit": page_size}
+        paid_off, lean = False, 0  # a page kept min_page_yield jobs; pages in a row since that kept fewer
         for pages in range(1, max_pages + 1):
-            asked = clock()
             page = await self.http.json("GET", "/v2/jobs", params=params)
+            # Dated when the answer arrived, never earlier than the server read the jobs: a page
+            # dated when it was asked for (queued behind other requests in a busy process) makes its
+            # jobs look further along than they were, and the reads aimed at their finish early.
+            answered = clock()
             jobs = page.get("jobs") if isinstance(page, dict) else None
             if not isinstance(jobs, list):
                 return Listing(found, False, pages, read_at)
+            kept_before = len(found)
             # Only the fields a read uses are kept (not the echoed input): a sweep's snapshot lives
             # for seconds, and with 10,000 jobs its nested objects are most of what the garbage
             # collector walks.
@@ -314,9 +329,15 @@ class APIFrameVideoProvider(VideoProvider):
                 if isinstance(job, dict) and job.get("id") and job.get("status") and keep(job):
                     job_id = str(job["id"])
                     found[job_id] = {field: job[field] for field in _READ_FIELDS if field in job}
-                    read_at[job_id] = asked
+                    read_at[job_id] = answered
             if wanted is not None and len(found) >= wanted:
                 return Listing(found, True, pages, read_at)
+            if len(found) - kept_before >= min_page_yield:
+                paid_off, lean = True, 0
+            elif paid_off and (lean := lean + 1) == 2:
+                # Past the pages that held the wanted jobs (a listing in any order lists the jobs
+                # that ended together close together): the ones left are read one by one.
+                return Listing(found, False, pages, read_at)
             if not page.get("hasMore") or not page.get("nextCursor"):
                 return Listing(found, wanted is None, pages, read_at)
             params["cursor"] = page["nextCursor"]

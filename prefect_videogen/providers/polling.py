@@ -195,6 +195,7 @@ async def _poll_until_done(
     deadline = started + timeout
     last_status = None
     read_at = started
+    previous: VideoJob | None = None  # the job before the last read: the same object when it told nothing new
     while True:
         if job.raw_status != last_status:
             logger.info("%s job %s: %s", job.provider, job.job_id, job.raw_status)
@@ -209,6 +210,18 @@ async def _poll_until_done(
             raise JobTimedOut(
                 provider=job.provider, job_id=job.job_id, waited_seconds=now - started, last_status=job.raw_status
             )
+        if (
+            watcher is not None
+            and job is previous
+            and schedule.aim is None
+            and await watcher.until_changed(job, deadline=deadline)
+        ):
+            # Unchanged, and no finish predicted to aim at (queued, or no progress reported): it slept
+            # until a sweep listed the job changed instead of polling what the sweeps would answer
+            # unchanged (the schedule learns nothing from a read that did not move).
+            previous = job
+            job, read_at = await watcher.observe(job, max_age=watcher.pace)
+            continue
         delay = schedule.next_delay(
             job.poll_after_seconds,
             progress=job.progress,
@@ -229,6 +242,7 @@ async def _poll_until_done(
         await sleep(delay)
         # Shared reads may be up to half a sleep old, except the one aimed at the predicted finish:
         # stale data there would add to the lag the schedule just cut.
+        previous = job
         if watcher:
             job, read_at = await watcher.observe(job, max_age=0.0 if aimed else delay / 2)
         else:

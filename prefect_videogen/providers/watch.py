@@ -7,9 +7,9 @@ one client, one *sweep* answers every wait that comes due at most ``max_age`` se
 
 1. jobs still queued or processing come from the active listing's pages;
 2. the watched jobs missing from a complete active listing (finished since, or too new to be listed)
-   are looked for in the finished listing, at most one page per ``FINISHED_PAGE_YIELD`` of them (its
-   order is not documented, so a listing that finds none of them costs at most a quarter more than
-   reading them alone);
+   are looked for in the finished listing, at most one page per ``FINISHED_PAGE_YIELD`` of them and
+   no further than a page that found fewer than that (its order is not documented, so a listing
+   that finds none of them costs one page more than reading them alone);
 3. the rest are read one by one, once.
 
 The read a wait aims at its job's predicted finish must not be older than the aim. Where such reads
@@ -58,7 +58,8 @@ LISTING_MIN_JOBS = 10
 DEFAULT_MAX_AGE = 5.0
 # Missing jobs are read at most this many at once after a sweep.
 FALLBACK_CONCURRENCY = 16
-# The finished listing is paged at most once per this many jobs looked for in it.
+# The finished listing is paged at most once per this many jobs looked for in it, and no further
+# than a page that found fewer of them (a page costs about as much as this many reads alone).
 FINISHED_PAGE_YIELD = 4
 # Reads aimed at jobs' finishes asked within this long of each other are looked for together.
 FRESH_GATHER_SECONDS = 0.1
@@ -120,6 +121,9 @@ class JobWatcher:
         self._sweep: _Shared | None = None
         self._aimed_at: deque[float] = deque()  # when the aimed reads of the last second were asked
         self._finish_check: _FinishCheck | None = None  # gathering aimed reads
+        # Waits parked until their job changes: each one's (job id, its listed object then, deadline).
+        self._parked: dict[asyncio.Future[None], tuple[str, object, float]] = {}
+        self._ticker: asyncio.Future[None] | None = None  # sweeps at the pace while waits are parked
         self.sweeps = 0
 
     @property
@@ -167,6 +171,55 @@ class JobWatcher:
             first, count = self._watched.pop(job.job_id)
             if count > 1:
                 self._watched[job.job_id] = (first, count - 1)
+            if self._parked and not self.sweeping:
+                self._wake_parked(every=True)  # too few left to sweep for: each polls its own job
+
+    async def until_changed(self, job: VideoJob, *, deadline: float) -> bool:
+        """Until a sweep lists ``job`` otherwise than the last one did (or not at all), sweeping stops,
+        or ``deadline`` (watcher's clock) is less than a pace away. False, at once, where it does
+        not wait: sweeps are off, the last one did not list the job, or the deadline is that near.
+
+        A wait whose last read told it nothing new calls this instead of sleeping: polling again
+        would wake it at every sweep only to find its job unchanged (10,000 queued jobs: most of the
+        waiting process's wake-ups, BENCHMARKS.md). Sweeps go on at the pace while any wait is parked.
+        """
+        seen = self._snapshot.data.get(job.job_id)
+        if seen is None or not self.sweeping or deadline - self.clock() <= self.pace:
+            return False
+        woken = asyncio.get_running_loop().create_future()
+        self._parked[woken] = (job.job_id, seen, deadline)
+        if self._ticker is None:
+            self._ticker = asyncio.ensure_future(self._tick())
+        try:
+            await woken
+        finally:
+            self._parked.pop(woken, None)
+        return True
+
+    async def _tick(self) -> None:
+        """Sweeps at the pace for as long as waits are parked: they do not poll, so nothing else
+        would start the sweep that wakes them."""
+        try:
+            while self._parked:
+                await self.sleep(self.next_sweep_in())
+                if not self._parked:
+                    break
+                if self._sweep is None:
+                    self._sweep = _Shared(self._run_sweep())
+                await self._sweep.wait()
+        finally:
+            self._ticker = None
+            self._wake_parked(every=True)  # a sweep that raised: the waits go back to polling
+
+    def _wake_parked(self, *, every: bool = False) -> None:
+        """Wake the parked waits whose job the snapshot lists otherwise (or not at all), whose deadline
+        is near, or ``every`` one."""
+        now, listed = self.clock(), self._snapshot.data
+        for woken, (job_id, seen, deadline) in list(self._parked.items()):
+            if every or listed.get(job_id) != seen or deadline - now <= self.pace:
+                del self._parked[woken]
+                if not woken.done():
+                    woken.set_result(None)
 
     async def observe(self, job: VideoJob, *, max_age: float | None = None) -> tuple[VideoJob, float]:
         """The job's current status, from a sweep when one is worth it, else read alone; and when
@@ -232,6 +285,7 @@ class JobWatcher:
             self._sweep = None
         self._snapshot, self._swept_at, self._sweep_length = snapshot, started, self.clock() - started
         self.sweeps += 1
+        self._wake_parked()
 
     async def _run_finish_check(self, check: _FinishCheck) -> None:
         try:
@@ -262,7 +316,10 @@ class JobWatcher:
         if self.finished_listing and len(jobs) >= FINISHED_PAGE_YIELD:
             try:
                 finished = await cast(ListsJobs, self.provider).list_finished_jobs(
-                    jobs, max_pages=len(jobs) // FINISHED_PAGE_YIELD, clock=self.clock
+                    jobs,
+                    max_pages=len(jobs) // FINISHED_PAGE_YIELD,
+                    min_page_yield=FINISHED_PAGE_YIELD,
+                    clock=self.clock,
                 )
             except ProviderError as exc:  # read alone below; a gateway that lists active jobs only: for good
                 if isinstance(exc, InvalidRequest) and exc.status_code in (400, 404, 405):

@@ -29,7 +29,7 @@ from prefect_videogen.providers.watch import (
 from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY, APIFrameEmulator
 from prefect_videogen.testing.server import EmulatorServer, Fault
 
-from tests.fakes import VirtualClock
+from tests.fakes import FakeClock, VirtualClock
 
 JOBS = LISTING_MIN_JOBS + 4
 
@@ -351,3 +351,61 @@ async def test_waits_on_long_sweeps_sleep_until_the_next_and_aim_at_their_finish
     assert observed["shared"] <= JOBS * (watcher.sweeps + 2), observed
     # The sweeps' spacing does not delay the end: each wait aims at its job's predicted finish.
     assert observed["aimed"] >= JOBS and lag < LISTING_SECONDS / SWEEP_DUTY / 2, (lag, observed)
+
+
+async def test_waits_on_queued_jobs_sleep_until_a_sweep_lists_them_changed(server, emulator, clock):
+    """A queued job reads the same at every sweep: its wait parks until one lists it started."""
+    queued_reads = Counter()
+    async with provider_for(server, clock) as provider:
+        watcher = JobWatcher.of(provider, clock=clock, sleep=clock.sleep)
+        observe = watcher.observe
+
+        async def counted(job, *, max_age=None):
+            queued_reads[job.job_id] += job.status is JobStatus.QUEUED
+            return await observe(job, max_age=max_age)
+
+        watcher.observe = counted  # type: ignore[method-assign]
+        submitted_at = clock()
+        done = await wait_for_all(provider, clock)
+        lag = clock() - (submitted_at + emulator.latency_seconds)
+    assert all(job.status is JobStatus.SUCCEEDED for job in done)
+    # Queued for 360 s of 1,200: polled at the 6 s interval that was ~60 reads a wait. Parked: the
+    # read that found it queued, the one that found it unchanged, and the one after it started.
+    assert max(queued_reads.values()) <= 3, queued_reads
+    assert watcher.sweeps >= 360 / watcher.pace  # the sweeps went on while every wait was parked
+    assert lag < watcher.pace, lag
+
+
+async def test_the_finished_listing_stops_two_lean_pages_past_the_wanted_jobs(server, emulator, clock):
+    async with provider_for(server, clock) as provider:
+        plan = load_catalog().plan("apiframe", VideoRequest(prompt="twelve jobs", duration=4))
+        jobs = [await provider.submit(plan) for _ in range(12)]
+        await clock.sleep(1201)
+        wanted = [jobs[9].job_id, jobs[8].job_id, jobs[1].job_id]  # newest first, pages of 2: the 2nd and 6th
+        found, complete, requests, _ = await provider.list_finished_jobs(wanted, max_pages=10, page_size=2)
+        assert set(found) == set(wanted) and complete and requests == 6
+        found, complete, requests, _ = await provider.list_finished_jobs(
+            wanted, max_pages=10, min_page_yield=2, page_size=2
+        )
+    # A lean page before the first that paid off, the one that did, then two lean ones: stop there.
+    assert set(found) == set(wanted[:2]) and not complete and requests == 4
+
+
+async def test_listed_jobs_are_dated_when_their_page_arrived(server, emulator):
+    clock = FakeClock(100.0)
+    async with APIFrameVideoProvider(EMULATOR_API_KEY, base_url=server.base_url) as provider:
+        plan = load_catalog().plan("apiframe", VideoRequest(prompt="three jobs", duration=4))
+        for _ in range(3):
+            await provider.submit(plan)
+        json = provider.http.json
+
+        async def a_second_each(*args, **kwargs):
+            answer = await json(*args, **kwargs)
+            clock.now += 1.0
+            return answer
+
+        provider.http.json = a_second_each  # type: ignore[method-assign]
+        listing = await provider.list_active_jobs(page_size=2, max_pages=5, clock=clock)
+    # Asked at 100 and answered at 101: a page dated when it was asked for makes its jobs look
+    # further along than they were, and the reads aimed at their finish early.
+    assert sorted(set(listing.read_at.values())) == [101.0, 102.0]
