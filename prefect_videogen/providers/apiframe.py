@@ -335,8 +335,8 @@ class APIFrameVideoProvider(VideoProvider):
             if len(found) - kept_before >= min_page_yield:
                 paid_off, lean = True, 0
             elif paid_off and (lean := lean + 1) == 2:
-                # Past the pages that held the wanted jobs (a listing in any order lists the jobs
-                # that ended together close together): the ones left are read one by one.
+                # Past the pages that held the wanted jobs (a listing ordered by any time lists the
+                # jobs that ended together close together): the ones left are read one by one.
                 return Listing(found, False, pages, read_at)
             if not page.get("hasMore") or not page.get("nextCursor"):
                 return Listing(found, wanted is None, pages, read_at)

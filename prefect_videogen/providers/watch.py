@@ -26,6 +26,12 @@ job's predicted finish comes first: that read is aimed at the finish. A job that
 is then seen to end up to one pace late: the price of sweeps that would otherwise take most of the
 waiting process's CPU (BENCHMARKS.md).
 
+A wait whose job read unchanged and that has no predicted finish to aim at (a queued job, or one
+that reports no progress) parks (:meth:`JobWatcher.until_changed`): it sleeps until a sweep lists
+its job changed or not at all, sweeping stops, or its deadline is a pace away, instead of waking at
+every sweep to find its job as it was. While any wait is parked, the watcher starts a sweep at each
+pace itself.
+
 The requests then grow with the number of sweeps, not with jobs times polls, and a provider's rate
 limit sees a few requests a second however many jobs are waited on (figures: BENCHMARKS.md,
 ``bench/jobs_in_flight.py``).
