@@ -7,9 +7,10 @@ one client, one *sweep* answers every wait that comes due at most ``max_age`` se
 
 1. jobs still queued or processing come from the active listing's pages;
 2. the watched jobs missing from a complete active listing (finished since, or too new to be listed)
-   are looked for in the finished listing, at most one page per ``FINISHED_PAGE_YIELD`` of them and
-   no further than a page that found fewer than that (its order is not documented, so a listing
-   that finds none of them costs one page more than reading them alone);
+   are looked for in the finished listing, at most one page per ``FINISHED_PAGE_YIELD`` of them (its
+   order is not documented, so a listing that finds none of them costs at most a quarter more than
+   reading them alone), and once a page has found that many, no further than two pages in a row
+   that found fewer (past the pages that held them);
 3. the rest are read one by one, once.
 
 The read a wait aims at its job's predicted finish must not be older than the aim. Where such reads
@@ -64,8 +65,9 @@ LISTING_MIN_JOBS = 10
 DEFAULT_MAX_AGE = 5.0
 # Missing jobs are read at most this many at once after a sweep.
 FALLBACK_CONCURRENCY = 16
-# The finished listing is paged at most once per this many jobs looked for in it, and no further
-# than a page that found fewer of them (a page costs about as much as this many reads alone).
+# The finished listing is paged at most once per this many jobs looked for in it (a page costs about
+# as much as this many reads alone), and once a page has found this many, no further than two pages
+# in a row that found fewer.
 FINISHED_PAGE_YIELD = 4
 # Reads aimed at jobs' finishes asked within this long of each other are looked for together.
 FRESH_GATHER_SECONDS = 0.1
