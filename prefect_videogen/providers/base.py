@@ -136,8 +136,8 @@ class ListsJobs(Protocol):
     async def list_finished_jobs(
         self, wanted: Collection[str], *, max_pages: int, min_page_yield: int = 0, clock: Clock = time.monotonic
     ) -> Listing:
-        """Those of ``wanted`` found among the account's finished jobs within ``max_pages`` pages, read
-        no further than a page that found fewer than ``min_page_yield`` of them.
+        """Those of ``wanted`` found among the account's finished jobs within ``max_pages`` pages; once a
+        page has found ``min_page_yield`` of them, read no further than two pages in a row that found fewer.
 
         Only objects that answer as fully as ``get_job`` would (a finished job with its result and
         its charge) are returned; complete when every wanted job was found.
