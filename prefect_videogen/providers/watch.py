@@ -20,18 +20,20 @@ together in the finished listing, read after the last of them asked; those not i
 or failed) read their own job. Otherwise each reads its job alone, at once. Listed jobs are dated by
 their own page, so the aims made from a long sweep's last pages are not early by the sweep's length.
 
-Sweeps keep a pace (:attr:`JobWatcher.pace`): ``max_age``, or for a long sweep (thousands of jobs)
-its length / ``SWEEP_DUTY``, so that sweeping takes at most that share of the time. A wait sleeps
-until the next sweep may start, since polling sooner would be answered by the last one, unless its
-job's predicted finish comes first: that read is aimed at the finish. A job that reports no progress
-is then seen to end up to one pace late: the price of sweeps that would otherwise take most of the
-waiting process's CPU (BENCHMARKS.md).
+Sweeps keep a pace (:attr:`JobWatcher.pace`): at least ``MIN_PACE`` apart, and for a long sweep
+(thousands of jobs) its length / ``SWEEP_DUTY``, so that sweeping takes at most that share of the
+time. A wait sleeps until the next sweep may start, since polling sooner would be answered by the
+last one, unless its job's predicted finish comes first: that read is aimed at the finish. A job
+that reports no progress is then seen to end up to one pace late: the price of sweeps that would
+otherwise take most of the waiting process's CPU (BENCHMARKS.md). Short sweeps do not stretch a
+wait's own interval: a batch of 3 s jobs is seen to end as soon as without a watcher.
 
 A wait whose job read unchanged and that has no predicted finish to aim at (a queued job, or one
 that reports no progress) parks (:meth:`JobWatcher.until_changed`): it sleeps until a sweep lists
-its job changed or not at all, sweeping stops, or its deadline is a pace away, instead of waking at
-every sweep to find its job as it was. While any wait is parked, the watcher starts a sweep at each
-pace itself.
+its job changed or not at all, sweeping stops, or its deadline is near, instead of waking at every
+sweep to find its job as it was. While any wait is parked, the watcher starts a sweep itself at
+the :attr:`~JobWatcher.parked_pace` (``max_age``, or the pace where longer), as a parked wait's
+growing interval would have polled; sweeps the other waits ask for wake them sooner.
 
 The requests then grow with the number of sweeps, not with jobs times polls, and a provider's rate
 limit sees a few requests a second however many jobs are waited on (figures: BENCHMARKS.md,
@@ -62,7 +64,11 @@ logger = logging.getLogger("prefect_videogen.providers.watch")
 # Below this many watched jobs, reading each due job costs fewer requests than paging a listing.
 LISTING_MIN_JOBS = 10
 # A sweep at most this old answers a due read: the read is then up to this much earlier than asked.
+# Also how often sweeps start while every wait is parked (JobWatcher.parked_pace).
 DEFAULT_MAX_AGE = 5.0
+# Sweeps start at most this often however short they are: a wait's shortest interval (PollSchedule's
+# ``initial``), so a short sweep never makes a wait poll later than its own schedule would.
+MIN_PACE = 1.0
 # Missing jobs are read at most this many at once after a sweep.
 FALLBACK_CONCURRENCY = 16
 # The finished listing is paged at most once per this many jobs looked for in it (a page costs about
@@ -156,9 +162,16 @@ class JobWatcher:
 
     @property
     def pace(self) -> float:
-        """The least time between two sweeps' starts: the watcher's ``max_age``, longer where sweeps
-        are long (at most ``SWEEP_DUTY`` of the time spent sweeping)."""
-        return max(self.max_age, self._sweep_length / SWEEP_DUTY)
+        """The least time between two sweeps' starts: ``MIN_PACE``, longer where sweeps are long (at
+        most ``SWEEP_DUTY`` of the time spent sweeping)."""
+        return max(MIN_PACE, self._sweep_length / SWEEP_DUTY)
+
+    @property
+    def parked_pace(self) -> float:
+        """How often the watcher starts a sweep itself while waits are parked: ``max_age``, or the
+        pace where longer. A parked wait's job told it nothing new at its last read (queued, or no
+        progress reported), and its own growing interval would have polled no more often."""
+        return max(self.max_age, self.pace)
 
     def next_sweep_in(self) -> float:
         """Seconds until a sweep newer than the last one may start (0 when one may start now).
@@ -184,15 +197,17 @@ class JobWatcher:
 
     async def until_changed(self, job: VideoJob, *, deadline: float) -> bool:
         """Until a sweep lists ``job`` otherwise than the last one did (or not at all), sweeping stops,
-        or ``deadline`` (watcher's clock) is less than a pace away. False, at once, where it does
-        not wait: sweeps are off, the last one did not list the job, or the deadline is that near.
+        or ``deadline`` (watcher's clock) is less than a :attr:`parked_pace` away. False, at once,
+        where it does not wait: sweeps are off, the last one did not list the job, or the deadline
+        is that near.
 
         A wait whose last read told it nothing new calls this instead of sleeping: polling again
         would wake it at every sweep only to find its job unchanged (10,000 queued jobs: most of the
-        waiting process's wake-ups, BENCHMARKS.md). Sweeps go on at the pace while any wait is parked.
+        waiting process's wake-ups, BENCHMARKS.md). Sweeps go on at the parked pace while any wait is
+        parked.
         """
         seen = self._snapshot.data.get(job.job_id)
-        if seen is None or not self.sweeping or deadline - self.clock() <= self.pace:
+        if seen is None or not self.sweeping or deadline - self.clock() <= self.parked_pace:
             return False
         woken = asyncio.get_running_loop().create_future()
         self._parked[woken] = (job.job_id, seen, deadline)
@@ -205,13 +220,16 @@ class JobWatcher:
         return True
 
     async def _tick(self) -> None:
-        """Sweeps at the pace for as long as waits are parked: they do not poll, so nothing else
-        would start the sweep that wakes them."""
+        """Sweeps at the parked pace for as long as waits are parked: they do not poll, so nothing
+        else would start the sweep that wakes them (the other waits' sweeps do, where there are any)."""
         try:
             while self._parked:
-                await self.sleep(self.next_sweep_in())
+                began = self._sweep_began
+                await self.sleep(max(began + self.parked_pace - self.clock(), 0.0))
                 if not self._parked:
                     break
+                if self._sweep_began != began:
+                    continue  # a sweep the other waits asked for came first
                 if self._sweep is None:
                     self._sweep = _Shared(self._run_sweep())
                 await self._sweep.wait()
@@ -224,7 +242,7 @@ class JobWatcher:
         is near, or ``every`` one."""
         now, listed = self.clock(), self._snapshot.data
         for woken, (job_id, seen, deadline) in list(self._parked.items()):
-            if every or listed.get(job_id) != seen or deadline - now <= self.pace:
+            if every or listed.get(job_id) != seen or deadline - now <= self.parked_pace:
                 del self._parked[woken]
                 if not woken.done():
                     woken.set_result(None)

@@ -122,6 +122,25 @@ async def test_waits_share_listing_sweeps_and_use_fewer_requests_than_polling_ea
     assert shared_counts["jobs_created"] == JOBS
 
 
+async def test_waits_on_short_jobs_end_as_soon_as_waits_polling_alone(server, emulator, clock, monkeypatch):
+    """Sweeps no sooner than ``max_age`` (5 s) apart once stretched every wait on a 3 s job to the next
+    sweep: ~6 s each, and a batch of short jobs took twice as long as polling each alone."""
+    monkeypatch.setattr(emulator, "latency_seconds", 3)
+
+    async def waited(provider: APIFrameVideoProvider) -> float:
+        started = clock()
+        done = await wait_for_all(provider, clock)
+        assert all(job.status is JobStatus.SUCCEEDED for job in done)
+        return clock() - started
+
+    async with Unlisted(EMULATOR_API_KEY, base_url=server.base_url, sleep=clock.sleep) as each:
+        alone = await waited(each)
+    async with provider_for(server, clock) as shared:
+        together = await waited(shared)
+        sweeps = JobWatcher.of(shared).sweeps
+    assert sweeps >= 1 and together <= alone + 0.5, (together, alone, sweeps)
+
+
 async def test_a_failing_listing_falls_back_to_reading_each_job(server, emulator, clock, short_jobs):
     emulator.faults.rate("list", 1.0, Fault(status=503))
     async with provider_for(server, clock) as provider:
@@ -372,8 +391,8 @@ async def test_waits_on_queued_jobs_sleep_until_a_sweep_lists_them_changed(serve
     # read that found it queued, the one that found it unchanged, and the one after it started.
     queued_reads = [count for job_id, count in reads.items() if job_id != "other"]
     assert len(queued_reads) == JOBS and max(queued_reads) <= 3, reads
-    assert watcher.sweeps >= 360 / watcher.pace  # the sweeps went on while every wait was parked
-    assert lag < watcher.pace, lag
+    assert watcher.sweeps >= 360 / watcher.parked_pace  # the sweeps went on while every wait was parked
+    assert lag < watcher.parked_pace, lag
 
 
 async def test_the_finished_listing_stops_two_lean_pages_past_the_wanted_jobs(server, emulator, clock):
