@@ -20,9 +20,9 @@ together in the finished listing, read after the last of them asked; those not i
 or failed) read their own job. Otherwise each reads its job alone, at once. Listed jobs are dated by
 their own page, so the aims made from a long sweep's last pages are not early by the sweep's length.
 
-Sweeps keep a pace (:attr:`JobWatcher.pace`): at least ``MIN_PACE`` apart, and for a long sweep
-(thousands of jobs) its length / ``SWEEP_DUTY``, so that sweeping takes at most that share of the
-time. A wait sleeps until the next sweep may start, since polling sooner would be answered by the
+Sweeps keep a pace (:attr:`JobWatcher.pace`): at least ``MIN_PACE`` apart, and after a sweep of many
+requests (thousands of jobs: a hundred pages and more) ``SWEEP_REQUEST_PACE`` per request it made, so
+that sweeping takes a small share of the waiting process however many jobs it waits on. A wait sleeps until the next sweep may start, since polling sooner would be answered by the
 last one, unless its job's predicted finish comes first: that read is aimed at the finish. A job
 that reports no progress is then seen to end up to one pace late: the price of sweeps that would
 otherwise take most of the waiting process's CPU (BENCHMARKS.md). Short sweeps do not stretch a
@@ -77,9 +77,12 @@ FALLBACK_CONCURRENCY = 16
 FINISHED_PAGE_YIELD = 4
 # Reads aimed at jobs' finishes asked within this long of each other are looked for together.
 FRESH_GATHER_SECONDS = 0.1
-# Sweeps take at most this share of the time: a sweep of many jobs (10,000: ~100 listing pages, a
-# second or more) is not followed by the next one sooner than its length / SWEEP_DUTY after it began.
-SWEEP_DUTY = 0.1
+# Each request a sweep made (a listing page, a job read alone) puts this long between its start and the
+# next sweep's: 10,000 jobs' ~100 pages then sweep every 12 s or more, as far apart as the waiting
+# process's CPU was measured best (BENCHMARKS.md). Counted, not timed: a sweep's wall time grows with
+# a busy event loop (a batch flow's task runs) or a slow provider, and spacing sweeps by it left 10 s
+# jobs of a 200-item batch unseen for 20-30 s.
+SWEEP_REQUEST_PACE = 0.12
 
 
 class Snapshot:
@@ -91,11 +94,12 @@ class Snapshot:
     of floats it does not track (measured: BENCHMARKS.md).
     """
 
-    __slots__ = ("data", "read_at")
+    __slots__ = ("data", "read_at", "requests")
 
     def __init__(self) -> None:
         self.data: dict[str, dict[str, Any] | VideoJob] = {}
         self.read_at: dict[str, float] = {}
+        self.requests = 0  # made to read it: listing pages and jobs read alone
 
     def add(self, job_id: str, data: dict[str, Any] | VideoJob, read_at: float) -> None:
         self.data[job_id], self.read_at[job_id] = data, read_at
@@ -103,6 +107,7 @@ class Snapshot:
     def update(self, other: Snapshot) -> None:
         self.data.update(other.data)
         self.read_at.update(other.read_at)
+        self.requests += other.requests
 
 
 class JobWatcher:
@@ -131,7 +136,7 @@ class JobWatcher:
         self._snapshot = Snapshot()
         self._swept_at = float("-inf")
         self._sweep_began = float("-inf")  # when the last sweep (or the one running) began
-        self._sweep_length = 0.0  # how long (watcher's clock) the last finished sweep took
+        self._spacing = 0.0  # the last finished sweep's requests x SWEEP_REQUEST_PACE
         self._sweep: _Shared | None = None
         self._aimed_at: deque[float] = deque()  # when the aimed reads of the last second were asked
         self._finish_check: _FinishCheck | None = None  # gathering aimed reads
@@ -162,9 +167,9 @@ class JobWatcher:
 
     @property
     def pace(self) -> float:
-        """The least time between two sweeps' starts: ``MIN_PACE``, longer where sweeps are long (at
-        most ``SWEEP_DUTY`` of the time spent sweeping)."""
-        return max(MIN_PACE, self._sweep_length / SWEEP_DUTY)
+        """The least time between two sweeps' starts: ``MIN_PACE``, longer after a sweep of many
+        requests (``SWEEP_REQUEST_PACE`` each)."""
+        return max(MIN_PACE, self._spacing)
 
     @property
     def parked_pace(self) -> float:
@@ -263,7 +268,7 @@ class JobWatcher:
         if max_age == 0:
             return await self._observe_aimed(job)
         oldest = self.max_age if max_age is None else min(max_age, self.max_age)
-        oldest = max(oldest, self._sweep_length / SWEEP_DUTY)  # long sweeps: SWEEP_DUTY of the time
+        oldest = max(oldest, self._spacing)  # a sweep of many requests answers for longer
         if self._sweep is None and self.clock() - self._swept_at >= oldest:
             self._sweep = _Shared(self._run_sweep())
         if self._sweep is not None:
@@ -309,7 +314,8 @@ class JobWatcher:
                 logger.warning("%s job listing failed (%s); reading each job this time", self.provider.name, exc)
         finally:
             self._sweep = None
-        self._snapshot, self._swept_at, self._sweep_length = snapshot, started, self.clock() - started
+        self._snapshot, self._swept_at = snapshot, started
+        self._spacing = snapshot.requests * SWEEP_REQUEST_PACE
         self.sweeps += 1
         self._wake_parked()
 
@@ -327,6 +333,7 @@ class JobWatcher:
         provider = cast(ListsJobs, self.provider)
         active = await provider.list_active_jobs(clock=self.clock)
         snapshot = Snapshot()
+        snapshot.requests = active.requests
         for job_id, data in active.jobs.items():
             if job_id in self._watched:
                 snapshot.add(job_id, data, active.read_at[job_id])
@@ -352,6 +359,7 @@ class JobWatcher:
                     self.finished_listing = False
                 logger.info("%s finished-job listing failed (%s); reading each", self.provider.name, exc)
             else:
+                found.requests += finished.requests
                 for job_id in finished.jobs.keys() & jobs.keys():
                     found.add(job_id, finished.jobs[job_id], finished.read_at[job_id])
         await self._read_each((job for job_id, job in jobs.items() if job_id not in found.data), into=found)
@@ -362,6 +370,7 @@ class JobWatcher:
 
         async def one(job: VideoJob) -> None:
             async with gate:
+                into.requests += 1
                 try:
                     into.add(job.job_id, *await self._read_alone(job))
                 except ProviderError as exc:  # left out: that waiter reads (and raises) on its own

@@ -17,13 +17,14 @@ import pytest
 from prefect_videogen.blocks.apiframe import APIFrameCredentials
 from prefect_videogen.catalog import load_catalog
 from prefect_videogen.models import JobStatus, VideoJob, VideoRequest
+from prefect_videogen.providers import watch
 from prefect_videogen.providers.apiframe import APIFrameVideoProvider
 from prefect_videogen.providers.polling import wait_for_job
 from prefect_videogen.providers.watch import (
     FINISHED_PAGE_YIELD,
     FRESH_GATHER_SECONDS,
     LISTING_MIN_JOBS,
-    SWEEP_DUTY,
+    MIN_PACE,
     JobWatcher,
 )
 from prefect_videogen.testing.apiframe_emulator import EMULATOR_API_KEY, APIFrameEmulator
@@ -323,7 +324,8 @@ async def test_a_cancelled_wait_does_not_cancel_the_sweep_the_others_wait_for():
 
 
 class SlowListing(APIFrameVideoProvider):
-    """APIFrame whose active listing takes ``LISTING_SECONDS`` of the clock, as 10,000 jobs' pages do."""
+    """APIFrame whose active listing takes ``LISTING_SECONDS`` of the clock, as 10,000 jobs' pages do, or
+    a few pages in a busy event loop."""
 
     virtual_sleep = None
 
@@ -341,24 +343,43 @@ def slow_listing(server, clock) -> SlowListing:
     return provider
 
 
-async def test_long_sweeps_are_spaced_to_their_share_of_the_time(server, emulator, clock):
-    async with slow_listing(server, clock) as provider:
+# Seconds per request that space a sweep of a few pages (a QUEUED and a PROCESSING one) as ~100 pages are.
+LONG_SWEEP_REQUEST_PACE = 15.0
+
+
+async def test_sweeps_of_many_requests_are_spaced_by_their_requests(server, emulator, clock, monkeypatch):
+    monkeypatch.setattr(watch, "SWEEP_REQUEST_PACE", LONG_SWEEP_REQUEST_PACE)
+    async with provider_for(server, clock) as provider:
         plan = load_catalog().plan("apiframe", VideoRequest(prompt="a long sweep", duration=4))
         jobs = [await provider.submit(plan) for _ in range(LISTING_MIN_JOBS)]
         watcher = JobWatcher.of(provider, clock=clock, sleep=clock.sleep)
         with watching_all(watcher, jobs):
-            await watcher.observe(jobs[0], max_age=1.0)  # a sweep of 3 s
-            assert watcher.sweeps == 1 and watcher.pace == pytest.approx(LISTING_SECONDS / SWEEP_DUTY)
-            assert watcher.next_sweep_in() == pytest.approx(LISTING_SECONDS / SWEEP_DUTY - LISTING_SECONDS)
+            await watcher.observe(jobs[0], max_age=1.0)  # a sweep
+            requests = emulator.counters["listings"]
+            assert watcher.sweeps == 1 and watcher.pace == pytest.approx(requests * LONG_SWEEP_REQUEST_PACE)
             await clock.sleep(5.0)
-            await watcher.observe(jobs[1], max_age=1.0)  # 8 s old, asked for 1 s: answered all the same
-            assert watcher.sweeps == 1
+            await watcher.observe(jobs[1], max_age=1.0)  # 5 s old, asked for 1 s: answered all the same
+            assert watcher.sweeps == 1 and watcher.next_sweep_in() == pytest.approx(watcher.pace - 5.0)
             await clock.sleep(watcher.next_sweep_in())
             await watcher.observe(jobs[1], max_age=1.0)  # the pace has passed: a new sweep
             assert watcher.sweeps == 2
 
 
-async def test_waits_on_long_sweeps_sleep_until_the_next_and_aim_at_their_finish(server, emulator, clock):
+async def test_a_sweep_slow_to_answer_does_not_space_the_next(server, emulator, clock):
+    """A few pages that take seconds to arrive (a busy event loop, a slow provider) cost the waiting
+    process no more than quick ones. Spaced by their wall time, a 200-item batch's sweeps came 20-30 s
+    apart and its 10 s jobs were seen to end that late."""
+    async with slow_listing(server, clock) as provider:
+        plan = load_catalog().plan("apiframe", VideoRequest(prompt="a slow sweep", duration=4))
+        jobs = [await provider.submit(plan) for _ in range(LISTING_MIN_JOBS)]
+        watcher = JobWatcher.of(provider, clock=clock, sleep=clock.sleep)
+        with watching_all(watcher, jobs):
+            await watcher.observe(jobs[0], max_age=1.0)  # a sweep of 3 s
+            assert watcher.sweeps == 1 and watcher.pace == MIN_PACE and watcher.next_sweep_in() == 0.0
+
+
+async def test_waits_on_long_sweeps_sleep_until_the_next_and_aim_at_their_finish(server, emulator, clock, monkeypatch):
+    monkeypatch.setattr(watch, "SWEEP_REQUEST_PACE", LONG_SWEEP_REQUEST_PACE)
     async with slow_listing(server, clock) as provider:
         watcher = JobWatcher.of(provider, clock=clock, sleep=clock.sleep)
         observed = counting_observes(watcher, lambda job, max_age: "aimed" if max_age == 0 else "shared")
@@ -370,12 +391,13 @@ async def test_waits_on_long_sweeps_sleep_until_the_next_and_aim_at_their_finish
         )
         lag = clock() - (submitted_at + emulator.latency_seconds)
     assert all(job.status is JobStatus.SUCCEEDED for job in done)
-    # 1,200 s jobs, sweeps at most every 30 s (3 s each, a tenth of the time): about 40 sweeps, and
+    # 1,200 s jobs, sweeps at least 30 s apart (two pages or more at 15 s each): about 40 sweeps, and
     # each wait's shared polls one per sweep, not one per growing interval (~95 each at 6 s).
-    assert watcher.sweeps <= 1200 / (LISTING_SECONDS / SWEEP_DUTY) + 3, watcher.sweeps
+    spacing = 2 * LONG_SWEEP_REQUEST_PACE
+    assert watcher.sweeps <= 1200 / spacing + 3, watcher.sweeps
     assert observed["shared"] <= JOBS * (watcher.sweeps + 2), observed
     # The sweeps' spacing does not delay the end: each wait aims at its job's predicted finish.
-    assert observed["aimed"] >= JOBS and lag < LISTING_SECONDS / SWEEP_DUTY / 2, (lag, observed)
+    assert observed["aimed"] >= JOBS and lag < spacing / 2, (lag, observed)
 
 
 async def test_waits_on_queued_jobs_sleep_until_a_sweep_lists_them_changed(server, emulator, clock):
