@@ -114,9 +114,9 @@ class Listing(NamedTuple):
     requests: int
     """Pages read."""
     read_at: dict[str, float]
-    """When the page that listed each job was asked for, on the caller's clock. Per page, not per
-    listing: a 100-page sweep takes seconds, and dating its last pages at its start made those jobs
-    look seconds further behind than they were, so reads aimed at their finish came too early."""
+    """When the answer of the page that listed each job arrived, on the caller's clock. Per page, not
+    per listing: a 100-page sweep takes seconds, and dating its last pages at its start made those
+    jobs look seconds further behind than they were, so reads aimed at their finish came too early."""
 
 
 @runtime_checkable
