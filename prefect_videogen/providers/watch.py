@@ -79,10 +79,10 @@ FINISHED_PAGE_YIELD = 4
 # Reads aimed at jobs' finishes asked within this long of each other are looked for together.
 FRESH_GATHER_SECONDS = 0.1
 # Each request a sweep made (a listing page, a job read alone) puts this long between its start and the
-# next sweep's: 10,000 jobs' ~100 pages then sweep every 12 s or more, as far apart as the waiting
-# process's CPU was measured best (BENCHMARKS.md). Counted, not timed: a sweep's wall time grows with
-# a busy event loop (a batch flow's task runs) or a slow provider, and spacing sweeps by it left 10 s
-# jobs of a 200-item batch unseen for 20-30 s.
+# next sweep's, so that 10,000 jobs' ~100 pages are swept as far apart as the waiting process's CPU
+# was measured best (BENCHMARKS.md). Counted, not timed: a sweep's wall time grows with a busy event
+# loop (a batch flow's task runs) or a slow provider, and spacing sweeps by it left a batch's jobs
+# unseen for several of their own lengths after they ended.
 SWEEP_REQUEST_PACE = 0.12
 
 
