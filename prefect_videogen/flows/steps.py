@@ -19,6 +19,7 @@ from prefect.events import emit_event
 from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote as untraversed
 from pydantic import Field
 
 from prefect_videogen.blocks.base import VideoProviderBlock
@@ -266,12 +267,17 @@ async def _produce_video(
         else (submit_video, wait_for_video, download_video)
     )
     started = time.monotonic()
+    # The plan goes to the tasks untraversed: Prefect otherwise walks every field of it (the model's
+    # catalog entry included) twice per task run, looking for upstream futures a plan never holds.
+    task_plan = untraversed(plan)
 
     # Reserve the larger of catalog estimate and provider quote: quotes and charges have disagreed.
     reserve_usd = max(estimated.usd or 0.0, (quoted.usd or 0.0) if quoted else 0.0)
     async with ProviderSlot(bound):
         with run.budget.reserve(reserve_usd) as reservation:
-            state = await submit(plan, provider, idempotency_key, item_id, run.storage, estimated, return_state=True)
+            state = await submit(
+                task_plan, provider, idempotency_key, item_id, run.storage, estimated, return_state=True
+            )
             job = await state.aresult()
         cached = state.name == "Cached"
         if cached:
@@ -285,7 +291,7 @@ async def _produce_video(
     timings = step_timings(started, submitted)
     try:
         result = await download(
-            plan,
+            task_plan,
             job,
             provider,
             run.storage,

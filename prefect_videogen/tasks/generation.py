@@ -18,6 +18,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import task_run
 from prefect.states import State
 from prefect.tasks import Task
+from prefect.utilities.annotations import quote as untraversed
 
 from prefect_videogen import progress
 from prefect_videogen.blocks.base import VideoProviderBlock
@@ -71,6 +72,8 @@ def _retry_delays(default: list[float]) -> list[float]:
 def _submit_run_name() -> str:
     params = task_run.parameters
     plan = params["plan"]
+    if isinstance(plan, untraversed):  # the run context holds the parameters as passed (produce_video's)
+        plan = plan.unquote()
     item = params.get("item_id")
     return f"submit {plan.provider}/{plan.request.model}" + (f" {item}" if item else "")
 

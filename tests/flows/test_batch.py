@@ -71,8 +71,16 @@ async def test_batch_stores_every_item_and_a_rerun_pays_nothing(prefect_server, 
         grid={**GRID, "tag": [tmp_path.name]},
         defaults={"duration": 1, "aspect_ratio": "9:16"},
     )
-    first = await generate_videos(source, provider=renderer(tmp_path), storage=storage(tmp_path), max_concurrency=3)
+    made = await generate_videos(
+        source, provider=renderer(tmp_path), storage=storage(tmp_path), max_concurrency=3, return_state=True
+    )
+    first = await made.aresult()
     assert first.counts == {"stored": 6}
+    # The plan reaches the tasks untraversed (quoted); the submit's name still reads from it.
+    names = await task_states(made.state_details.flow_run_id, expected=1 + 3 * 6)
+    assert {name for name in names if name.startswith("submit ")} == {
+        f"submit local/title-card {item.item_id}" for item in first.items
+    }
     for item in first.items:
         probe = probe_video(item.video_uri)
         assert (probe.width, probe.height, probe.duration_seconds) == (720, 1280, 1.0)
