@@ -172,10 +172,11 @@ class Ledger:
             return None
 
     async def _read_lines(self, key: str) -> list[str]:
-        path = self.storage.path(key)
-        if not await asyncio.to_thread(self.storage.fs.exists, path):
-            return []
-        return await asyncio.to_thread(self._read_path, path)
+        return await asyncio.to_thread(self._read_path_if_any, self.storage.path(key))
+
+    def _read_path_if_any(self, path: str) -> list[str]:
+        # One worker-thread call for both steps: a record is made several times per video.
+        return self._read_path(path) if self.storage.fs.exists(path) else []
 
     def _read_path(self, path: str) -> list[str]:
         # Undecodable bytes become U+FFFD, so the line is reported and skipped, not the file.

@@ -158,7 +158,7 @@ class VideoStorage:
                 multipart upload is left open.
         """
         final = self.path(key)
-        staging = posixpath.join(posixpath.dirname(final), f".{posixpath.basename(final)}.{uuid.uuid4().hex}.partial")
+        staging = _staging_path(final)
         digest = hashlib.sha256()
         size = 0
 
@@ -168,10 +168,7 @@ class VideoStorage:
             handle.write(chunk)
 
         try:
-            if self._protocol not in _OBJECT_STORE_PROTOCOLS:
-                # Object stores have no directories, and s3fs's makedirs would create a missing bucket.
-                await asyncio.to_thread(self.fs.makedirs, posixpath.dirname(final), exist_ok=True)
-            handle = await asyncio.to_thread(self.fs.open, staging, "wb", **self._write_options(key))
+            handle = await asyncio.to_thread(self._open_staging, final, staging, key)
             try:
                 async for chunk in chunks:
                     size += len(chunk)
@@ -180,11 +177,9 @@ class VideoStorage:
             except BaseException:
                 await asyncio.shield(asyncio.to_thread(_abandon, handle))
                 raise
-            if verify is not None:
-                await asyncio.to_thread(verify, self.fs, staging)
-            await asyncio.to_thread(self.fs.mv, staging, final)
+            await asyncio.to_thread(self._publish, staging, final, verify)
         except BaseException as exc:
-            await asyncio.shield(self._remove_quietly(staging))
+            await asyncio.shield(asyncio.to_thread(self._remove_staging, staging))
             if isinstance(exc, OSError):
                 raise StorageError(f"could not write {self.uri(key)}: {redact(str(exc))}") from exc
             raise
@@ -208,12 +203,19 @@ class VideoStorage:
             ) from exc
 
     async def write_bytes(self, key: str, payload: bytes) -> StoredObject:
-        """Write a small object atomically (same staging-then-move path as videos)."""
+        """Write a small object atomically (staged, then moved into place, as videos are).
 
-        async def one_chunk() -> AsyncIterator[bytes]:
-            yield payload
-
-        return await self.write_stream(key, one_chunk())
+        The whole write is one call in a worker thread, where a stream takes one per step: a ledger
+        line or a manifest record is a few hundred bytes, and each thread hop costs the event loop
+        about as much as writing them. Cancelled, the call still ends in the thread: the object is then
+        either published whole or not at all, and no staging object is left.
+        """
+        final = self.path(key)
+        try:
+            await asyncio.to_thread(self._write_whole, final, _staging_path(final), key, payload)
+        except OSError as exc:
+            raise StorageError(f"could not write {self.uri(key)}: {redact(str(exc))}") from exc
+        return StoredObject(uri=self.uri(key), key=key, size=len(payload), sha256=hashlib.sha256(payload).hexdigest())
 
     async def write_json(self, key: str, data: Any) -> StoredObject:
         """Write a small JSON document atomically (same staging-then-move path as videos)."""
@@ -237,12 +239,43 @@ class VideoStorage:
             options["ContentType"] = content_type
         return options
 
-    async def _remove_quietly(self, path: str) -> None:
+    def _open_staging(self, final: str, staging: str, key: str) -> IO[bytes]:
+        if self._protocol not in _OBJECT_STORE_PROTOCOLS:
+            # Object stores have no directories, and s3fs's makedirs would create a missing bucket.
+            self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        handle: IO[bytes] = self.fs.open(staging, "wb", **self._write_options(key))
+        return handle
+
+    def _publish(self, staging: str, final: str, verify: Callable[[Any, str], None] | None) -> None:
+        if verify is not None:
+            verify(self.fs, staging)
+        self.fs.mv(staging, final)
+
+    def _write_whole(self, final: str, staging: str, key: str, payload: bytes) -> None:
         try:
-            if await asyncio.to_thread(self.fs.exists, path):
-                await asyncio.to_thread(self.fs.rm, path)
+            handle = self._open_staging(final, staging, key)
+            try:
+                handle.write(payload)
+                handle.close()
+            except BaseException:
+                _abandon(handle)
+                raise
+            self._publish(staging, final, None)
+        except BaseException:
+            self._remove_staging(staging)
+            raise
+
+    def _remove_staging(self, path: str) -> None:
+        try:
+            if self.fs.exists(path):
+                self.fs.rm(path)
         except Exception:  # cleanup must not hide the original error
             logger.warning("could not remove staging object %s", path, exc_info=True)
+
+
+def _staging_path(final: str) -> str:
+    """A unique name beside ``final``, hidden from listings of its folder."""
+    return posixpath.join(posixpath.dirname(final), f".{posixpath.basename(final)}.{uuid.uuid4().hex}.partial")
 
 
 def read_object(fs: Any, path: str) -> bytes:

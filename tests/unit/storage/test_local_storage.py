@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import threading
 
 import pytest
 
 from prefect_videogen.catalog import load_catalog
-from prefect_videogen.errors import ProviderUnavailable, VerificationFailed
+from prefect_videogen.errors import ProviderUnavailable, StorageError, VerificationFailed
 from prefect_videogen.models import JobStatus, VideoJob, VideoRequest
 from prefect_videogen.pipeline import store_video
 from prefect_videogen.providers import LocalProvider
@@ -44,6 +46,44 @@ async def test_stream_is_hashed_and_published(tmp_path):
     assert (tmp_path / "a" / "b.bin").read_bytes() == body
     assert (stored.size, stored.sha256) == (len(body), hashlib.sha256(body).hexdigest())
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["b.bin"]
+
+
+async def test_a_small_object_that_cannot_be_published_leaves_nothing(tmp_path, monkeypatch):
+    storage = VideoStorage(str(tmp_path))
+
+    def refuse(source, target, **kwargs):
+        raise PermissionError(13, "Permission denied", target)
+
+    monkeypatch.setattr(storage.fs, "mv", refuse)
+    with pytest.raises(StorageError, match=r"could not write .*ledger/local/j1\.jsonl: .*Permission denied"):
+        await storage.write_bytes("ledger/local/j1.jsonl", b'{"job_id": "j1"}\n')
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+async def test_a_cancelled_small_write_still_ends_whole_in_its_thread(tmp_path, monkeypatch):
+    storage = VideoStorage(str(tmp_path))
+    moving, release, moved = threading.Event(), threading.Event(), threading.Event()
+    real_mv = storage.fs.mv
+
+    def slow_mv(source, target, **kwargs):
+        moving.set()
+        release.wait(10)
+        try:
+            real_mv(source, target, **kwargs)
+        finally:
+            moved.set()
+
+    monkeypatch.setattr(storage.fs, "mv", slow_mv)
+    payload = b'{"item": "a"}\n' * 100
+    write = asyncio.ensure_future(storage.write_bytes("manifests/b/items/a.json", payload))
+    assert await asyncio.to_thread(moving.wait, 10)
+    write.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    release.set()
+    assert await asyncio.to_thread(moved.wait, 10)
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["a.json"]
+    assert (tmp_path / "manifests" / "b" / "items" / "a.json").read_bytes() == payload
 
 
 class JsonErrorProvider(LocalProvider):
