@@ -175,8 +175,12 @@ class Ledger:
         return await asyncio.to_thread(self._read_path_if_any, self.storage.path(key))
 
     def _read_path_if_any(self, path: str) -> list[str]:
-        # One worker-thread call for both steps: a record is made several times per video.
-        return self._read_path(path) if self.storage.fs.exists(path) else []
+        # One read, no existence check first (on S3 that would be a request more): a record is made
+        # several times per video, and the job's first finds no file.
+        try:
+            return self._read_path(path)
+        except FileNotFoundError:
+            return []
 
     def _read_path(self, path: str) -> list[str]:
         # Undecodable bytes become U+FFFD, so the line is reported and skipped, not the file.

@@ -181,7 +181,7 @@ class VideoStorage:
         except BaseException as exc:
             await asyncio.shield(asyncio.to_thread(self._remove_staging, staging))
             if isinstance(exc, OSError):
-                raise StorageError(f"could not write {self.uri(key)}: {redact(str(exc))}") from exc
+                raise self._write_failed(key, exc) from exc
             raise
         return StoredObject(uri=self.uri(key), key=key, size=size, sha256=digest.hexdigest())
 
@@ -214,7 +214,7 @@ class VideoStorage:
         try:
             await asyncio.to_thread(self._write_whole, final, _staging_path(final), key, payload)
         except OSError as exc:
-            raise StorageError(f"could not write {self.uri(key)}: {redact(str(exc))}") from exc
+            raise self._write_failed(key, exc) from exc
         return StoredObject(uri=self.uri(key), key=key, size=len(payload), sha256=hashlib.sha256(payload).hexdigest())
 
     async def write_json(self, key: str, data: Any) -> StoredObject:
@@ -238,6 +238,9 @@ class VideoStorage:
             # presigned links play in the browser instead of downloading as octet-stream.
             options["ContentType"] = content_type
         return options
+
+    def _write_failed(self, key: str, exc: OSError) -> StorageError:
+        return StorageError(f"could not write {self.uri(key)}: {redact(str(exc))}")
 
     def _open_staging(self, final: str, staging: str, key: str) -> IO[bytes]:
         if self._protocol not in _OBJECT_STORE_PROTOCOLS:
