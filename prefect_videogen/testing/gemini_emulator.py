@@ -290,12 +290,15 @@ class GeminiEmulator(EmulatorState):
         """The operation as GET returns it; done once the latency passed (or at once for an input block)."""
         view: dict[str, Any] = {"name": job["name"]}
         fail = job["fail"]
+        # One clock read per view: read twice, a filtered job could cross its latency between the
+        # reads and be answered as a finished video.
+        finished = self.elapsed_fraction(job) >= 1.0
         if fail == "create":
             view.update(done=True, error={"code": 13, "message": "Video generation failed.", "status": "INTERNAL"})
-        elif fail in ("prompt", "image") or (fail == "output" and self.elapsed_fraction(job) >= 1.0):
+        elif fail in ("prompt", "image") or (fail == "output" and finished):
             filtered = {"raiMediaFilteredCount": 1, "raiMediaFilteredReasons": [RAI_REASONS[fail]]}
             view.update(done=True, response={"generateVideoResponse": filtered})
-        elif self.elapsed_fraction(job) >= 1.0:
+        elif fail is None and finished:
             uri = f"{job['base']}/{API_VERSION}/files/{job['file_id']}:download?alt=media"
             samples = {"generatedSamples": [{"video": {"uri": uri}}]}
             view.update(

@@ -542,6 +542,33 @@ async def test_safety_filtered_operation_is_typed_and_not_resent(client, emulato
     assert emulator.counters["downloads"] == 0 and list(emulator.charges.values()) == [0.0]
 
 
+class SteppingClock:
+    """Reads ``now``, then moves it on by ``step``: time passes between any two reads."""
+
+    def __init__(self) -> None:
+        self.now, self.step = 0.0, 0.0
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now - self.step
+
+
+def test_a_filtered_operation_is_never_answered_as_a_video_whatever_the_clock_does():
+    # The GET reads the clock at 0.9 of the latency and time moves on by 0.2 per read: a view that read
+    # the clock twice saw the filtered job unfinished, then finished, and answered with a download link.
+    clock = SteppingClock()
+    emulator = GeminiEmulator(latency_seconds=1.0, clock=clock)
+    emulator.faults.add("create", Fault(reject="output"))
+    headers = {"x-goog-api-key": EMULATOR_API_KEY}
+    with EmulatorServer(emulator) as server, httpx.Client(base_url=server.base_url, headers=headers) as http:
+        created = http.post("/v1beta/models/veo-3.0-fast-generate-001:predictLongRunning", json=VALID).json()
+        clock.now, clock.step = 0.9, 0.2
+        views = [http.get(f"/v1beta/{created['name']}").json() for _ in range(2)]
+    assert [view.get("done", False) for view in views] == [False, True]
+    assert all("generatedSamples" not in json.dumps(view) for view in views)
+    assert views[-1]["response"]["generateVideoResponse"]["raiMediaFilteredCount"] == 1
+
+
 async def test_failed_operation_is_a_job_failure(client, emulator, tmp_path):
     emulator.faults.add("create", Fault(fail_on_create=True))
     with pytest.raises(JobFailed, match="Video generation failed") as caught:
