@@ -30,6 +30,7 @@ quiet_prefect_home()
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import gc  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import statistics  # noqa: E402
@@ -173,6 +174,29 @@ class PeakRss:
         self._thread.join()
 
 
+class GcTime:
+    """Collections of the cyclic garbage collector while the flow runs, and the seconds they took,
+    per generation (``gc.callbacks``): a large batch keeps many objects alive, and a full collection
+    walks them all."""
+
+    def __init__(self) -> None:
+        self.seconds, self.count, self._started = [0.0, 0.0, 0.0], [0, 0, 0], 0.0
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds[info["generation"]] += time.perf_counter() - self._started
+            self.count[info["generation"]] += 1
+
+    def __enter__(self) -> GcTime:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 async def count_task_runs(flow_run_id, *, timeout: float = 300) -> int:
     """The flow run's task runs, once the server has recorded them all (it records them from events,
     behind the flow: read until two reads 5 s apart agree)."""
@@ -230,7 +254,7 @@ def main() -> None:
                 f"per item); jobs {bare_counters.get('jobs_created', 0)}, polls {bare_counters.get('polls', 0)}"
             )
         server_cpu = tree_cpu_seconds(server)
-        with PeakRss() as rss:
+        with PeakRss() as rss, GcTime() as collections:
             started, cpu = time.monotonic(), time.process_time()
             outcome = asyncio.run(
                 common.with_flow(emulator.base_url, work / "flow", args.items, args.in_flight, args.poll_interval)
@@ -255,6 +279,11 @@ def main() -> None:
         + (f"; bare {bare_cpu / args.items * 1000:.1f} ms" if bare_cpu is not None else "")
     )
     print(f"peak RSS       {rss.peak:.0f} MiB (target < 1024: {'PASS' if rss.peak < 1024 else 'FAIL'})")
+    print(
+        f"GC             {sum(collections.seconds):.1f} s of the flow's CPU ({sum(collections.seconds) / args.items * 1000:.1f} "
+        f"ms per item); collections by generation {collections.count}, seconds "
+        f"{[round(t, 1) for t in collections.seconds]}"
+    )
     print(f"task runs      {task_runs} ({task_runs / args.items:.2f} per item)")
     print(f"server CPU     {server_cpu:.1f} s ({server_cpu / flow_seconds:.0%} of a core over the flow)")
     print(
