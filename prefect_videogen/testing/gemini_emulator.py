@@ -298,7 +298,7 @@ class GeminiEmulator(EmulatorState):
         elif fail in ("prompt", "image") or (fail == "output" and finished):
             filtered = {"raiMediaFilteredCount": 1, "raiMediaFilteredReasons": [RAI_REASONS[fail]]}
             view.update(done=True, response={"generateVideoResponse": filtered})
-        elif fail is None and finished:
+        elif finished:
             uri = f"{job['base']}/{API_VERSION}/files/{job['file_id']}:download?alt=media"
             samples = {"generatedSamples": [{"video": {"uri": uri}}]}
             view.update(
