@@ -884,8 +884,8 @@ async def test_generate_video_flow_with_the_block(prefect_server, server, emulat
 
 async def test_the_key_never_leaks(client, server, emulator, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
-    for name in ("httpx", "httpcore", "prefect_videogen"):
-        logging.getLogger(name).setLevel(logging.DEBUG)
+    for name in ("httpx", "httpcore", "prefect_videogen"):  # caplog restores each level afterwards
+        caplog.set_level(logging.DEBUG, logger=name)
     emulator.faults.add("create", Fault(status=429, headers={"Retry-After": "0"}))
     result = await generate(client, VideoRequest(prompt="a fox"), VideoStorage(str(tmp_path)))
     errors = []

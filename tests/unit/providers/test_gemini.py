@@ -655,8 +655,8 @@ async def test_emulator_auth_answers(server, emulator):
 
 async def test_the_key_never_leaks(client, server, emulator, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
-    for name in ("httpx", "httpcore", "prefect_videogen"):
-        logging.getLogger(name).setLevel(logging.DEBUG)
+    for name in ("httpx", "httpcore", "prefect_videogen"):  # caplog restores each level afterwards
+        caplog.set_level(logging.DEBUG, logger=name)
     emulator.faults.add(
         "create", Fault(status=429, body={"error": {"code": 429, "message": "quota"}}, headers={"Retry-After": "0"})
     )

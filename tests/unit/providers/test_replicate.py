@@ -414,8 +414,8 @@ def test_block_validates_and_hides_the_token():
 
 async def test_the_token_never_leaks(client, server, emulator, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
-    for name in ("httpx", "httpcore", "prefect_videogen"):
-        logging.getLogger(name).setLevel(logging.DEBUG)
+    for name in ("httpx", "httpcore", "prefect_videogen"):  # caplog restores each level afterwards
+        caplog.set_level(logging.DEBUG, logger=name)
     emulator.faults.add("create", Fault(status=429, headers={"Retry-After": "0"}))
     result = await generate(client, VideoRequest(prompt="a fox", **CHEAP), VideoStorage(str(tmp_path)))
     errors = []
