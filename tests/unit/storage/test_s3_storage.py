@@ -313,8 +313,8 @@ async def test_writing_to_a_missing_bucket_does_not_create_it(endpoint, s3, smal
 
 
 async def test_the_block_retries_in_botocores_standard_mode(block):
-    # Standard mode: 3 attempts with short backoffs; the legacy default made an unreachable endpoint
-    # (connection refused) take 12-16 s to report as "not writable".
+    # Standard mode: 3 attempts with short backoffs; the legacy default's 5 attempts made an unreachable
+    # endpoint (connection refused) slow to report as "not writable".
     client = await block.get_storage().fs.set_session()
     assert client.meta.config.retries == {"mode": "standard"}
     assert client.meta.config.signature_version == "s3v4"
