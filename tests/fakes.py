@@ -33,6 +33,19 @@ class FakeClock:
         self.now += seconds
 
 
+class SteppingClock(FakeClock):
+    """Like FakeClock, and every read also moves ``now`` on by ``step`` after returning it: time passes
+    between any two reads, as a real clock's does on a busy machine."""
+
+    def __init__(self, start: float = 0.0, step: float = 0.0) -> None:
+        super().__init__(start)
+        self.step = step
+
+    def __call__(self) -> float:
+        now, self.now = self.now, self.now + self.step
+        return now
+
+
 class VirtualClock(FakeClock):
     """Like FakeClock, but waits sleeping at the same time pass that time together.
 

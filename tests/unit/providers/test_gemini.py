@@ -33,7 +33,7 @@ from prefect_videogen.storage.base import VideoStorage
 from prefect_videogen.testing.gemini_emulator import EMULATOR_API_KEY, MODELS, GeminiEmulator
 from prefect_videogen.testing.server import EmulatorServer, Fault
 
-from fakes import SleepRecorder
+from fakes import SleepRecorder, SteppingClock
 
 UNIT_KEY = "AIzaSyUnitTest-0123456789abcdefghijklmn"
 WRONG_KEY = "AIzaSyWrongKey-0123456789abcdefghijklmn"
@@ -540,17 +540,6 @@ async def test_safety_filtered_operation_is_typed_and_not_resent(client, emulato
     assert (caught.value.stage, caught.value.charged) == (stage, None)
     assert emulator.counters["create_requests"] == 1 and emulator.counters["jobs_created"] == 1
     assert emulator.counters["downloads"] == 0 and list(emulator.charges.values()) == [0.0]
-
-
-class SteppingClock:
-    """Reads ``now``, then moves it on by ``step``: time passes between any two reads."""
-
-    def __init__(self) -> None:
-        self.now, self.step = 0.0, 0.0
-
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now - self.step
 
 
 def test_a_filtered_operation_is_never_answered_as_a_video_whatever_the_clock_does():
