@@ -11,6 +11,8 @@ Reported, against the issue-20 targets:
 - CPU of this process per item while the flow runs: <= 40 ms;
 - peak RSS of this process while the flow runs: < 1 GiB;
 - task runs the flow created, and the Prefect server's CPU (its process tree) over the flow;
+- the CPU of PostgreSQL and of the emulator over the flow, and the four together in cores: what the
+  machine's cores carried while the flow ran;
 - the cost of each ledger record and manifest update, first tenth of the batch against the last
   (timed by wrapping ``Ledger.record`` and ``ManifestStore.update``): flat is the target.
 
@@ -59,6 +61,25 @@ def tree_cpu_seconds(pid: int) -> float:
                 todo += [int(child) for child in children.read().split()]
         except (FileNotFoundError, ProcessLookupError):
             continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU of every PostgreSQL process (Linux /proc; "postgres" processes of any user), exited
+    backends included through their parent's reaped-children times: the database the server writes
+    to shares the machine's cores with the server, the flow and the emulator."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                head, tail = stat.read().rsplit(")", 1)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if head.split("(", 1)[1] == "postgres":
+            fields = tail.split()
+            ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -253,7 +274,8 @@ def main() -> None:
                 f"bare           {bare_seconds:.1f} s, CPU {bare_cpu:.1f} s ({bare_cpu / args.items * 1000:.1f} ms "
                 f"per item); jobs {bare_counters.get('jobs_created', 0)}, polls {bare_counters.get('polls', 0)}"
             )
-        server_cpu = tree_cpu_seconds(server)
+        server_cpu, database_cpu = tree_cpu_seconds(server), postgres_cpu_seconds()
+        emulator_cpu = tree_cpu_seconds(emulator.process.pid)
         with PeakRss() as rss, GcTime() as collections:
             started, cpu = time.monotonic(), time.process_time()
             outcome = asyncio.run(
@@ -261,6 +283,8 @@ def main() -> None:
             )
             flow_seconds, flow_cpu = time.monotonic() - started, time.process_time() - cpu
         server_cpu = tree_cpu_seconds(server) - server_cpu
+        database_cpu = postgres_cpu_seconds() - database_cpu
+        emulator_cpu = tree_cpu_seconds(emulator.process.pid) - emulator_cpu
         state = emulator.state()
         counters, in_flight = state["counters"], state.get("in_flight", {})
         task_runs = asyncio.run(count_task_runs(outcome["flow_run_id"]))
@@ -286,6 +310,13 @@ def main() -> None:
     )
     print(f"task runs      {task_runs} ({task_runs / args.items:.2f} per item)")
     print(f"server CPU     {server_cpu:.1f} s ({server_cpu / flow_seconds:.0%} of a core over the flow)")
+    print(f"PostgreSQL CPU {database_cpu:.1f} s ({database_cpu / flow_seconds:.0%} of a core over the flow)")
+    print(f"emulator CPU   {emulator_cpu:.1f} s ({emulator_cpu / flow_seconds:.0%} of a core over the flow)")
+    machine_cpu = flow_cpu + server_cpu + database_cpu + emulator_cpu
+    print(
+        f"all four       {machine_cpu / flow_seconds:.2f} of the machine's {os.cpu_count()} cores over the flow "
+        f"(flow, server, PostgreSQL, emulator)"
+    )
     print(
         f"provider calls jobs {counters.get('jobs_created', 0)}, polls {counters.get('polls', 0)}, listings "
         f"{counters.get('listings', 0)}, downloads {counters.get('downloads', 0)}; peak in flight "
