@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -70,6 +71,17 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+@pytest.fixture
+def debug_logs(caplog):
+    """``caplog`` capturing DEBUG records of the HTTP stack and of this package, for "never leaks"
+    tests; caplog restores every level afterwards (a level left at DEBUG would make every later
+    HTTP request of the session, Prefect's included, log about ten records)."""
+    caplog.set_level(logging.DEBUG)
+    for name in ("httpx", "httpcore", "prefect_videogen"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    return caplog
 
 
 @pytest.fixture

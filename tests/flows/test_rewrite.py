@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import uuid
 from pathlib import Path
 
@@ -500,8 +499,7 @@ async def test_content_filter_fails_the_task_without_retrying(prefect_server, ap
     assert emulator.counters["requests"] == 1
 
 
-async def test_api_key_never_leaks(prefect_server, api, emulator, caplog):
-    caplog.set_level(logging.DEBUG)
+async def test_api_key_never_leaks(prefect_server, api, emulator, debug_logs):
     creds = ChatCompletionsCredentials(api_key=KEY, base_url=api, account_label="team-a")
     prompt = unique("a kite over dunes")
     state = await rewrite_flow(prompt, INSTRUCTION, creds, return_state=True)
@@ -528,7 +526,7 @@ async def test_api_key_never_leaks(prefect_server, api, emulator, caplog):
         str(auth.value),
         json.dumps(run.parameters, default=str),
     ]
-    texts += [record.getMessage() for record in caplog.records]
+    texts += [record.getMessage() for record in debug_logs.records]
     storage = Path(get_current_settings().results.local_storage_path)
     records = [path.read_text(errors="replace") for path in storage.rglob("*") if path.is_file()]
     assert records  # the persisted cache records (metadata and the serialized result) are checked too

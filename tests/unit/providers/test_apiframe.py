@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import httpx
@@ -882,10 +881,7 @@ async def test_generate_video_flow_with_the_block(prefect_server, server, emulat
     assert result.provider == "apiframe" and emulator.counters["jobs_created"] == 1
 
 
-async def test_the_key_never_leaks(client, server, emulator, tmp_path, caplog):
-    caplog.set_level(logging.DEBUG)
-    for name in ("httpx", "httpcore", "prefect_videogen"):  # caplog restores each level afterwards
-        caplog.set_level(logging.DEBUG, logger=name)
+async def test_the_key_never_leaks(client, server, emulator, tmp_path, debug_logs):
     emulator.faults.add("create", Fault(status=429, headers={"Retry-After": "0"}))
     result = await generate(client, VideoRequest(prompt="a fox"), VideoStorage(str(tmp_path)))
     errors = []
@@ -898,8 +894,8 @@ async def test_the_key_never_leaks(client, server, emulator, tmp_path, caplog):
     block = APIFrameCredentials(api_key=EMULATOR_API_KEY, base_url=server.base_url)
 
     texts = [
-        caplog.text,
-        *(f"{record.getMessage()} {record.args!r}" for record in caplog.records),
+        debug_logs.text,
+        *(f"{record.getMessage()} {record.args!r}" for record in debug_logs.records),
         *(f"{error} {error!r}" for error in errors),
         result.model_dump_json(),
         Path(result.sidecar_uri).read_text(),
@@ -908,7 +904,7 @@ async def test_the_key_never_leaks(client, server, emulator, tmp_path, caplog):
         block.model_dump_json(),
         block.account_id(),
     ]
-    assert any("HTTP Request" in record.getMessage() for record in caplog.records)  # httpx did log
+    assert any("HTTP Request" in record.getMessage() for record in debug_logs.records)  # httpx did log
     for secret in (EMULATOR_API_KEY, "afk_wrong_key_0000000000"):
         assert not [text for text in texts if secret in text]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 from pathlib import Path
 
 import httpx
@@ -457,10 +456,7 @@ def test_block_validates_and_hides_the_key():
     assert client.account_id == block.account_id()
 
 
-async def test_the_key_never_leaks(client, server, emulator, tmp_path, caplog):
-    caplog.set_level(logging.DEBUG)
-    for name in ("httpx", "httpcore", "prefect_videogen"):  # caplog restores each level afterwards
-        caplog.set_level(logging.DEBUG, logger=name)
+async def test_the_key_never_leaks(client, server, emulator, tmp_path, debug_logs):
     emulator.faults.add("create", Fault(status=429, headers={"Retry-After": "0"}))
     result = await generate(client, VideoRequest(prompt="a fox", **CHEAP), VideoStorage(str(tmp_path)))
     errors = []
@@ -472,7 +468,7 @@ async def test_the_key_never_leaks(client, server, emulator, tmp_path, caplog):
             errors.append(caught.value)
     block = FalCredentials(api_key=EMULATOR_API_KEY, base_url=server.base_url)
     texts = [
-        caplog.text,
+        debug_logs.text,
         *(f"{error} {error!r}" for error in errors),
         result.model_dump_json(),
         Path(result.sidecar_uri).read_text(),
@@ -480,7 +476,7 @@ async def test_the_key_never_leaks(client, server, emulator, tmp_path, caplog):
         block.model_dump_json(),
         block.account_id(),
     ]
-    assert any("HTTP Request" in record.getMessage() for record in caplog.records)
+    assert any("HTTP Request" in record.getMessage() for record in debug_logs.records)
     for secret in (EMULATOR_API_KEY, "fal_emulator_key_secret_0123", "wrong_secret_000000"):
         assert not [text for text in texts if secret in text]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 from pathlib import Path
 
 import httpx
@@ -642,10 +641,7 @@ async def test_emulator_auth_answers(server, emulator):
     assert emulator.counters["jobs_created"] == 0
 
 
-async def test_the_key_never_leaks(client, server, emulator, tmp_path, caplog):
-    caplog.set_level(logging.DEBUG)
-    for name in ("httpx", "httpcore", "prefect_videogen"):  # caplog restores each level afterwards
-        caplog.set_level(logging.DEBUG, logger=name)
+async def test_the_key_never_leaks(client, server, emulator, tmp_path, debug_logs):
     emulator.faults.add(
         "create", Fault(status=429, body={"error": {"code": 429, "message": "quota"}}, headers={"Retry-After": "0"})
     )
@@ -659,8 +655,8 @@ async def test_the_key_never_leaks(client, server, emulator, tmp_path, caplog):
             errors.append(caught.value)
     block = GeminiCredentials(api_key=EMULATOR_API_KEY, base_url=server.base_url + "/v1beta")
     texts = [
-        caplog.text,
-        *(f"{record.getMessage()} {record.args!r}" for record in caplog.records),
+        debug_logs.text,
+        *(f"{record.getMessage()} {record.args!r}" for record in debug_logs.records),
         *(f"{error} {error!r}" for error in errors),
         result.model_dump_json(),
         Path(result.sidecar_uri).read_text(),
@@ -670,7 +666,7 @@ async def test_the_key_never_leaks(client, server, emulator, tmp_path, caplog):
         block.model_dump_json(),
         block.account_id(),
     ]
-    assert any("HTTP Request" in record.getMessage() for record in caplog.records)  # httpx did log every URL
+    assert any("HTTP Request" in record.getMessage() for record in debug_logs.records)  # httpx did log every URL
     for secret in (EMULATOR_API_KEY, WRONG_KEY):
         assert not [text for text in texts if secret in text]
     assert emulator.counters["key_in_query"] == 0

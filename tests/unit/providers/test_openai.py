@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from datetime import date
 from pathlib import Path
 
@@ -604,8 +603,7 @@ async def test_generate_video_flow_with_the_openai_block(prefect_server, server,
     assert emulator.counters["jobs_created"] == 1
 
 
-async def test_api_key_never_leaks(api, emulator, storage, tmp_path, caplog):
-    caplog.set_level(logging.DEBUG)
+async def test_api_key_never_leaks(api, emulator, storage, tmp_path, debug_logs):
     creds = OpenAICredentials(api_key=KEY, base_url=api)
     texts = [repr(creds), str(creds), repr(creds.get_client()), creds.account_id()]
     async with creds.get_client() as client:
@@ -630,6 +628,6 @@ async def test_api_key_never_leaks(api, emulator, storage, tmp_path, caplog):
             await client.submit(plan_for())
     texts += [str(caught.value), repr(caught.value), caught.value.detail, result.model_dump_json()]
     texts += [p.read_text() for p in stored_files(tmp_path) if p.suffix == ".json"]
-    texts += [record.getMessage() for record in caplog.records]
+    texts += [record.getMessage() for record in debug_logs.records]
     assert len(texts) > 8 and any("HTTP Request" in text for text in texts)  # httpx debug logs were captured
     assert not [text for text in texts if KEY in text or "0123456789abcdefSECRET" in text]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 from pathlib import Path
 
 import httpx
@@ -769,8 +768,7 @@ async def test_generate_video_flow_with_the_block(prefect_server, server, emulat
     assert KEY not in stored and SECRET not in stored  # the API server never saw the secrets
 
 
-async def test_secrets_never_leak(server, emulator, tmp_path, caplog, sleeps):
-    caplog.set_level(logging.DEBUG)
+async def test_secrets_never_leak(server, emulator, tmp_path, debug_logs, sleeps):
     creds = ScenarioCredentials(
         api_key=KEY, api_secret=SECRET, base_url=server.base_url + "/v1", poll_interval_seconds=0.01
     )
@@ -792,7 +790,7 @@ async def test_secrets_never_leak(server, emulator, tmp_path, caplog, sleeps):
             await wrong.submit(plan())
         errors.append(refused.value)
     token = BASIC.split()[1]
-    texts = [record.getMessage() for record in caplog.records]
+    texts = [record.getMessage() for record in debug_logs.records]
     assert any("HTTP Request" in text for text in texts)  # httpx's own logs were captured
     texts += [str(e) for e in errors] + [repr(e) for e in errors] + [repr(creds), str(creds)]
     texts += [result.model_dump_json(), Path(result.sidecar_uri).read_text()]
