@@ -80,6 +80,7 @@ class PollSchedule:
         self._next = initial
         self.near_finish = False  # the last delay aims just past the predicted finish
         self.aim: float | None = None  # after the last delay: seconds to just past the predicted finish
+        self.floor = initial  # after the last delay: the shortest the delay could have been (hint or initial)
         self._first: tuple[float, float] | None = None  # (elapsed, progress) of the first sample
         self._last: tuple[float, float] | None = None
 
@@ -118,7 +119,7 @@ class PollSchedule:
             interval = hinted
         # A hint is the earliest the server wants the next poll; without one, ``initial`` keeps a
         # job whose progress creeps towards 1.0 from being polled in a tight loop.
-        floor = self.initial if hinted is None else hinted
+        floor = self.floor = self.initial if hinted is None else hinted
         left = self.estimate_left(progress, elapsed)
         self.near_finish, self.aim = False, None
         if left is None:
@@ -231,10 +232,11 @@ async def _poll_until_done(
         )
         aimed = schedule.near_finish
         if watcher is not None and watcher.sweeping and not aimed:
-            # Sooner than the next sweep, the last one would answer; where the next comes after the
-            # predicted finish, the poll aims at the finish instead.
+            # Sooner than the next sweep, the last one would answer; where the read after the next
+            # sweep could not aim any more (the predicted finish comes before it, or sooner after it
+            # than the shortest interval between two reads), the poll aims at the finish instead.
             until_sweep = watcher.next_sweep_in()
-            if schedule.aim is not None and schedule.aim < until_sweep:
+            if schedule.aim is not None and schedule.aim < until_sweep + schedule.floor:
                 delay, aimed = schedule.aim, True
             else:
                 delay = max(delay, until_sweep)
