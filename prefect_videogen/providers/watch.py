@@ -24,7 +24,8 @@ Sweeps keep a pace (:attr:`JobWatcher.pace`): at least ``MIN_PACE`` apart, and a
 requests (thousands of jobs: a hundred pages and more) ``SWEEP_REQUEST_PACE`` per request it made, so
 that sweeping takes a small share of the waiting process however many jobs it waits on. A wait
 sleeps until the next sweep may start, since polling sooner would be answered by the last one,
-unless its job's predicted finish comes first: that read is aimed at the finish. A job that reports
+unless its job's predicted finish comes first, or less than a poll interval after that sweep (the
+read after the sweep could not aim any more): that read is aimed at the finish. A job that reports
 no progress is then seen to end up to one pace late: the price of sweeps that would otherwise take
 most of the waiting process's CPU (BENCHMARKS.md). Short sweeps do not stretch a wait's own
 interval: a batch of 3 s jobs is seen to end as soon as without a watcher.
