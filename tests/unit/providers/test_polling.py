@@ -221,8 +221,8 @@ async def test_a_wait_among_sweeps_aims_at_its_finish_when_the_read_after_the_ne
 ):
     """A 3 s job read no sooner than every 0.5 s (its hint), sweeps a second apart. Where the job was
     predicted to end after the next sweep but less than 0.5 s after it, the wait slept until the
-    sweep and could then read only 0.5 s later: 4 reads, the end seen 0.25-0.45 s late (a 100-item
-    batch's waits: 0.33 s at the 90th percentile, BENCHMARKS.md). It now aims at the finish instead."""
+    sweep and could then read only 0.5 s later: 4 reads, the end seen 0.25-0.45 s late. It now aims
+    at the finish instead."""
     clock = FakeClock()
     provider = TimedProvider(clock, 3.0, queued_then_percent, hint=0.5)
     job = start(provider)
