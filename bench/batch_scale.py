@@ -48,14 +48,21 @@ import httpx  # noqa: E402
 PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
+def proc_stat(pid: int | str) -> tuple[str, list[str]]:
+    """The command name of ``pid`` and the fields after it in ``/proc/PID/stat`` (``fields[11:15]``:
+    utime, stime, cutime, cstime in clock ticks); FileNotFoundError once the process is gone."""
+    with open(f"/proc/{pid}/stat") as stat:
+        head, tail = stat.read().rsplit(")", 1)  # the name may hold spaces and parentheses
+    return head.split("(", 1)[1], tail.split()
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU of ``pid`` and its live descendants (Linux /proc), in seconds."""
     ticks, todo = 0, [pid]
     while todo:
         current = todo.pop()
         try:
-            with open(f"/proc/{current}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
+            fields = proc_stat(current)[1]
             ticks += int(fields[11]) + int(fields[12])
             with open(f"/proc/{current}/task/{current}/children") as children:
                 todo += [int(child) for child in children.read().split()]
@@ -73,12 +80,10 @@ def postgres_cpu_seconds() -> float:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as stat:
-                head, tail = stat.read().rsplit(")", 1)
+            name, fields = proc_stat(entry)
         except (FileNotFoundError, ProcessLookupError):
             continue
-        if head.split("(", 1)[1] == "postgres":
-            fields = tail.split()
+        if name == "postgres":
             ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK")
 
