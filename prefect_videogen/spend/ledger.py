@@ -125,17 +125,19 @@ class Ledger:
             raise ValueError("a ledger entry needs a job id or a claim key")
         key = self.key(entry.provider, entry.job_id, entry.claim_key)
         path = self.storage.path(key)
-        lines = await self._read_lines(key)
-        good = [
-            (line, parsed)
-            for line, parsed in ((line, self._parse(path, number, line)) for number, line in enumerate(lines, 1))
-            if parsed is not None
-        ]
-        if good and good[-1][1].same_charge(entry):
-            return False
-        payload = "".join(line + "\n" for line in [*(line for line, _ in good), entry.model_dump_json()]).encode()
-        await self.storage.write_bytes(key, payload)
-        return True
+
+        def append(current: bytes | None) -> bytes | None:
+            lines = _lines(current or b"")
+            good = [
+                (line, parsed)
+                for line, parsed in ((line, self._parse(path, number, line)) for number, line in enumerate(lines, 1))
+                if parsed is not None
+            ]
+            if good and good[-1][1].same_charge(entry):
+                return None
+            return "".join(line + "\n" for line in [*(line for line, _ in good), entry.model_dump_json()]).encode()
+
+        return await self.storage.rewrite(key, append)
 
     async def forget_claim(self, provider: str, claim_key: str) -> None:
         """Drop a claim's pending line: its submit was refused, so no job exists to book."""
@@ -171,21 +173,14 @@ class Ledger:
             self.skipped.append(f"{where}: {reason}")
             return None
 
-    async def _read_lines(self, key: str) -> list[str]:
-        return await asyncio.to_thread(self._read_path_if_any, self.storage.path(key))
-
-    def _read_path_if_any(self, path: str) -> list[str]:
-        # One read, no existence check first (on S3 that would be a request more): a record is made
-        # several times per video, and the job's first finds no file.
-        try:
-            return self._read_path(path)
-        except FileNotFoundError:
-            return []
-
     def _read_path(self, path: str) -> list[str]:
-        # Undecodable bytes become U+FFFD, so the line is reported and skipped, not the file.
-        text = read_object(self.storage.fs, path).decode("utf-8", errors="replace")
-        return [line for line in text.splitlines() if line.strip()]
+        return _lines(read_object(self.storage.fs, path))
+
+
+def _lines(data: bytes) -> list[str]:
+    """The non-blank lines of a ledger file; undecodable bytes become U+FFFD, so the line is reported
+    and skipped, not the file."""
+    return [line for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()]
 
 
 def _one_per_job(entries: list[LedgerEntry]) -> list[LedgerEntry]:

@@ -161,23 +161,39 @@ class VideoStorage:
         staging = _staging_path(final)
         digest = hashlib.sha256()
         size = 0
+        handle: IO[bytes] | None = None
 
-        def write(handle: IO[bytes], chunk: bytes) -> None:
+        # One worker-thread call per chunk, the staging file opened by the first and closed by the one
+        # that publishes: each hop wakes a thread and the event loop, and a short video is one chunk.
+        def write(chunk: bytes) -> None:
+            nonlocal handle
+            if handle is None:
+                handle = self._open_staging(final, staging, key)
             # Hash in the worker thread too: hashlib releases the GIL on large buffers.
             digest.update(chunk)
             handle.write(chunk)
 
+        def finish() -> None:
+            nonlocal handle
+            if handle is None:  # no bytes at all: an empty object, still staged and verified
+                handle = self._open_staging(final, staging, key)
+            try:
+                handle.close()
+            except BaseException:
+                _abandon(handle)
+                raise
+            self._publish(staging, final, verify)
+
         try:
-            handle = await asyncio.to_thread(self._open_staging, final, staging, key)
             try:
                 async for chunk in chunks:
                     size += len(chunk)
-                    await asyncio.to_thread(write, handle, chunk)
-                await asyncio.to_thread(handle.close)
+                    await asyncio.to_thread(write, chunk)
             except BaseException:
-                await asyncio.shield(asyncio.to_thread(_abandon, handle))
+                if handle is not None:
+                    await asyncio.shield(asyncio.to_thread(_abandon, handle))
                 raise
-            await asyncio.to_thread(self._publish, staging, final, verify)
+            await asyncio.to_thread(finish)
         except BaseException as exc:
             await asyncio.shield(asyncio.to_thread(self._remove_staging, staging))
             if isinstance(exc, OSError):
@@ -216,6 +232,32 @@ class VideoStorage:
         except OSError as exc:
             raise self._write_failed(key, exc) from exc
         return StoredObject(uri=self.uri(key), key=key, size=len(payload), sha256=hashlib.sha256(payload).hexdigest())
+
+    async def rewrite(self, key: str, change: Callable[[bytes | None], bytes | None]) -> bool:
+        """Replace a small object by what ``change`` makes of its bytes (None: absent); True if written.
+
+        The read, ``change`` and the atomic write (as :meth:`write_bytes`) are one call in a worker
+        thread, not a hop each: a ledger line is recorded this way three times per video. ``change``
+        returns None to leave the object as it is. Not a lock: of two writers of one key, the last
+        write wins whole.
+        """
+        final = self.path(key)
+
+        def read_change_write() -> bool:
+            try:
+                current: bytes | None = read_object(self.fs, final)
+            except FileNotFoundError:  # one read, no existence check first (on S3 a request more)
+                current = None
+            payload = change(current)
+            if payload is None:
+                return False
+            try:
+                self._write_whole(final, _staging_path(final), key, payload)
+            except OSError as exc:
+                raise self._write_failed(key, exc) from exc
+            return True
+
+        return await asyncio.to_thread(read_change_write)
 
     async def write_json(self, key: str, data: Any) -> StoredObject:
         """Write a small JSON document atomically (same staging-then-move path as videos)."""

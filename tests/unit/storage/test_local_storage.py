@@ -86,6 +86,92 @@ async def test_a_cancelled_small_write_still_ends_whole_in_its_thread(tmp_path, 
     assert (tmp_path / "manifests" / "b" / "items" / "a.json").read_bytes() == payload
 
 
+def count_thread_calls(monkeypatch) -> list[str]:
+    """Names of the functions handed to a worker thread (``asyncio.to_thread``) from now on."""
+    calls: list[str] = []
+    real = asyncio.to_thread
+
+    async def counted(function, /, *args, **kwargs):
+        calls.append(getattr(function, "__name__", repr(function)))
+        return await real(function, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    return calls
+
+
+@pytest.mark.parametrize("parts", [[], [b"one chunk"], [b"x" * 100_000, b"y" * 5, b"z" * 77]])
+async def test_a_stream_takes_one_thread_call_per_chunk_and_one_to_publish(tmp_path, monkeypatch, parts):
+    storage = VideoStorage(str(tmp_path))
+    calls = count_thread_calls(monkeypatch)
+
+    async def chunks():
+        for part in parts:
+            yield part
+
+    stored = await storage.write_stream("v/clip.mp4", chunks())
+    assert len(calls) == len(parts) + 1, calls  # open rides on the first chunk, close on the publish
+    assert (tmp_path / "v" / "clip.mp4").read_bytes() == b"".join(parts)
+    assert stored.sha256 == hashlib.sha256(b"".join(parts)).hexdigest()
+    assert [p.name for p in (tmp_path / "v").iterdir()] == ["clip.mp4"]
+
+
+async def test_a_stream_whose_close_fails_leaves_nothing(tmp_path, monkeypatch):
+    storage = VideoStorage(str(tmp_path))
+    real_open = storage._open_staging
+
+    def open_failing_close(final, staging, key):
+        handle = real_open(final, staging, key)
+        real_close = handle.close
+
+        def close():
+            real_close()
+            raise OSError(28, "No space left on device")
+
+        handle.close = close
+        return handle
+
+    monkeypatch.setattr(storage, "_open_staging", open_failing_close)
+
+    async def chunks():
+        yield b"a" * 10
+
+    with pytest.raises(StorageError, match=r"could not write .*clip\.mp4: .*No space left"):
+        await storage.write_stream("clip.mp4", chunks())
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+async def test_rewrite_reads_changes_and_writes_in_one_thread_call(tmp_path, monkeypatch):
+    storage = VideoStorage(str(tmp_path))
+    seen: list[bytes | None] = []
+
+    def append(current: bytes | None) -> bytes | None:
+        seen.append(current)
+        return None if current and current.endswith(b"b\n") else (current or b"") + (b"b\n" if current else b"a\n")
+
+    calls = count_thread_calls(monkeypatch)
+    assert await storage.rewrite("ledger/p/j.jsonl", append) is True  # absent: change sees None
+    assert await storage.rewrite("ledger/p/j.jsonl", append) is True
+    assert await storage.rewrite("ledger/p/j.jsonl", append) is False  # change said "leave it"
+    assert seen == [None, b"a\n", b"a\nb\n"]
+    assert len(calls) == 3
+    assert (tmp_path / "ledger" / "p" / "j.jsonl").read_bytes() == b"a\nb\n"
+    assert [p.name for p in (tmp_path / "ledger" / "p").iterdir()] == ["j.jsonl"]
+
+
+async def test_a_rewrite_that_cannot_be_published_names_the_object_and_leaves_it_as_it_was(tmp_path, monkeypatch):
+    storage = VideoStorage(str(tmp_path))
+    await storage.write_bytes("ledger/p/j.jsonl", b"old\n")
+
+    def refuse(source, target, **kwargs):
+        raise PermissionError(13, "Permission denied", target)
+
+    monkeypatch.setattr(storage.fs, "mv", refuse)
+    with pytest.raises(StorageError, match=r"could not write .*ledger/p/j\.jsonl: .*Permission denied"):
+        await storage.rewrite("ledger/p/j.jsonl", lambda current: b"new\n")
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["j.jsonl"]
+    assert (tmp_path / "ledger" / "p" / "j.jsonl").read_bytes() == b"old\n"
+
+
 class JsonErrorProvider(LocalProvider):
     """A provider that answers the download with a JSON error body: the classic bad .mp4."""
 
