@@ -22,6 +22,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Completed, State
 from pydantic import BaseModel, Field
 
+from prefect_videogen.batch.collector import collector_for_batch
 from prefect_videogen.batch.expansion import BatchItem, PromptSource, expand
 from prefect_videogen.batch.manifest import ManifestItem, ManifestStore
 from prefect_videogen.blocks import (
@@ -490,20 +491,21 @@ async def generate_videos(
     )
     books = _Books(manifest, run, bar, len(items))
     try:
-        if distribute:
-            outcomes = await _run_distributed(
-                items,
-                estimates,
-                provider,
-                storage,
-                run,
-                books,
-                bound,  # type: ignore[arg-type]
-            )
-        else:
-            outcomes = await asyncio.gather(
-                *(_run_item(item, estimates[item.item_id], provider, run, books, bound) for item in items)
-            )
+        with collector_for_batch():
+            if distribute:
+                outcomes = await _run_distributed(
+                    items,
+                    estimates,
+                    provider,
+                    storage,
+                    run,
+                    books,
+                    bound,  # type: ignore[arg-type]
+                )
+            else:
+                outcomes = await asyncio.gather(
+                    *(_run_item(item, estimates[item.item_id], provider, run, books, bound) for item in items)
+                )
     finally:
         await bar.aclose()
     counts: dict[str, int] = {}

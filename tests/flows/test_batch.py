@@ -221,3 +221,25 @@ async def test_item_artifacts_by_default_in_a_small_batch_and_off_on_request(pre
     # Each video's link and thumbnail and each job's bar: 3 per item in a batch of up to 100 items.
     assert len(per_item) == (6 if item_artifacts is None else 0), keys
     assert {"videogen-batch", "videogen-batch-progress", "videogen-costs"} <= keys
+
+
+async def test_items_run_with_the_collector_set_for_a_batch_and_it_is_put_back(prefect_server, tmp_path, monkeypatch):
+    import gc
+
+    import prefect_videogen.flows.batch as batch_module
+    from prefect_videogen.batch.collector import YOUNG_THRESHOLD
+
+    seen = []
+    real = batch_module.produce_item
+
+    async def observed(*args, **kwargs):
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count() > 0))
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(batch_module, "produce_item", observed)
+    before = gc.get_threshold()
+    source = PromptSource(rows=[{"prompt": f"a heron {tmp_path.name}"}, {"prompt": f"a crane {tmp_path.name}"}])
+    result = await generate_videos(source, provider=renderer(tmp_path), storage=storage(tmp_path))
+    assert result.counts == {"stored": 2}
+    assert seen == [(max(YOUNG_THRESHOLD, before[0]), True)] * 2
+    assert gc.get_threshold() == before
