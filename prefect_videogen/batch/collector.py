@@ -4,8 +4,8 @@ A batch keeps a large, long-lived heap in its process (Prefect's and its depende
 run context that holds every task run's final state, the batch's own records) while every item
 makes thousands of short-lived objects. With the collector's defaults (a young collection every 700
 new objects, a full one each time a quarter more objects have survived into the old generation),
-the full collections walk that whole heap again and again: 11 % of the flow's CPU at 10,000 items
-(BENCHMARKS.md, "eleventh look"). While a batch's items run, this module
+the full collections walk that whole heap again and again, a larger share of the flow's CPU the
+larger the batch (BENCHMARKS.md, "twelfth look"). While a batch's items run, this module
 
 - freezes what exists when they start (``gc.freeze``): the collector skips those objects. They are
   still freed by reference counting as usual; only garbage cycles among them wait for the unfreeze.

@@ -24,7 +24,6 @@ def collector_defaults():
 
 
 def test_a_batch_freezes_the_heap_and_grows_the_young_generation_then_puts_both_back(collector_defaults):
-    before = [object() for _ in range(10)]  # noqa: F841  (alive, tracked: frozen with the heap)
     with collector_for_batch():
         assert gc.get_threshold() == (YOUNG_THRESHOLD, 10, 10)
         assert gc.get_freeze_count() > 0
