@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from prefect.settings import PREFECT_API_URL
 
 from prefect_videogen.blocks import LocalRenderer
@@ -294,7 +295,7 @@ def test_ctrl_c_exits_quickly_and_names_the_job_to_resume(prefect_server, tmp_pa
         process = subprocess.Popen(
             [sys.executable, "-m", "prefect_videogen.cli", *args],
             cwd=tmp_path,
-            env=env,
+            env={**env, "PYTHONFAULTHANDLER": "1"},  # SIGABRT then prints every thread's stack
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -306,7 +307,12 @@ def test_ctrl_c_exits_quickly_and_names_the_job_to_resume(prefect_server, tmp_pa
                 time.sleep(0.05)
             process.send_signal(signal.SIGINT)
             interrupted = time.monotonic()
-            _, stderr = process.communicate(timeout=30)
+            try:
+                _, stderr = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGABRT)
+                _, stderr = process.communicate(timeout=30)
+                pytest.fail(f"the CLI was still running 30 s after Ctrl-C; where its threads were:\n{stderr[-8000:]}")
             seconds = time.monotonic() - interrupted
         finally:
             if process.poll() is None:
