@@ -63,7 +63,7 @@ from prefect_videogen.models import JobStatus, VideoJob
 from prefect_videogen.providers.base import FindsJobs
 from prefect_videogen.spend.costs import ChargeStatus, Cost
 from prefect_videogen.spend.ledger import Ledger, LedgerEntry
-from prefect_videogen.storage.base import VideoStorage, read_object, safe_part
+from prefect_videogen.storage.base import VideoStorage, read_object, read_object_if_any, safe_part
 
 logger = logging.getLogger("prefect_videogen.claims")  # the name it had before the module moved (log filters)
 
@@ -182,15 +182,7 @@ class ClaimStore:
     async def read(self, provider: str, claim_key: str) -> JobClaim | None:
         """The claim of ``claim_key``; None when there is none. An unreadable claim is reported, not hidden."""
         key = self.key(provider, claim_key)
-        path = self.storage.path(key)
-
-        def read() -> bytes | None:
-            try:
-                return read_object(self.storage.fs, path)
-            except FileNotFoundError:
-                return None
-
-        raw = await asyncio.to_thread(read)
+        raw = await asyncio.to_thread(read_object_if_any, self.storage.fs, self.storage.path(key))
         if raw is None:
             return None
         try:

@@ -50,6 +50,7 @@ __all__ = [
     "render_key",
     "safe_part",
     "read_object",
+    "read_object_if_any",
 ]
 
 # S3 parts must be at least 5 MiB (except the last); 8 MiB keeps memory low and, at up to 10,000
@@ -244,11 +245,7 @@ class VideoStorage:
         final = self.path(key)
 
         def read_change_write() -> bool:
-            try:
-                current: bytes | None = read_object(self.fs, final)
-            except FileNotFoundError:  # one read, no existence check first (on S3 a request more)
-                current = None
-            payload = change(current)
+            payload = change(read_object_if_any(self.fs, final))
             if payload is None:
                 return False
             try:
@@ -333,6 +330,15 @@ def read_object(fs: Any, path: str) -> bytes:
     """
     data: bytes = fs.cat_file(path)
     return data
+
+
+def read_object_if_any(fs: Any, path: str) -> bytes | None:
+    """:func:`read_object`, or None when there is no such object: one read, no existence check first
+    (on S3 that would be one request more, and the object may go between the two)."""
+    try:
+        return read_object(fs, path)
+    except FileNotFoundError:
+        return None
 
 
 def _abandon(handle: IO[bytes]) -> None:
