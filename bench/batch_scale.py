@@ -14,7 +14,9 @@ Reported, against the issue-20 targets:
 - the CPU of PostgreSQL and of the emulator over the flow, and the four together in cores: what the
   machine's cores carried while the flow ran;
 - the cost of each ledger record and manifest update, first tenth of the batch against the last
-  (timed by wrapping ``Ledger.record`` and ``ManifestStore.update``): flat is the target.
+  (timed by wrapping ``Ledger.record`` and ``ManifestStore.update``): flat is the target;
+- this process's CPU per item in each tenth of the finished items (read at each manifest update):
+  whether an item costs more as the batch grows.
 
 Usage:
     python bench/batch_scale.py [--items 10000] [--latency 10] [--in-flight 200] [--poll-interval 1] [--skip-bare]
@@ -145,6 +147,9 @@ class Timings:
 
     def __init__(self) -> None:
         self.calls: dict[str, list[float]] = {"ledger record": [], "manifest update": []}
+        # This process's CPU seconds at the end of each manifest update (one per finished item): the
+        # CPU per item of each tenth of the batch, to see whether an item costs more as the batch grows.
+        self.cpu_marks: list[float] = []
 
     def install(self) -> None:
         from prefect_videogen.batch.manifest import ManifestStore
@@ -162,6 +167,8 @@ class Timings:
                     return await _original(*args, **kwargs)
                 finally:
                     self.calls[_name].append(time.perf_counter() - started)
+                    if _name == "manifest update":
+                        self.cpu_marks.append(time.process_time())
 
             setattr(owner, method, timed)
 
@@ -175,6 +182,15 @@ class Timings:
             out.append(
                 f"{name:<15} {len(times)} calls; median first tenth {first * 1000:.1f} ms, last tenth "
                 f"{last * 1000:.1f} ms (last / first {last / first:.2f})"
+            )
+        marks = self.cpu_marks
+        if len(marks) >= 20:
+            tenth = len(marks) // 10
+            per_item = [(marks[i + tenth - 1] - marks[i]) / (tenth - 1) * 1000 for i in range(0, 10 * tenth, tenth)]
+            out.append(
+                "flow CPU/tenth ms per item, by tenth of the items finished: "
+                + " ".join(f"{ms:.1f}" for ms in per_item)
+                + f" (last / first {per_item[-1] / per_item[0]:.2f})"
             )
         return out
 
